@@ -1,0 +1,74 @@
+"""The ``st-distill`` command line.
+
+This module only dispatches: each sub-command lives in its own module under
+:mod:`st_distill.commands`, which declares its arguments (``add_arguments``) and
+calls into the library (``run``). Command modules import heavy dependencies
+(torch, transformers) inside ``run`` so that ``st-distill --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from st_distill import __version__
+
+# sub-command name -> module under st_distill.commands. Each module defines
+# HELP (one line), add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, str] = {
+    "teacher": "teacher",
+    "build": "build",
+    "retrieve": "retrieve",
+    "eval": "eval",
+    "bench": "bench",
+    "report": "report",
+    "mteb": "mteb",
+}
+
+
+def build_parser(available: dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """Builds the top-level parser with one sub-parser per available command."""
+    parser = argparse.ArgumentParser(
+        prog="st-distill",
+        description="Train cross-encoder re-rankers by distillation with sentence-transformers.",
+    )
+    parser.add_argument("--version", action="version", version=f"st-distill {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in (available if available is not None else COMMANDS).items():
+        try:
+            module = importlib.import_module(f"st_distill.commands.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"st_distill.commands.{module_name}":
+                raise
+            continue
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``st-distill`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        # Input errors already name the file and line; print them without a traceback.
+        print(f"st-distill {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
