@@ -1,0 +1,185 @@
+"""Hard negatives: from a first-stage run, or mined with a bi-encoder.
+
+Negatives are ``{qid: [docid, ...]}`` in first-stage rank order. Two sources:
+
+- :func:`negatives_from_run`: the top-k non-relevant documents of a run, or a uniform
+  sample of k from the top-K (the study's InfoNCE data: 7 negatives sampled from the
+  ColBERTv2 top-500). Judged-relevant documents are excluded. Sampling uses one random
+  generator per query, seeded from ``(seed, qid)``, so a query's negatives do not depend
+  on which other queries are in the run or on their order.
+- :func:`mine_negatives`: sentence-transformers' :func:`~sentence_transformers.util.mine_hard_negatives`
+  (optionally with faiss) over a corpus, with the results mapped back to document ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from st_distill.data.formats import Qrels, Run, ranked
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+Negatives = dict[str, list[str]]
+
+
+def query_rng(seed: int, qid: str) -> np.random.Generator:
+    """A random generator that depends only on ``seed`` and ``qid`` (not on Python's salted ``hash``)."""
+    digest = hashlib.sha256(qid.encode("utf-8")).digest()
+    return np.random.default_rng([seed & 0xFFFFFFFF, int.from_bytes(digest[:8], "little")])
+
+
+def relevant(qrels: Qrels | None, qid: str, relevance_threshold: int = 1) -> set[str]:
+    """The documents judged relevant (grade >= ``relevance_threshold``) for ``qid``."""
+    if not qrels:
+        return set()
+    return {docid for docid, grade in qrels.get(qid, {}).items() if grade >= relevance_threshold}
+
+
+def negatives_from_run(
+    run: Run,
+    qrels: Qrels | None = None,
+    k: int = 7,
+    depth: int | None = None,
+    strategy: Literal["top", "uniform"] = "top",
+    relevance_threshold: int = 1,
+    seed: int = 0,
+) -> Negatives:
+    """Selects hard negatives from a first-stage run.
+
+    Candidates are a query's documents in rank order (score descending, trec_eval's tie
+    order), cut to the first ``depth``, minus the judged-relevant ones. ``strategy="top"``
+    keeps the first ``k`` candidates; ``strategy="uniform"`` draws ``k`` of them uniformly
+    without replacement (the study: ``k=7, depth=500``). A query with fewer than ``k``
+    candidates keeps all of them; the dataset builder then decides (and reports) whether that
+    is enough.
+
+    Args:
+        run: First-stage run ``{qid: {docid: score}}``.
+        qrels: Judgements; documents with grade >= ``relevance_threshold`` are never negatives.
+        k: Negatives per query.
+        depth: How deep in the ranking to look (``None``: the whole run).
+        strategy: ``"top"`` or ``"uniform"``.
+        relevance_threshold: Lowest grade that counts as relevant (TREC DL passage: 2).
+        seed: Seed of the per-query random generators (``uniform`` only).
+
+    Returns:
+        ``{qid: [docid, ...]}`` in rank order, for every query of the run that has a candidate.
+
+    Raises:
+        ValueError: On ``k < 1``, ``depth < 1`` or an unknown strategy.
+    """
+    if k < 1 or (depth is not None and depth < 1):
+        raise ValueError(f"k and depth must be positive, got k={k}, depth={depth}")
+    if strategy not in ("top", "uniform"):
+        raise ValueError(f"unknown strategy {strategy!r}: expected 'top' or 'uniform'")
+    negatives: Negatives = {}
+    for qid, docs in run.items():
+        exclude = relevant(qrels, qid, relevance_threshold)
+        candidates = [docid for docid, _ in ranked(docs)[:depth] if docid not in exclude]
+        if not candidates:
+            continue
+        if strategy == "uniform" and len(candidates) > k:
+            picked = np.sort(query_rng(seed, qid).choice(len(candidates), size=k, replace=False))
+            candidates = [candidates[index] for index in picked]
+        negatives[qid] = candidates[:k]
+    return negatives
+
+
+def mine_negatives(
+    model: SentenceTransformer,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    qrels: Qrels,
+    num_negatives: int = 7,
+    range_min: int = 0,
+    range_max: int | None = None,
+    sampling_strategy: Literal["top", "random"] = "top",
+    relevance_threshold: int = 1,
+    use_faiss: bool = True,
+    batch_size: int = 32,
+    seed: int = 0,
+    **kwargs,
+) -> Negatives:
+    """Mines hard negatives with a bi-encoder through sentence-transformers' ``mine_hard_negatives``.
+
+    Every judged-relevant ``(query, document)`` pair with both texts known becomes an
+    anchor/positive pair; the library embeds the corpus and the queries, retrieves the nearest
+    documents (with faiss when ``use_faiss``), skips the positives and picks ``num_negatives``
+    per pair. The mined texts are mapped back to document ids (a text shared by several
+    documents maps to the first of them) and any judged-relevant document is dropped.
+
+    Args:
+        model: The bi-encoder.
+        queries: ``{qid: text}``.
+        corpus: ``{docid: text}``: the candidate negatives.
+        qrels: Judgements giving the positives.
+        num_negatives: Negatives per (query, positive) pair.
+        range_min: Skip this many nearest documents first.
+        range_max: Look no further than this rank (library default when None).
+        sampling_strategy: ``"top"`` (nearest first) or ``"random"`` (uniform within the range).
+        relevance_threshold: Lowest grade that counts as relevant.
+        use_faiss: Search with faiss instead of a dense matrix product.
+        batch_size: Encoding batch size.
+        seed: Seeds Python's, NumPy's and torch's generators for ``"random"`` sampling.
+        **kwargs: Passed on to ``mine_hard_negatives`` (e.g. ``relative_margin``, ``max_score``).
+
+    Returns:
+        ``{qid: [docid, ...]}``, negatives of all the query's positives, first occurrence order.
+    """
+    import torch
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    anchors, positives, qids = [], [], []
+    for qid, docs in qrels.items():
+        if qid not in queries:
+            continue
+        for docid in sorted(relevant(qrels, qid, relevance_threshold)):
+            if docid in corpus:
+                anchors.append(queries[qid])
+                positives.append(corpus[docid])
+                qids.append(qid)
+    if not anchors:
+        raise ValueError("no judged-relevant (query, document) pair has both texts: nothing to mine from")
+    text_to_id: dict[str, str] = {}
+    for docid, text in corpus.items():
+        text_to_id.setdefault(text, docid)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    mined = mine_hard_negatives(
+        Dataset.from_dict({"query": anchors, "positive": positives}),
+        model,
+        anchor_column_name="query",
+        positive_column_name="positive",
+        corpus=list(text_to_id),
+        range_min=range_min,
+        range_max=range_max,
+        num_negatives=num_negatives,
+        sampling_strategy=sampling_strategy,
+        output_format="n-tuple",
+        use_faiss=use_faiss,
+        batch_size=batch_size,
+        verbose=False,
+        **kwargs,
+    )
+    query_of_text = {}
+    for qid, anchor in zip(qids, anchors):
+        query_of_text.setdefault(anchor, set()).add(qid)
+    negative_columns = [name for name in mined.column_names if name.startswith("negative")]
+    negatives: Negatives = {}
+    for row in mined:
+        for qid in sorted(query_of_text[row["query"]]):
+            exclude = relevant(qrels, qid, relevance_threshold)
+            docs = negatives.setdefault(qid, [])
+            for name in negative_columns:
+                docid = text_to_id[row[name]]
+                if docid not in exclude and docid not in docs:
+                    docs.append(docid)
+    return negatives

@@ -1,0 +1,282 @@
+"""Readers of the teacher files the study trains on.
+
+- Hofstätter et al.'s ensemble scores (``bert_cat_ensemble_msmarcopassage_train_scores_ids.tsv``):
+  one training triple a line, ``pos_score neg_score qid pos_pid neg_pid`` (tabs or spaces),
+  about 40M lines. :func:`read_teacher_triples` streams it through pyarrow's CSV reader into
+  an Arrow table; nothing becomes a Python object per row.
+- LLM rankings as TREC runs (Rank-DistiLLM's RankZephyr files): the ranking order is what
+  the LLM produced, the score column is not meaningful. :func:`read_llm_ranking` turns the
+  order into descending pseudo-scores ``n, n-1, ..., 1`` (no ties possible).
+
+Both validate every line; errors name the file and the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Container, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from st_distill.data.formats import FormatError, LineChecker, Run, iter_trec_run, parse_score
+from st_distill.io import open_text
+
+logger = logging.getLogger(__name__)
+
+TRIPLE_COLUMNS = ["pos_score", "neg_score", "qid", "pos_pid", "neg_pid"]
+_RAW_SCHEMA = pa.schema(
+    [("pos_score", pa.float64()), ("neg_score", pa.float64()), ("qid", pa.string()), ("pos_pid", pa.string()), ("neg_pid", pa.string())]
+)
+_ROWS_COLUMNS = {"qid": "query_row", "pos_pid": "positive_row", "neg_pid": "negative_row"}
+
+
+def read_teacher_triples(
+    path: str | os.PathLike,
+    query_ids: pa.Array | None = None,
+    doc_ids: pa.Array | None = None,
+    skip_invalid: bool = False,
+    skipped: Counter | None = None,
+    max_rows: int | None = None,
+) -> pa.Table:
+    """Reads a Hofstätter-style teacher file (``pos_score neg_score qid pos_pid neg_pid``) into an Arrow table.
+
+    The file streams through pyarrow's multi-threaded CSV reader. When it is clean (the
+    usual case) that is the only pass. When any line is wrong (field count, a score that is
+    not a finite number, an empty or unknown id) a second, line-by-line pass finds the exact
+    line: it raises :class:`~st_distill.data.formats.FormatError` naming the file and the
+    line, or, with ``skip_invalid``, skips the bad lines with one counted warning.
+
+    Args:
+        path: The teacher file; fields separated by tabs (the published file) or single spaces.
+        query_ids: Optional known query ids (e.g. ``TextStore.ids``); when given, unknown query
+            ids are errors and the table gains a ``query_row`` column (position in ``query_ids``).
+        doc_ids: Optional known passage ids; unknown passages are errors and the table gains
+            ``positive_row`` and ``negative_row`` columns.
+        skip_invalid: Skip bad lines with a counted warning instead of raising.
+        skipped: Optional counter receiving the skipped lines by reason.
+        max_rows: Keep only the first ``max_rows`` valid rows.
+
+    Returns:
+        A table with string columns ``qid``, ``pos_pid``, ``neg_pid``, float32 ``pos_score``
+        and ``neg_score`` (raw teacher logits), plus the ``*_row`` int32 columns described above.
+
+    Raises:
+        FormatError: On a bad line (unless skipping) or a file without any row.
+        FileNotFoundError: When the file does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    table = None
+    if path.suffix != ".gz":
+        try:
+            table = _read_fast(path, max_rows)
+            table = _check_and_index(table, query_ids, doc_ids)
+        except (pa.ArrowInvalid, _Invalid):
+            table = None
+    if table is None:
+        table = _read_by_line(path, query_ids, doc_ids, skip_invalid, skipped, max_rows)
+    if table.num_rows == 0:
+        raise FormatError(path, None, "no 'pos_score neg_score qid pos_pid neg_pid' line in the file")
+    return table
+
+
+class _Invalid(Exception):
+    """Raised by the fast path when a batch holds a bad row; the line-by-line pass then reports it."""
+
+
+def _delimiter(path: Path) -> str:
+    with open_text(path) as f:
+        for line in f:
+            if line.strip():
+                return "\t" if "\t" in line else " "
+    return "\t"
+
+
+def _read_fast(path: Path, max_rows: int | None) -> pa.Table:
+    types = {field.name: field.type for field in _RAW_SCHEMA}
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=TRIPLE_COLUMNS, block_size=32 << 20),
+        parse_options=pacsv.ParseOptions(delimiter=_delimiter(path), quote_char=False, escape_char=False),
+        convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False),
+    )
+    batches, rows = [], 0
+    for batch in reader:
+        for name in ("pos_score", "neg_score"):
+            column = batch.column(name)
+            if column.null_count or not pc.all(pc.is_finite(column)).as_py():
+                raise _Invalid
+        for name in ("qid", "pos_pid", "neg_pid"):
+            if pc.any(pc.equal(pc.utf8_length(batch.column(name)), 0)).as_py():
+                raise _Invalid
+        batches.append(batch)
+        rows += batch.num_rows
+        if max_rows is not None and rows >= max_rows:
+            break
+    table = pa.Table.from_batches(batches, schema=reader.schema)
+    if max_rows is not None:
+        table = table.slice(0, max_rows)
+    return _finish(table)
+
+
+def _finish(table: pa.Table) -> pa.Table:
+    """Column order and types of the returned table."""
+    return pa.table(
+        {
+            "qid": table.column("qid"),
+            "pos_pid": table.column("pos_pid"),
+            "neg_pid": table.column("neg_pid"),
+            "pos_score": table.column("pos_score").cast(pa.float32()),
+            "neg_score": table.column("neg_score").cast(pa.float32()),
+        }
+    )
+
+
+def _positions(column: pa.ChunkedArray, known: pa.Array) -> pa.ChunkedArray:
+    return pc.index_in(column, value_set=known).cast(pa.int32())
+
+
+def _check_and_index(table: pa.Table, query_ids: pa.Array | None, doc_ids: pa.Array | None) -> pa.Table:
+    """Adds the ``*_row`` columns; raises :class:`_Invalid` when an id is unknown."""
+    for name, known in (("qid", query_ids), ("pos_pid", doc_ids), ("neg_pid", doc_ids)):
+        if known is None:
+            continue
+        positions = _positions(table.column(name), known)
+        if positions.null_count:
+            raise _Invalid
+        table = table.append_column(_ROWS_COLUMNS[name], positions)
+    return table
+
+
+def _read_by_line(
+    path: Path,
+    query_ids: pa.Array | None,
+    doc_ids: pa.Array | None,
+    skip_invalid: bool,
+    skipped: Counter | None,
+    max_rows: int | None,
+    chunk: int = 1 << 20,
+) -> pa.Table:
+    """The validating pass: parses line by line in chunks, checks ids per chunk with Arrow, keeps line numbers."""
+    check = LineChecker(path, skip_invalid, skipped)
+    tables, kept = [], 0
+    for lines, columns, errors in _parsed_chunks(path, chunk):
+        table = _finish(pa.table(columns, schema=_RAW_SCHEMA))
+        keep = np.ones(table.num_rows, dtype=bool)
+        for name, known, what in (("qid", query_ids, "query"), ("pos_pid", doc_ids, "passage"), ("neg_pid", doc_ids, "passage")):
+            if known is None:
+                continue
+            positions = _positions(table.column(name), known)
+            table = table.append_column(_ROWS_COLUMNS[name], positions)
+            unknown = positions.is_null().to_numpy(zero_copy_only=False)
+            for index in np.flatnonzero(unknown & keep):
+                keep[index] = False
+                message = f"unknown {what} id {table.column(name)[index].as_py()!r}"
+                errors.append((int(lines[index]), message, f"unknown {what} id"))
+        for number, message, reason in sorted(errors):  # raise at (or count from) the first bad line
+            check.bad(number, message, reason)
+        if not keep.all():
+            table = table.filter(pa.array(keep))
+        tables.append(table)
+        kept += table.num_rows
+        if max_rows is not None and kept >= max_rows:
+            break
+    check.finish()
+    table = pa.concat_tables(tables)
+    return table.slice(0, max_rows) if max_rows is not None else table
+
+
+def _parsed_chunks(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, dict[str, list], list[tuple[int, str, str]]]]:
+    """Yields ``(line_numbers, columns, errors)`` per chunk of valid lines; errors are ``(line, message, reason)``."""
+    lines: list[int] = []
+    columns: dict[str, list] = {name: [] for name in TRIPLE_COLUMNS}
+    errors: list[tuple[int, str, str]] = []
+    with open_text(path) as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 5:
+                shown = line.strip()[:80]
+                errors.append((number, f"expected 5 fields 'pos_score neg_score qid pos_pid neg_pid', got {len(fields)}: {shown!r}", "malformed line"))
+                continue
+            pos, neg = parse_score(fields[0]), parse_score(fields[1])
+            if pos is None or neg is None:
+                bad = fields[0] if pos is None else fields[1]
+                errors.append((number, f"score {bad!r} is not a finite number", "non-finite score"))
+                continue
+            lines.append(number)
+            columns["pos_score"].append(pos)
+            columns["neg_score"].append(neg)
+            columns["qid"].append(fields[2])
+            columns["pos_pid"].append(fields[3])
+            columns["neg_pid"].append(fields[4])
+            if len(lines) == chunk:
+                yield np.asarray(lines), columns, errors
+                lines, columns, errors = [], {name: [] for name in TRIPLE_COLUMNS}, []
+    yield np.asarray(lines, dtype=np.int64), columns, errors
+
+
+def read_llm_ranking(
+    path: str | os.PathLike,
+    query_ids: Container[str] | None = None,
+    doc_ids: Container[str] | None = None,
+    skip_invalid: bool = False,
+    skipped: Counter | None = None,
+) -> Run:
+    """Reads an LLM ranking given as a TREC run and turns its order into descending pseudo-scores.
+
+    For each query the documents are ordered by the rank column (the LLM's output order; the
+    score column is ignored) and given the scores ``n, n-1, ..., 1`` for ``n`` documents, so
+    higher is better and no two documents tie. These are what the listwise objectives
+    (``distillranknet``, ``adrmse``, ``kldistill``) take as teacher scores.
+
+    Args:
+        path: The run file (``qid Q0 docid rank score tag``).
+        query_ids: Optional known query ids; an unknown query is an error (or skipped).
+        doc_ids: Optional known document ids; an unknown document is an error (or skipped).
+        skip_invalid: Skip bad lines with a counted warning instead of raising.
+        skipped: Optional counter receiving the skipped lines by reason.
+
+    Returns:
+        ``{qid: {docid: pseudo_score}}``, queries in file order.
+
+    Raises:
+        FormatError: On a malformed line, a rank or document repeated within a query, an
+            unknown id (when known ids are given), or an empty file.
+    """
+    check = LineChecker(path, skip_invalid, skipped)
+    ranks: dict[str, dict[str, int]] = {}
+    seen_ranks: dict[str, set[int]] = {}
+    for number, qid, docid, rank, _ in iter_trec_run(path, skip_invalid, check.skipped):
+        if query_ids is not None and qid not in query_ids:
+            check.bad(number, f"unknown query id {qid!r}", reason="unknown query id")
+            continue
+        if doc_ids is not None and docid not in doc_ids:
+            check.bad(number, f"unknown document id {docid!r}", reason="unknown document id")
+            continue
+        docs = ranks.setdefault(qid, {})
+        used = seen_ranks.setdefault(qid, set())
+        if docid in docs:
+            check.bad(number, f"document {docid!r} appears twice for query {qid!r}", reason="duplicate document")
+            continue
+        if rank in used:
+            check.bad(number, f"rank {rank} appears twice for query {qid!r}: a ranking cannot tie", reason="duplicate rank")
+            continue
+        docs[docid] = rank
+        used.add(rank)
+    check.finish()
+    if not ranks:
+        raise FormatError(path, None, "the ranking is empty: no 'qid Q0 docid rank score tag' line")
+    run: Run = {}
+    for qid, docs in ranks.items():
+        order = sorted(docs, key=docs.__getitem__)
+        run[qid] = {docid: float(len(order) - position) for position, docid in enumerate(order)}
+    return run
