@@ -185,7 +185,7 @@ def adr_mse(
     if not mask.any():
         return _zero(scores, mask)
     s = torch.where(mask, scores, 0.0)
-    targets = teacher_ranks(teacher.to(scores.dtype), mask)
+    targets = torch.where(mask, teacher_ranks(teacher.to(scores.dtype), mask), 1.0)  # 1 at padding: finite weights
     others = mask.unsqueeze(1) & ~torch.eye(s.shape[1], dtype=torch.bool, device=s.device)
     beaten_by = torch.sigmoid((s.unsqueeze(1) - s.unsqueeze(2)) / temperature)  # [b, i, j]: sigmoid((s_j - s_i) / T)
     approx = 1.0 + torch.where(others, beaten_by, 0.0).sum(dim=2)
