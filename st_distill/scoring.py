@@ -1,0 +1,167 @@
+"""Fast scoring of (query, document) pairs with a CrossEncoder.
+
+:func:`score_pairs` gives the same scores as :meth:`CrossEncoder.predict` (within float
+rounding), faster on the inputs of re-ranking and teacher scoring, where the same pair
+often appears more than once and texts vary a lot in length:
+
+- each unique pair is scored once and its score copied to every repeat;
+- all unique pairs are tokenised in one call of the model's own preprocessing (same
+  tokenizer, truncation and ``max_length`` as ``predict``), without padding;
+- pairs are ordered by their exact token count, so each batch pads to almost nothing;
+- the forward runs under ``torch.inference_mode`` and, on CUDA, under autocast to
+  bfloat16 (float16 where bfloat16 is not supported); scores are cast back to float32.
+
+Teachers (:mod:`st_distill.teachers`) and the re-ranking evaluation both score through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+logger = logging.getLogger(__name__)
+
+Pair = tuple[str, str]
+
+
+def unique_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
+    """Deduplicates pairs, keeping first-seen order.
+
+    Args:
+        pairs: ``(query, document)`` text pairs, possibly repeated.
+
+    Returns:
+        ``(unique, inverse)``: the distinct pairs, and for each input pair the index of its
+        copy in ``unique`` (so ``unique[inverse[i]] == pairs[i]``).
+    """
+    index: dict[Pair, int] = {}
+    inverse = np.empty(len(pairs), dtype=np.int64)
+    for i, (query, document) in enumerate(pairs):
+        inverse[i] = index.setdefault((query, document), len(index))
+    return list(index), inverse
+
+
+def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> dict[str, list[list[int]]] | None:
+    """Tokenises every pair in one call of the model's preprocessing, without padding.
+
+    Returns ``None`` when the model's input module does not produce plain token-id lists
+    (a non-text processor), in which case the caller preprocesses batch by batch.
+    """
+    try:
+        features = model.preprocess(pairs, processing_kwargs={"common": {"return_tensors": None}, "text": {"padding": False}})
+    except (TypeError, ValueError) as exc:
+        logger.debug("pre-tokenising all pairs failed (%s); preprocessing batch by batch", exc)
+        return None
+    ids = features.get("input_ids") if hasattr(features, "get") else None
+    if not isinstance(ids, list) or (ids and not isinstance(ids[0], list)):
+        return None
+    return {key: value for key, value in features.items() if isinstance(value, list) and len(value) == len(pairs)}
+
+
+def _pad(tokenizer: Any, encoded: dict[str, list[list[int]]], rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """Pads the selected rows of pre-tokenised features into a batch of tensors, as the tokenizer pads."""
+    batch = {key: [values[i] for i in rows] for key, values in encoded.items()}
+    return dict(tokenizer.pad(batch, padding=True, return_tensors="pt"))
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """Autocast to bfloat16 (float16 where unsupported) on CUDA; nothing elsewhere."""
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def score_pairs(
+    model: CrossEncoder,
+    pairs: Sequence[Pair],
+    batch_size: int = 64,
+    activation: bool = True,
+    show_progress_bar: bool | None = None,
+    autocast: bool = True,
+) -> np.ndarray:
+    """Scores ``(query, document)`` pairs with a CrossEncoder, each unique pair once, in length-sorted batches.
+
+    The scores equal ``model.predict(pairs)`` (same activation) up to float rounding on CPU; on
+    CUDA the forward runs in bfloat16 (or float16) unless ``autocast=False``.
+
+    Args:
+        model: The CrossEncoder. Its device, ``max_length`` and activation are used as they are.
+        pairs: ``(query, document)`` text pairs, in any order, repeats allowed.
+        batch_size: Pairs per forward pass.
+        activation: Apply the model's activation (``model.activation_fn``, e.g. a sigmoid for one
+            label) as ``predict`` does; ``False`` returns the raw logits.
+        show_progress_bar: Show a progress bar over the pairs. ``None`` shows it when logging is at
+            INFO or DEBUG level, as ``predict`` does.
+        autocast: On CUDA, run the forward under autocast to bfloat16 (float16 on GPUs without
+            bfloat16). Ignored on other devices.
+
+    Returns:
+        float32 scores in the order of ``pairs``: shape ``(len(pairs),)`` for a model with one
+        label, ``(len(pairs), num_labels)`` otherwise.
+
+    Raises:
+        ValueError: If ``batch_size`` is not positive.
+
+    Example:
+        ::
+
+            from sentence_transformers.cross_encoder import CrossEncoder
+            from st_distill.scoring import score_pairs
+
+            model = CrossEncoder("cross-encoder/ms-marco-MiniLM-L6-v2")
+            scores = score_pairs(model, [("what is a cat", "A cat is a small feline."), ("what is a cat", "Dogs bark.")])
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    if show_progress_bar is None:
+        show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+    num_labels = model.num_labels
+    if not pairs:
+        return np.zeros((0,) if num_labels == 1 else (0, num_labels), dtype=np.float32)
+
+    unique, inverse = unique_pairs(pairs)
+    encoded = _pretokenise(model, unique)
+    if encoded is not None:
+        lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(unique))
+    else:  # no token lists to count: characters are the proxy, as in predict
+        lengths = np.fromiter((len(q) + len(d) for q, d in unique), dtype=np.int64, count=len(unique))
+    order = np.argsort(-lengths, kind="stable")  # longest first: the largest batch fails fast on memory
+
+    tokenizer = getattr(model, "tokenizer", None)
+    device = model.device
+    scores = np.empty((len(unique), num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), tqdm(
+            total=len(unique), unit="pair", desc="Scoring pairs", disable=not show_progress_bar
+        ) as progress:
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                if encoded is not None:
+                    features: dict[str, Any] = _pad(tokenizer, encoded, rows)
+                    features["modality"] = "text"
+                else:
+                    features = model.preprocess([unique[i] for i in rows])
+                features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+                with _autocast(device, autocast):
+                    logits = model(features)["scores"]
+                logits = logits.float()
+                if activation and model.activation_fn is not None:
+                    logits = model.activation_fn(logits)
+                scores[rows] = logits.reshape(len(rows), num_labels).cpu().numpy()
+                progress.update(len(rows))
+    finally:
+        model.train(was_training)
+    scores = scores[inverse]
+    return scores[:, 0] if num_labels == 1 else scores
