@@ -58,3 +58,18 @@ def tiny_model(tiny_model_path):
     from sentence_transformers.cross_encoder import CrossEncoder
 
     return CrossEncoder(tiny_model_path, num_labels=1, max_length=64, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Runs a test module's torch work on one thread, then restores the previous count.
+
+    On the shared 2-core machine, a step of the tiny model takes tens of milliseconds on one
+    thread and seconds with two threads fighting other jobs for the cores.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -61,6 +61,7 @@ def test_bad_arguments():
         negatives_from_run({"q": {"a": 1.0}}, strategy="random")
 
 
+@pytest.mark.usefixtures("torch_one_thread")
 def test_mine_negatives_with_a_bi_encoder_and_faiss(shared_data, tiny_model_path):
     from sentence_transformers import SentenceTransformer
 

@@ -17,6 +17,8 @@ from st_distill.teachers import (
     score_with_teachers,
 )
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
 
 @pytest.fixture(scope="module")
 def dl21(shared_data):

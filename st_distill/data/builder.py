@@ -1,0 +1,564 @@
+"""The dataset builder: join queries, texts, judgements, negatives and teacher scores into the
+``datasets.Dataset`` that one registry objective trains on.
+
+Which columns each objective needs comes from its :class:`~st_distill.objectives.DatasetFormat`
+in :mod:`st_distill.objectives` (the single source of truth); the builder follows the format's
+``kind`` (pointwise / ntuple / listwise), ``label_column``, ``teacher`` and ``positive_first``:
+
+============  ==============================================  ===========================================
+kind          columns                                          built from
+============  ==============================================  ===========================================
+pointwise     ``query, document, label``                       qrels positives (1.0) + negatives (0.0),
+                                                               or teacher triples (each gives both)
+ntuple        ``query, positive, negative_1..n [, scores]``    qrels positives + n negatives per row
+                                                               (+ teacher scores), or teacher triples
+listwise      ``query, docs, scores``                          a ranking / candidate run with teacher
+                                                               scores; ``positive_first`` formats put the
+                                                               relevant document first, then negatives
+============  ==============================================  ===========================================
+
+Two ways in:
+
+- **In-memory sources** (``qrels``, ``negatives``, ``candidates``, ``teacher_scores``): any
+  objective, up to millions of rows.
+- **Teacher triples** (``triples``: Hofstätter's ``pos_score neg_score qid pos_pid neg_pid``
+  file or its table): MS MARCO scale (40M rows) for ``marginmse``, ``hinge``, ``infonce``
+  (one negative) and ``bce``. The file streams through Arrow; rows never become Python objects.
+
+With ``lazy=True`` the dataset holds row numbers into memory-mapped
+:class:`~st_distill.data.store.TextStore` files instead of texts, and a ``datasets``
+transform (:class:`LazyTexts`) puts the texts in on access, so 40M MarginMSE rows take
+about 1 GB instead of tens. ``CrossEncoderTrainer`` reads such a dataset like any other: the
+column names are the format's, only their stored type differs. :func:`save_dataset` and
+:func:`load_built_dataset` keep the link to the stores.
+
+Every build returns a :class:`BuildReport` (queries, rows, what was skipped and why).
+Results are deterministic for a seed: sampling uses one generator per query seeded from
+``(seed, qid)``.
+
+Example:
+    ::
+
+        from st_distill.data.builder import build_dataset, save_dataset
+        from st_distill.data.formats import load_beir, read_trec_run
+        from st_distill.data.negatives import negatives_from_run
+
+        beir = load_beir("scifact", split="train")
+        negatives = negatives_from_run(read_trec_run("bm25.trec"), beir.qrels, k=7, depth=100, strategy="uniform")
+        dataset, report = build_dataset("infonce", beir.queries, beir.corpus, qrels=beir.qrels, negatives=negatives)
+        save_dataset(dataset, report, "data/scifact-infonce")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from st_distill.data.formats import Qrels, Run, ranked
+from st_distill.data.negatives import Negatives, query_rng, relevant
+from st_distill.data.store import TextStore
+from st_distill.data.teacher_files import read_teacher_triples
+from st_distill.io import write_json
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from st_distill.objectives import DatasetFormat, Objective
+    from st_distill.teachers import TeacherScores
+
+logger = logging.getLogger(__name__)
+
+LAZY_FILE = "lazy_texts.json"
+REPORT_FILE = "report.json"
+DATASET_DIR = "dataset"
+
+
+@dataclass
+class BuildReport:
+    """What a build produced and what it left out.
+
+    Attributes:
+        objective: The registry objective the dataset is for.
+        kind: Its format kind (``pointwise``, ``ntuple``, ``listwise``).
+        columns: The dataset's columns, in order.
+        queries: Distinct queries with at least one row.
+        rows: Rows in the dataset.
+        skipped: ``{reason: count}``: queries, rows, documents or input lines left out, e.g.
+            ``"query without text"``, ``"fewer than 7 negatives"``, ``"missing teacher score"``,
+            ``"unknown passage id"`` (input lines skipped with ``skip_invalid``).
+        n_negatives: Negatives per row (ntuple), documents per list - 1 (listwise), per positive (pointwise).
+        seed: The sampling seed.
+        lazy: Whether texts are joined lazily (row numbers into text stores).
+        sources: Where the data came from (kinds of inputs, file names).
+        seconds: Wall time of the build.
+    """
+
+    objective: str
+    kind: str
+    columns: list[str]
+    queries: int = 0
+    rows: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    n_negatives: int | None = None
+    seed: int = 0
+    lazy: bool = False
+    sources: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes the report as JSON, atomically."""
+        write_json(path, self.to_dict())
+
+
+class LazyTexts:
+    """A ``datasets`` transform that replaces row numbers by texts from :class:`TextStore` files.
+
+    Args:
+        queries: The store the ``query`` column points into.
+        corpus: The store every other text column points into.
+        text_columns: Columns holding one row number per example.
+        list_columns: Columns holding a list of row numbers per example (``docs``).
+    """
+
+    def __init__(self, queries: TextStore, corpus: TextStore, text_columns: Sequence[str], list_columns: Sequence[str] = ()) -> None:
+        self.queries = queries
+        self.corpus = corpus
+        self.text_columns = list(text_columns)
+        self.list_columns = list(list_columns)
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        out = dict(batch)
+        for name in self.text_columns:
+            store = self.queries if name == "query" else self.corpus
+            out[name] = store.texts(batch[name])
+        for name in self.list_columns:
+            lengths = [len(rows) for rows in batch[name]]
+            flat = self.corpus.texts([row for rows in batch[name] for row in rows])
+            bounds = np.cumsum([0, *lengths])
+            out[name] = [flat[bounds[i] : bounds[i + 1]] for i in range(len(lengths))]
+        return out
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "queries": str(self.queries.path),
+            "corpus": str(self.corpus.path),
+            "text_columns": self.text_columns,
+            "list_columns": self.list_columns,
+        }
+
+
+def _format(objective: str | Objective) -> tuple[str, DatasetFormat]:
+    from st_distill.objectives import get_objective
+
+    objective = get_objective(objective) if isinstance(objective, str) else objective
+    return objective.name, objective.dataset_format
+
+
+def _lookup(texts: Mapping[str, str], ids: list[str]) -> list[str | None]:
+    """Texts of ``ids`` (None where unknown), in bulk for a :class:`TextStore`."""
+    if isinstance(texts, TextStore):
+        rows = texts.rows(ids)
+        found = texts.texts(np.where(rows >= 0, rows, 0))
+        return [text if row >= 0 else None for text, row in zip(found, rows)]
+    return [texts.get(key) for key in ids]
+
+
+def _sample(pool: list[str], n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` items of ``pool`` drawn uniformly without replacement, kept in pool order."""
+    if len(pool) <= n:
+        return list(pool)
+    return [pool[i] for i in np.sort(rng.choice(len(pool), size=n, replace=False))]
+
+
+def _teacher_run(teacher_scores: Run | TeacherScores | None) -> Run | None:
+    if teacher_scores is None or isinstance(teacher_scores, Mapping):
+        return teacher_scores
+    return teacher_scores.to_run()
+
+
+def build_dataset(
+    objective: str | Objective,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    *,
+    qrels: Qrels | None = None,
+    negatives: Negatives | None = None,
+    candidates: Run | None = None,
+    teacher_scores: Run | TeacherScores | None = None,
+    triples: pa.Table | str | os.PathLike | None = None,
+    n_negatives: int | None = None,
+    relevance_threshold: int = 1,
+    max_positives: int | None = None,
+    max_queries: int | None = None,
+    seed: int = 0,
+    lazy: bool = False,
+    skip_invalid: bool = False,
+) -> tuple[Dataset, BuildReport]:
+    """Builds the training dataset of one registry objective.
+
+    Inputs by format (see the module docstring for the columns):
+
+    - pointwise / ntuple from judgements: ``qrels`` gives the positives (grade >=
+      ``relevance_threshold``); ``negatives`` (or, if absent, ``candidates`` minus the relevant
+      documents) is each query's pool of negatives. Each positive gives one ntuple row with
+      ``n`` negatives drawn uniformly from the pool (all of it when it holds exactly ``n``;
+      the row is skipped when it holds fewer), or, pointwise, one ``label=1.0`` row and ``n``
+      (default 1) ``label=0.0`` rows. Formats with ``teacher="scores"`` (``marginmse``) take the
+      scores list ``[t_pos, t_neg_1..n]`` from ``teacher_scores``; a row missing one is skipped.
+    - pointwise / ntuple from ``triples`` (Hofstätter's file or an equivalent table): one row
+      per triple (two for pointwise), one negative, scores ``[pos_score, neg_score]``.
+    - listwise: ``candidates`` (a run or an LLM ranking) gives each query's documents, in rank
+      order, cut to ``n + 1``; ``scores`` come from ``teacher_scores``, or from the candidates'
+      own scores when the format's teacher is ``"ranking"`` (e.g. LLM pseudo-scores). Formats
+      with ``positive_first`` (``kldistill+infonce``) build one list per positive: the positive,
+      then ``n`` negatives from the pool. Lists need two documents with scores.
+
+    Ids without text (e.g. judged TREC DL passages whose text is unknown) are left out and
+    counted in the report; input files are validated by their readers.
+
+    Args:
+        objective: Registry name (``"marginmse"``) or :class:`~st_distill.objectives.Objective`.
+        queries: ``{qid: text}``: a dict or a :class:`TextStore`.
+        corpus: ``{docid: text}``: a dict or a :class:`TextStore`.
+        qrels: Judgements ``{qid: {docid: grade}}``.
+        negatives: ``{qid: [docid, ...]}`` pools (see :mod:`st_distill.data.negatives`).
+        candidates: ``{qid: {docid: score}}``: listwise lists, or negatives pools when ``negatives`` is None.
+        teacher_scores: ``{qid: {docid: score}}`` or :class:`~st_distill.teachers.TeacherScores`.
+        triples: Path to a teacher-triples file, or a table as returned by
+            :func:`~st_distill.data.teacher_files.read_teacher_triples`.
+        n_negatives: Negatives per row (documents per list - 1); the format's study default when None.
+        relevance_threshold: Lowest grade that counts as relevant (TREC DL passage: 2).
+        max_positives: At most this many positives per query (highest grade first, then by id).
+        max_queries: Use only the first ``max_queries`` queries that yield rows (in source order).
+        seed: Sampling seed.
+        lazy: Store row numbers into ``queries``/``corpus`` (which must then be :class:`TextStore`)
+            and join texts on access.
+        skip_invalid: Passed to the triples reader: skip bad lines with a counted warning.
+
+    Returns:
+        ``(dataset, report)``.
+
+    Raises:
+        ValueError: On an unknown objective, missing inputs the format needs, or ``lazy`` without stores.
+        FormatError: On a malformed triples file (unless ``skip_invalid``).
+    """
+    started = time.perf_counter()
+    name, fmt = _format(objective)
+    n = fmt.n_negatives if n_negatives is None else n_negatives
+    if fmt.kind == "pointwise":
+        n = 1 if n is None else n
+    if n is None or n < 1:
+        raise ValueError(f"{name}: n_negatives must be at least 1, got {n}")
+    if lazy and not (isinstance(queries, TextStore) and isinstance(corpus, TextStore)):
+        raise ValueError("lazy=True needs queries and corpus as TextStore objects (TextStore.from_file / from_texts)")
+    report = BuildReport(objective=name, kind=fmt.kind, columns=fmt.columns(n), n_negatives=n, seed=seed, lazy=lazy)
+    skipped: Counter = Counter()
+    if triples is not None:
+        if fmt.kind == "listwise":
+            raise ValueError(f"{name}: a listwise objective cannot be built from teacher triples; give candidates")
+        if fmt.kind == "ntuple" and n != 1:
+            raise ValueError(f"{name}: teacher triples hold one negative per row, got n_negatives={n}")
+        table, columns = _from_triples(fmt, triples, queries, corpus, skip_invalid, skipped, report)
+    else:
+        teacher = _teacher_run(teacher_scores)
+        if fmt.teacher == "scores" and teacher is None:
+            raise ValueError(f"{name}: this objective trains on teacher scores; pass teacher_scores (or triples)")
+        rows = _rows(fmt, n, queries, corpus, qrels, negatives, candidates, teacher, relevance_threshold, max_positives, max_queries, seed, skipped)
+        if not rows:
+            raise ValueError(f"{name}: the build produced no rows (skipped: {dict(skipped) or 'nothing'}); check the inputs")
+        report.sources = {k: v is not None for k, v in (("qrels", qrels), ("negatives", negatives), ("candidates", candidates), ("teacher_scores", teacher))}
+        table, columns = _table(fmt, rows, report.columns, queries, corpus, lazy)
+    dataset = _dataset(table, columns, queries, corpus, lazy)
+    report.rows = table.num_rows
+    report.queries = pc.count_distinct(table.column("query")).as_py()
+    report.skipped = dict(sorted(skipped.items()))
+    report.seconds = round(time.perf_counter() - started, 3)
+    if not report.rows:
+        raise ValueError(f"{name}: the build produced no rows (skipped: {report.skipped or 'nothing'}); check the inputs")
+    for reason, count in report.skipped.items():
+        logger.warning("build %s: skipped %d (%s)", name, count, reason)
+    return dataset, report
+
+
+def _dataset(table: pa.Table, columns: tuple[list[str], list[str]], queries, corpus, lazy: bool) -> Dataset:
+    from datasets import Dataset
+
+    dataset = Dataset(table)
+    if lazy:
+        dataset.set_transform(LazyTexts(queries, corpus, *columns))
+    return dataset
+
+
+def _rows(
+    fmt: DatasetFormat,
+    n: int,
+    queries: Mapping[str, str],
+    corpus: Mapping[str, str],
+    qrels: Qrels | None,
+    negatives: Negatives | None,
+    candidates: Run | None,
+    teacher: Run | None,
+    threshold: int,
+    max_positives: int | None,
+    max_queries: int | None,
+    seed: int,
+    skipped: Counter,
+) -> list[tuple]:
+    """Rows of ids: ``(qid, docid, label)``, ``(qid, pos, negs, scores)`` or ``(qid, docs, scores)``."""
+    listwise_ranked = fmt.kind == "listwise" and not fmt.positive_first
+    if listwise_ranked:
+        if candidates is None:
+            raise ValueError("a listwise dataset needs candidates: a run or an LLM ranking per query")
+        qids = list(candidates)
+    else:
+        if qrels is None:
+            raise ValueError(f"a {fmt.kind} dataset needs qrels (the positives)")
+        if negatives is None and candidates is None:
+            raise ValueError(f"a {fmt.kind} dataset needs negatives (or candidates to take them from)")
+        qids = list(qrels)
+    query_text = dict(zip(qids, _lookup(queries, qids)))
+    doc_ids = set()
+    for qid in qids:
+        doc_ids.update((qrels or {}).get(qid, ()))
+        doc_ids.update((negatives or {}).get(qid, ()) if negatives is not None else (candidates or {}).get(qid, ()))
+    doc_ids = sorted(doc_ids)
+    has_text = {docid for docid, text in zip(doc_ids, _lookup(corpus, doc_ids)) if text is not None}
+
+    def score(qid: str, docid: str) -> float | None:
+        source = teacher if teacher is not None else candidates
+        return None if source is None else source.get(qid, {}).get(docid)
+
+    rows: list[tuple] = []
+    used_queries = 0
+    for qid in qids:
+        if max_queries is not None and used_queries >= max_queries:
+            break
+        if query_text[qid] is None:
+            skipped["query without text"] += 1
+            continue
+        before = len(rows)
+        if listwise_ranked:
+            _listwise_rows(qid, candidates[qid], n, has_text, score, rows, skipped)
+        else:
+            grades = qrels.get(qid, {})
+            positives = sorted(relevant(qrels, qid, threshold), key=lambda d: (-grades[d], d))
+            missing = [d for d in positives if d not in has_text]
+            if missing:
+                skipped["positive without text"] += len(missing)
+            positives = [d for d in positives if d in has_text][:max_positives]
+            if not positives:
+                skipped["query without a positive"] += 1
+                continue
+            exclude = relevant(qrels, qid, threshold)
+            if negatives is not None:
+                pool = list(negatives.get(qid, []))
+            else:
+                pool = [d for d, _ in ranked(candidates.get(qid, {}))]
+            without_text = sum(d not in has_text for d in pool)
+            if without_text:
+                skipped["negative without text"] += without_text
+            pool = [d for d in pool if d in has_text and d not in exclude]
+            rng = query_rng(seed, qid)
+            for positive in positives:
+                picked = _sample(pool, n, rng)
+                _example_rows(fmt, qid, positive, picked, n, score, rows, skipped)
+        if len(rows) > before:
+            used_queries += 1
+    return rows
+
+
+def _listwise_rows(qid, docs: Mapping[str, float], n: int, has_text, score, rows: list, skipped: Counter) -> None:
+    listed = [d for d, _ in ranked(docs)][: n + 1]
+    kept, scores = [], []
+    for docid in listed:
+        if docid not in has_text:
+            skipped["document without text"] += 1
+            continue
+        value = score(qid, docid)
+        if value is None:
+            skipped["missing teacher score"] += 1
+            continue
+        kept.append(docid)
+        scores.append(float(value))
+    if len(kept) < 2:
+        skipped["list with fewer than 2 documents"] += 1
+        return
+    rows.append((qid, kept, scores))
+
+
+def _example_rows(fmt, qid: str, positive: str, picked: list[str], n: int, score, rows: list, skipped: Counter) -> None:
+    if fmt.kind == "pointwise":
+        if not picked:
+            skipped["row without a negative"] += 1
+            return
+        rows.append((qid, positive, 1.0))
+        rows.extend((qid, negative, 0.0) for negative in picked)
+        return
+    if fmt.kind == "ntuple" and len(picked) < n:
+        skipped[f"fewer than {n} negatives"] += 1
+        return
+    if fmt.kind == "listwise" and not picked:
+        skipped["list with fewer than 2 documents"] += 1
+        return
+    docs = [positive, *picked]
+    scores = None
+    if fmt.label_column == "scores":
+        scores = [score(qid, d) for d in docs]
+        if any(value is None for value in scores):
+            skipped["missing teacher score"] += 1
+            return
+        scores = [float(value) for value in scores]
+    rows.append((qid, docs, scores))
+
+
+def _table(fmt: DatasetFormat, rows: list[tuple], columns: list[str], queries, corpus, lazy: bool) -> tuple[pa.Table, tuple[list[str], list[str]]]:
+    """Turns id rows into the format's columns: texts, or row numbers into the stores when lazy."""
+
+    def resolve(texts, ids: list[str]) -> pa.Array:
+        if lazy:
+            return pa.array(texts.rows(ids).astype(np.int32))
+        return pa.array(_lookup(texts, ids), pa.string())
+
+    qids = [row[0] for row in rows]
+    data: dict[str, Any] = {"query": resolve(queries, qids)}
+    if fmt.kind == "pointwise":
+        data["document"] = resolve(corpus, [row[1] for row in rows])
+        data["label"] = pa.array([row[2] for row in rows], pa.float32())
+        return pa.table(data), (["query", "document"], [])
+    if fmt.kind == "ntuple":
+        text_columns = [c for c in columns if c != "scores"]
+        for i, name in enumerate(text_columns[1:]):
+            data[name] = resolve(corpus, [row[1][i] for row in rows])
+        if fmt.label_column == "scores":
+            data["scores"] = pa.array([row[2] for row in rows], pa.list_(pa.float32()))
+        return pa.table(data), (text_columns, [])
+    lengths = [len(row[1]) for row in rows]
+    flat = resolve(corpus, [docid for row in rows for docid in row[1]])
+    offsets = pa.array(np.cumsum([0, *lengths]).astype(np.int32))
+    data["docs"] = pa.ListArray.from_arrays(offsets, flat)
+    data["scores"] = pa.array([row[2] for row in rows], pa.list_(pa.float32()))
+    return pa.table(data), (["query"], ["docs"])
+
+
+def _known_ids(texts: Mapping[str, str]) -> pa.Array:
+    return texts.ids if isinstance(texts, TextStore) else pa.array(list(texts), pa.string())
+
+
+def _from_triples(fmt, triples, queries, corpus, skip_invalid: bool, skipped: Counter, report: BuildReport):
+    """The scale path: one teacher triple per row (two rows for pointwise), all in Arrow."""
+    if isinstance(triples, pa.Table):
+        table = triples
+        report.sources = {"triples": "table"}
+        if "query_row" not in table.column_names:
+            table = _index_table(table, queries, corpus, skipped)
+    else:
+        report.sources = {"triples": str(triples)}
+        table = read_teacher_triples(triples, _known_ids(queries), _known_ids(corpus), skip_invalid=skip_invalid, skipped=skipped)
+    lazy = report.lazy
+    q, p, g = (table.column(c).combine_chunks() for c in ("query_row", "positive_row", "negative_row"))
+    queries_col = q if lazy else _texts_at(queries, q)
+    pos_col = p if lazy else _texts_at(corpus, p)
+    neg_col = g if lazy else _texts_at(corpus, g)
+    if fmt.kind == "pointwise":
+        # each triple gives (query, positive, 1.0) then (query, negative, 0.0)
+        count = table.num_rows
+        order = np.empty(2 * count, dtype=np.int64)
+        order[0::2] = np.arange(count)
+        order[1::2] = np.arange(count) + count
+        out = pa.table(
+            {
+                "query": queries_col.take(pa.array(np.arange(2 * count) // 2)),
+                "document": pa.concat_arrays([pos_col, neg_col]).take(pa.array(order)),
+                "label": pa.array(np.tile(np.array([1.0, 0.0], dtype=np.float32), count)),
+            }
+        )
+        return out, (["query", "document"], [])
+    data = {"query": queries_col, "positive": pos_col, "negative_1": neg_col}
+    if fmt.label_column == "scores":
+        values = np.column_stack(
+            [table.column("pos_score").to_numpy().astype(np.float32), table.column("neg_score").to_numpy().astype(np.float32)]
+        ).ravel()
+        offsets = pa.array(np.arange(0, values.size + 1, 2, dtype=np.int32))
+        data["scores"] = pa.ListArray.from_arrays(offsets, pa.array(values))
+    return pa.table(data), (["query", "positive", "negative_1"], [])
+
+
+def _index_table(table: pa.Table, queries, corpus, skipped: Counter) -> pa.Table:
+    """Adds ``*_row`` columns to a triples table given without them; drops (and counts) rows with unknown ids."""
+    keep = None
+    for source, target, known, what in (
+        ("qid", "query_row", _known_ids(queries), "query"),
+        ("pos_pid", "positive_row", _known_ids(corpus), "passage"),
+        ("neg_pid", "negative_row", _known_ids(corpus), "passage"),
+    ):
+        positions = pc.index_in(table.column(source), value_set=known).cast(pa.int32())
+        table = table.append_column(target, positions)
+        valid = pc.is_valid(positions)
+        keep = valid if keep is None else pc.and_(keep, valid)
+    dropped = table.num_rows - pc.sum(keep.cast(pa.int64())).as_py()
+    if dropped:
+        skipped["triple with an unknown id"] += dropped
+        table = table.filter(keep)
+    return table
+
+
+def _texts_at(texts: Mapping[str, str], rows: pa.Array) -> pa.Array:
+    if isinstance(texts, TextStore):
+        return pa.array(texts.texts(rows.to_numpy()), pa.string())
+    values = list(texts.values())
+    return pa.array([values[i] for i in rows.to_numpy()], pa.string())
+
+
+def save_dataset(dataset: Dataset, report: BuildReport, path: str | os.PathLike) -> None:
+    """Saves a built dataset: ``dataset/`` (``save_to_disk``), ``report.json``, and for a lazy dataset
+    ``lazy_texts.json`` naming its text stores (load it back with :func:`load_built_dataset`)."""
+    path = Path(path)
+    transform = dataset.format.get("format_kwargs", {}).get("transform") if dataset.format else None
+    plain = dataset.with_format(None) if isinstance(transform, LazyTexts) else dataset
+    plain.save_to_disk(str(path / DATASET_DIR))
+    if isinstance(transform, LazyTexts):
+        config = transform.config()
+        for key in ("queries", "corpus"):  # stores saved inside the dataset folder are referred to relatively
+            store = Path(config[key]).resolve()
+            if store.is_relative_to(path.resolve()):
+                config[key] = store.relative_to(path.resolve()).as_posix()
+        write_json(path / LAZY_FILE, config)
+    report.save(path / REPORT_FILE)
+
+
+def load_built_dataset(path: str | os.PathLike) -> Dataset:
+    """Loads a dataset saved by :func:`save_dataset`, re-attaching the lazy text join when there is one.
+
+    Raises:
+        FileNotFoundError: When ``path`` holds no saved dataset.
+    """
+    from datasets import load_from_disk
+
+    path = Path(path)
+    if not (path / DATASET_DIR).is_dir():
+        raise FileNotFoundError(f"{path / DATASET_DIR}: no saved dataset")
+    dataset = load_from_disk(str(path / DATASET_DIR))
+    if (path / LAZY_FILE).is_file():
+        config = json.loads((path / LAZY_FILE).read_text(encoding="utf-8"))
+        stores = [Path(config[key]) if Path(config[key]).is_absolute() else path / config[key] for key in ("queries", "corpus")]
+        dataset.set_transform(LazyTexts(TextStore(stores[0]), TextStore(stores[1]), config["text_columns"], config["list_columns"]))
+    return dataset
+
+
+def load_report(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON report saved next to a built dataset."""
+    return json.loads((Path(path) / REPORT_FILE).read_text(encoding="utf-8"))

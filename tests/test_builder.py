@@ -1,0 +1,237 @@
+"""Tests of the dataset builder: every registry objective gets its columns and trains for a step."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from st_distill.data.builder import build_dataset, load_built_dataset, load_report, save_dataset
+from st_distill.data.formats import FormatError, load_beir, read_qrels, read_texts, read_trec_run
+from st_distill.data.negatives import negatives_from_run
+from st_distill.data.store import TextStore
+from st_distill.data.teacher_files import read_llm_ranking
+from st_distill.objectives import OBJECTIVES, get_objective
+from st_distill.teachers import CrossEncoderTeacher, score_with_teachers
+
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def dl21(shared_data, tiny_model_path, tmp_path_factory):
+    """TREC DL 2021 with BM25 negatives (7 sampled from the top-100), an 'LLM ranking' of the
+    BM25 top-10 and the tiny model's teacher logits for every pair those datasets use."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    folder = shared_data / "trec-dl-2021"
+    queries, corpus = read_texts(folder / "queries.tsv"), read_texts(folder / "passages.tsv")
+    qrels, run = read_qrels(folder / "qrels.txt"), read_trec_run(folder / "run.bm25.top100.trec")
+    qids = list(run)[:12]
+    run = {qid: run[qid] for qid in qids}
+    qrels = {qid: qrels[qid] for qid in qids if qid in qrels}
+    negatives = negatives_from_run(run, qrels, k=7, depth=100, strategy="uniform", relevance_threshold=2, seed=0)
+    top10 = {qid: dict(list(docs.items())[:10]) for qid, docs in run.items()}
+    pairs = {(q, d) for q, docs in top10.items() for d in docs}
+    pairs |= {(q, d) for q, docs in negatives.items() for d in docs}
+    pairs |= {(q, d) for q, docs in qrels.items() for d, g in docs.items() if g >= 2 and d in corpus}
+    teacher = CrossEncoderTeacher(CrossEncoder(tiny_model_path, num_labels=1, max_length=64, device="cpu"), name="tiny")
+    scores = score_with_teachers([teacher], sorted(pairs), queries, corpus, tmp_path_factory.mktemp("cache"))
+    return dict(queries=queries, corpus=corpus, qrels=qrels, negatives=negatives, candidates=top10, teacher=scores.to_run())
+
+
+def inputs_for(name, data):
+    """The inputs each format kind is built from (deliberately general: read from the registry)."""
+    fmt = get_objective(name).dataset_format
+    kwargs = dict(relevance_threshold=2, max_positives=2, seed=0)
+    if fmt.kind == "listwise" and not fmt.positive_first:
+        teacher = data["teacher"] if fmt.teacher == "scores" else None  # ranking: LLM pseudo-scores
+        return dict(kwargs, candidates=data["llm"], teacher_scores=teacher, n_negatives=7)
+    kwargs.update(qrels=data["qrels"], negatives=data["negatives"])
+    if fmt.teacher is not None:
+        kwargs["teacher_scores"] = data["teacher"]
+    if fmt.kind == "listwise":
+        kwargs["n_negatives"] = 7
+    return kwargs
+
+
+@pytest.fixture(scope="module")
+def data(dl21, tmp_path_factory):
+    llm_file = tmp_path_factory.mktemp("llm") / "ranking.run"
+    # an LLM ranking file: the BM25 top-10 in reverse order, ranks 1..10
+    with open(llm_file, "w") as f:
+        for qid, docs in dl21["candidates"].items():
+            for rank, docid in enumerate(reversed(list(docs)), start=1):
+                f.write(f"{qid} Q0 {docid} {rank} 0 rankzephyr\n")
+    return {**dl21, "llm": read_llm_ranking(llm_file)}
+
+
+def train_one_step(model_path, name, dataset, tmp_path):
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    model = CrossEncoder(model_path, num_labels=1, max_length=64, device="cpu")
+    before = [p.detach().clone() for p in model.model.parameters()]
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(tmp_path / name), max_steps=1, per_device_train_batch_size=2, use_cpu=True,
+        report_to="none", save_strategy="no", learning_rate=1e-2, seed=0, disable_tqdm=True,
+    )
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset, loss=get_objective(name).loss(model))
+    output = trainer.train()
+    assert np.isfinite(output.training_loss)
+    assert any(not np.allclose(a.numpy(), b.detach().numpy()) for a, b in zip(before, model.model.parameters()))
+
+
+@pytest.mark.parametrize("name", list(OBJECTIVES))
+def test_every_objective_builds_its_columns_and_trains_one_step(name, data, tiny_model_path, tmp_path):
+    fmt = get_objective(name).dataset_format
+    dataset, report = build_dataset(name, data["queries"], data["corpus"], **inputs_for(name, data))
+    assert dataset.column_names == fmt.columns(report.n_negatives) == report.columns
+    assert report.rows == len(dataset) > 0 and report.queries > 0
+    row = dataset[0]
+    assert row["query"] in data["queries"].values()
+    if fmt.kind == "pointwise":
+        assert set(dataset["label"]) == {0.0, 1.0}
+    elif fmt.kind == "ntuple":
+        qid = next(q for q, t in data["queries"].items() if t == row["query"])
+        assert data["qrels"][qid][next(d for d, t in data["corpus"].items() if t == row["positive"])] >= 2
+        negatives = [row[f"negative_{i}"] for i in range(1, report.n_negatives + 1)]
+        assert len(set(negatives)) == len(negatives)
+        if fmt.label_column == "scores":
+            docids = [next(d for d in data["teacher"][qid] if data["corpus"][d] == text) for text in [row["positive"], *negatives]]
+            np.testing.assert_allclose(row["scores"], [data["teacher"][qid][d] for d in docids], rtol=1e-6)
+    else:
+        assert len(row["docs"]) == len(row["scores"]) >= 2
+        if fmt.teacher == "ranking":
+            assert row["scores"] == sorted(row["scores"], reverse=True) or not fmt.positive_first
+    train_one_step(tiny_model_path, name, dataset, tmp_path)
+
+
+def test_listwise_lists_follow_candidates_and_pseudo_scores(data):
+    dataset, report = build_dataset("distillranknet", data["queries"], data["corpus"], candidates=data["llm"], n_negatives=4)
+    qid = next(iter(data["llm"]))
+    row = dataset[0]
+    assert row["query"] == data["queries"][qid]
+    best = sorted(data["llm"][qid], key=data["llm"][qid].get, reverse=True)[:5]
+    assert row["docs"] == [data["corpus"][d] for d in best]
+    assert row["scores"] == [10.0, 9.0, 8.0, 7.0, 6.0]
+
+
+def test_deterministic_for_a_seed_and_seed_matters(data):
+    args = dict(qrels=data["qrels"], negatives=data["candidates"], relevance_threshold=2)
+    first, _ = build_dataset("infonce", data["queries"], data["corpus"], n_negatives=3, seed=5, **args)
+    second, _ = build_dataset("infonce", data["queries"], data["corpus"], n_negatives=3, seed=5, **args)
+    other, _ = build_dataset("infonce", data["queries"], data["corpus"], n_negatives=3, seed=6, **args)
+    assert first.to_dict() == second.to_dict() and first.to_dict() != other.to_dict()
+
+
+def test_report_counts_what_was_skipped(data):
+    queries = dict(data["queries"])
+    dropped = next(iter(data["qrels"]))
+    del queries[dropped]
+    dataset, report = build_dataset("infonce", queries, data["corpus"], qrels=data["qrels"], negatives=data["negatives"],
+                                    relevance_threshold=2, n_negatives=7)
+    assert report.skipped["query without text"] == 1
+    # TREC DL 2021 judges passages whose text is unknown: they are counted, not fatal
+    no_text = sum(1 for docs in data["qrels"].values() for d, g in docs.items() if g >= 2 and d not in data["corpus"])
+    assert report.skipped["positive without text"] == no_text - sum(
+        1 for d, g in data["qrels"][dropped].items() if g >= 2 and d not in data["corpus"])
+    # pools of the BM25 top-10 minus relevant documents: queries with fewer than 8 give no row
+    _, wanting = build_dataset("infonce", data["queries"], data["corpus"], qrels=data["qrels"],
+                               candidates=data["candidates"], relevance_threshold=2, n_negatives=8, max_positives=1)
+    short = 0
+    for qid, docs in data["qrels"].items():
+        if not any(g >= 2 and d in data["corpus"] for d, g in docs.items()):
+            continue
+        pool = [d for d in data["candidates"][qid] if docs.get(d, 0) < 2 and d in data["corpus"]]
+        short += len(pool) < 8
+    assert short > 0 and wanting.skipped["fewer than 8 negatives"] == short
+
+
+def test_missing_inputs_are_clear_errors(data):
+    with pytest.raises(ValueError, match="teacher scores"):
+        build_dataset("marginmse", data["queries"], data["corpus"], qrels=data["qrels"], negatives=data["negatives"])
+    with pytest.raises(ValueError, match="needs candidates"):
+        build_dataset("adrmse", data["queries"], data["corpus"], qrels=data["qrels"])
+    with pytest.raises(ValueError, match="unknown objective 'nope'"):
+        build_dataset("nope", data["queries"], data["corpus"])
+    with pytest.raises(ValueError, match="TextStore"):
+        build_dataset("hinge", data["queries"], data["corpus"], qrels=data["qrels"], negatives=data["negatives"], lazy=True)
+
+
+@pytest.fixture
+def stores(data, tmp_path):
+    return (TextStore.from_texts(data["queries"], tmp_path / "texts" / "queries.arrow"),
+            TextStore.from_texts(data["corpus"], tmp_path / "texts" / "corpus.arrow"))
+
+
+@pytest.mark.parametrize("name", ["marginmse", "adrmse"])
+def test_lazy_dataset_matches_eager_saves_loads_and_trains(name, data, stores, tiny_model_path, tmp_path):
+    kwargs = inputs_for(name, data)
+    eager, _ = build_dataset(name, data["queries"], data["corpus"], **kwargs)
+    lazy, report = build_dataset(name, *stores, lazy=True, **kwargs)
+    assert report.lazy and lazy.column_names == eager.column_names
+    assert lazy.data.column("query").type == pa.int32()  # ids in the table, texts on access
+    assert lazy[:] == eager[:]
+    save_dataset(lazy, report, tmp_path)
+    assert json.loads((tmp_path / "lazy_texts.json").read_text())["corpus"] == "texts/corpus.arrow"
+    assert load_report(tmp_path)["rows"] == len(eager)
+    assert load_built_dataset(tmp_path)[:] == eager[:]
+    train_one_step(tiny_model_path, name, load_built_dataset(tmp_path), tmp_path)
+
+
+def write_triples(path, data, extra=""):
+    """A Hofstätter-shaped file from TREC DL ids: positives with their BM25 negatives, made-up scores."""
+    rng = np.random.default_rng(0)
+    with open(path, "w") as f:
+        for qid, docs in data["qrels"].items():
+            for pos in [d for d, g in docs.items() if g >= 2 and d in data["corpus"]][:2]:
+                for neg in data["negatives"][qid][:3]:
+                    f.write(f"{rng.normal(5):.4f}\t{rng.normal():.4f}\t{qid}\t{pos}\t{neg}\n")
+        f.write(extra)
+    return path
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_marginmse_and_bce_from_teacher_triples(data, stores, lazy, tmp_path):
+    from st_distill.data.teacher_files import read_teacher_triples
+
+    path = write_triples(tmp_path / "triples.tsv", data)
+    table = read_teacher_triples(path)
+    queries, corpus = stores if lazy else (data["queries"], data["corpus"])
+    dataset, report = build_dataset("marginmse", queries, corpus, triples=path, lazy=lazy)
+    assert report.rows == table.num_rows and dataset.column_names == ["query", "positive", "negative_1", "scores"]
+    for i in (0, table.num_rows - 1):
+        row = dataset[i]
+        assert row["query"] == data["queries"][table.column("qid")[i].as_py()]
+        assert row["negative_1"] == data["corpus"][table.column("neg_pid")[i].as_py()]
+        np.testing.assert_allclose(row["scores"], [table.column("pos_score")[i].as_py(), table.column("neg_score")[i].as_py()])
+    bce, report = build_dataset("bce", queries, corpus, triples=path, lazy=lazy)
+    assert report.rows == 2 * table.num_rows and bce["label"][:4] == [1.0, 0.0, 1.0, 0.0]
+    assert bce[1]["document"] == data["corpus"][table.column("neg_pid")[0].as_py()]
+
+
+def test_triples_with_unknown_ids_fail_or_are_counted(data, tmp_path):
+    path = write_triples(tmp_path / "triples.tsv", data, extra="1.0\t0.5\tnot-a-query\tp\tq\n")
+    lines = path.read_text().count("\n")
+    with pytest.raises(FormatError, match=f"triples.tsv:{lines}: unknown query id 'not-a-query'"):
+        build_dataset("hinge", data["queries"], data["corpus"], triples=path)
+    dataset, report = build_dataset("hinge", data["queries"], data["corpus"], triples=path, skip_invalid=True)
+    assert report.skipped == {"unknown query id": 1} and report.rows == lines - 1
+    with pytest.raises(ValueError, match="one negative per row"):
+        build_dataset("infonce", data["queries"], data["corpus"], triples=path)
+
+
+def test_scifact_and_nfcorpus_build(shared_data):
+    # BEIR folders (the NFCorpus train split here judges every listed pair with grade 1)
+    for name, threshold in (("scifact", 1), ("nfcorpus", 1)):
+        beir = load_beir(shared_data / name, split="train")
+        qrels = dict(list(beir.qrels.items())[:30])
+        judged = {d for docs in beir.qrels.values() for d in docs}
+        pool = [d for d in beir.corpus if d not in judged][:50]
+        negatives = negatives_from_run({q: {d: -i for i, d in enumerate(pool)} for q in qrels}, qrels, k=3)
+        dataset, report = build_dataset("bce", beir.queries, beir.corpus, qrels=qrels, negatives=negatives,
+                                         relevance_threshold=threshold, n_negatives=3)
+        positives = sum(1 for docs in qrels.values() for g in docs.values() if g >= threshold)
+        assert report.rows == 4 * positives and sum(dataset["label"]) == positives
