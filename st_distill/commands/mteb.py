@@ -1,0 +1,104 @@
+"""``st-distill mteb``: evaluate a CrossEncoder with MTEB, and write its ModelMeta for submission.
+
+Examples::
+
+    # MTEB Reranking tasks (their own candidates) and a local SciFact re-ranked over a BM25 run
+    st-distill mteb evaluate runs/my-model --tasks SciDocsRR \\
+        --output-folder mteb-results --model-name me/my-model
+    st-distill mteb evaluate runs/my-model --tasks SciFact=../shared/data/scifact \\
+        --first-stage SciFact=runs/scifact.bm25.trec --top-k 100
+
+    # the ModelMeta for MTEB's model registry, as a Python module
+    st-distill mteb meta runs/my-model --name me/my-model --revision <hub commit> \\
+        --cell-metadata runs/my-model/cell.json --license apache-2.0 --output my_model.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "evaluate a CrossEncoder with MTEB (reranking over a first stage) and write its ModelMeta"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declares the ``evaluate`` and ``meta`` actions and their arguments."""
+    actions = parser.add_subparsers(dest="mteb_action", metavar="ACTION", required=True)
+
+    evaluate = actions.add_parser("evaluate", help="run mteb.evaluate; results go to an MTEB results cache")
+    evaluate.add_argument("model", help="CrossEncoder: hub id or local path")
+    evaluate.add_argument(
+        "--tasks", nargs="+", required=True, metavar="TASK",
+        help="MTEB task names (e.g. SciDocsRR), local BEIR folders, or NAME=FOLDER (a local copy of task NAME)",
+    )
+    evaluate.add_argument(
+        "--first-stage", action="append", default=[], metavar="[TASK=]SOURCE",
+        help="what to re-rank: a TREC run file, a folder of MTEB {Task}_predictions.json files, or an MTEB "
+        "model name run as first stage; TASK=SOURCE gives one per task (repeat). Omit for Reranking tasks",
+    )
+    evaluate.add_argument("--top-k", type=int, default=100, help="first-stage candidates re-ranked per query (default 100)")
+    evaluate.add_argument("--output-folder", default="mteb-results", help="MTEB results cache folder (default mteb-results)")
+    evaluate.add_argument("--model-name", help="organization/model to file results under (default local/<folder>)")
+    evaluate.add_argument("--revision", help="model revision to record (default: a hash of local weights)")
+    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--keep-existing", action="store_true", help="reuse results already in the cache")
+    evaluate.add_argument("--scores", help="also write {task: {metric: value}} to this JSON file")
+
+    meta = actions.add_parser("meta", help="write the model's mteb ModelMeta as a Python module")
+    meta.add_argument("model", help="CrossEncoder: hub id or local path")
+    meta.add_argument("--name", required=True, help="hub id the model is published under (organization/model)")
+    meta.add_argument("--revision", help="hub commit of the published weights")
+    meta.add_argument("--cell-metadata", help="the bench cell's metadata JSON (teacher, datasets, backbone, ...)")
+    meta.add_argument("--license", help="licence, as MTEB spells it (e.g. apache-2.0, mit)")
+    meta.add_argument("--release-date", help="YYYY-MM-DD (default today)")
+    meta.add_argument("--output", required=True, help="the Python file to write")
+
+
+def _first_stages(specs: list[str]) -> object:
+    """``[]`` -> None; ``["SOURCE"]`` -> SOURCE; ``["TASK=SOURCE", ...]`` -> {TASK: SOURCE}."""
+    if not specs:
+        return None
+    if len(specs) == 1 and "=" not in specs[0]:
+        return specs[0]
+    stages = {}
+    for spec in specs:
+        task, sep, source = spec.partition("=")
+        if not sep or not task or not source:
+            raise ValueError(f"--first-stage {spec!r}: with several first stages, write each as TASK=SOURCE")
+        stages[task] = source
+    return stages
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the chosen action."""
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    from st_distill.evaluation import mteb as st_mteb
+    from st_distill.io import write_json
+
+    if args.mteb_action == "evaluate":
+        scores = st_mteb.evaluate_mteb(
+            CrossEncoder(args.model),
+            args.tasks,
+            first_stage=_first_stages(args.first_stage),
+            top_k=args.top_k,
+            output_folder=args.output_folder,
+            model_name=args.model_name,
+            revision=args.revision,
+            batch_size=args.batch_size,
+            overwrite=not args.keep_existing,
+        )
+        if args.scores:
+            write_json(args.scores, scores)
+        for task, metrics in scores.items():
+            print(f"{task}\tmain_score={metrics['main_score']:.4f}\tndcg_at_10={metrics.get('ndcg_at_10', float('nan')):.4f}")
+        print(f"results in {args.output_folder}/results")
+        return 0
+
+    overrides = {key: value for key, value in (("license", args.license), ("release_date", args.release_date)) if value}
+    meta = st_mteb.model_meta(
+        CrossEncoder(args.model), name=args.name, revision=args.revision, cell_metadata=args.cell_metadata, **overrides
+    )
+    path = st_mteb.write_model_meta_source(meta, args.output)
+    print(json.dumps({"written": str(path), "name": meta.name, "n_parameters": meta.n_parameters}))
+    return 0
