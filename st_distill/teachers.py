@@ -496,3 +496,29 @@ def score_with_teachers(
     result.ensemble["pairs"] = table.num_rows
     cache.save(ensemble=result.ensemble)
     return result
+
+
+def load_cached_scores(cache_dir: str | os.PathLike, ensemble: Literal["mean", "zscore"] | None = None) -> TeacherScores:
+    """Reads every cached score back, combined over the pairs that all cached teachers scored.
+
+    Args:
+        cache_dir: A cache folder written by :func:`score_with_teachers`.
+        ensemble: How to combine several teachers; defaults to the method recorded in the
+            manifest (``"mean"`` when none is).
+
+    Raises:
+        ValueError: When the folder holds no cached scores.
+    """
+    cache = TeacherCache(cache_dir)
+    names = cache.teachers()
+    if not names:
+        raise ValueError(f"{cache_dir}: no cached teacher scores")
+    method = ensemble or (cache.manifest.get("ensemble") or {}).get("method", "mean")
+    tables = {name: cache.scores(name) for name in names}
+    pairs = unique_pairs(tables[names[0]])
+    for name in names[1:]:
+        pairs = pairs.join(tables[name].select(["qid", "docid"]), keys=["qid", "docid"], join_type="inner", use_threads=False)
+    pairs = pairs.sort_by([("qid", "ascending"), ("docid", "ascending")])
+    per_teacher = {name: _align(pairs, table) for name, table in tables.items()}
+    scores, recipe = combine(per_teacher, method)
+    return TeacherScores(pairs=pairs, per_teacher=per_teacher, scores=scores, cached={n: pairs.num_rows for n in names}, ensemble=recipe)

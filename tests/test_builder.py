@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from st_distill.data.builder import build_dataset, load_built_dataset, load_report, save_dataset
@@ -235,3 +236,73 @@ def test_scifact_and_nfcorpus_build(shared_data):
                                          relevance_threshold=threshold, n_negatives=3)
         positives = sum(1 for docs in qrels.values() for g in docs.values() if g >= threshold)
         assert report.rows == 4 * positives and sum(dataset["label"]) == positives
+
+
+def test_hugging_face_msmarco_subsets_from_local_parquet(data, tmp_path):
+    # the subsets' column layout, saved locally: the conversions do not care where the dataset came from
+    import pyarrow.parquet as pq
+    from datasets import load_dataset
+
+    from st_distill.data.sources import msmarco_margin_triples, msmarco_negatives, msmarco_text_store
+    from st_distill.data.teacher_files import read_teacher_triples
+
+    triples = read_teacher_triples(write_triples(tmp_path / "t.tsv", data))
+    files = {
+        "corpus": pa.table({"passage_id": list(data["corpus"]), "passage": list(data["corpus"].values())}),
+        "queries": pa.table({"query_id": list(data["queries"]), "query": list(data["queries"].values())}),
+        "margin": pa.table({
+            "query_id": triples.column("qid"), "positive_id": triples.column("pos_pid"),
+            "negative_id": triples.column("neg_pid"),
+            "score": pc.subtract(triples.column("pos_score"), triples.column("neg_score")),
+        }),
+    }
+    loaded = {}
+    for name, table in files.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        loaded[name] = load_dataset("parquet", data_files=str(tmp_path / f"{name}.parquet"), split="train")
+    corpus = msmarco_text_store(loaded["corpus"], tmp_path / "corpus.arrow", "corpus")
+    queries = msmarco_text_store(loaded["queries"], tmp_path / "queries.arrow", "queries")
+    dataset, report = build_dataset("marginmse", queries, corpus, triples=msmarco_margin_triples(loaded["margin"]), lazy=True)
+    assert report.rows == triples.num_rows
+    margins = [s[0] - s[1] for s in dataset["scores"]]
+    expected = (triples.column("pos_score").to_numpy() - triples.column("neg_score").to_numpy()).tolist()
+    np.testing.assert_allclose(margins, expected, rtol=1e-5, atol=1e-5)
+    assert dataset[0]["positive"] == data["corpus"][triples.column("pos_pid")[0].as_py()]
+    negatives = msmarco_negatives(loaded["margin"])
+    assert negatives[triples.column("qid")[0].as_py()][0] == triples.column("neg_pid")[0].as_py()
+
+
+def test_build_command_with_teacher_cache_and_lazy_triples(data, shared_data, tiny_model_path, tmp_path, capsys):
+    from st_distill.cli import main
+    from st_distill.teachers import load_cached_scores
+
+    folder = shared_data / "trec-dl-2021"
+    texts = ["--queries", str(folder / "queries.tsv"), "--corpus", str(folder / "passages.tsv")]
+    negatives_run = tmp_path / "negatives.trec"
+    negatives_run.write_text("".join(f"{q} Q0 {d} {i + 1} {-i} bm25\n" for q, docs in data["negatives"].items() for i, d in enumerate(docs)))
+    pairs_run = tmp_path / "pairs.trec"
+    pairs = [(q, d) for q, docs in data["negatives"].items() for d in docs]
+    pairs += [(q, d) for q, docs in data["qrels"].items() for d, g in docs.items() if g >= 2 and d in data["corpus"]]
+    pairs_run.write_text("".join(f"{q} Q0 {d} 1 0 x\n" for q, d in sorted(set(pairs))))
+    assert main(["teacher", *texts, "--run", str(pairs_run), "--cross-encoder", tiny_model_path, "--max-length", "64",
+                 "--cache", str(tmp_path / "cache")]) == 0
+    out = tmp_path / "marginmse"
+    assert main(["build", "marginmse", *texts, "--qrels", str(folder / "qrels.txt"), "--relevance-threshold", "2",
+                 "--negatives-run", str(negatives_run), "--teacher-cache", str(tmp_path / "cache"), "--output", str(out)]) == 0
+    dataset = load_built_dataset(out)
+    report = load_report(out)
+    assert report["rows"] == len(dataset) and dataset.column_names == ["query", "positive", "negative_1", "scores"]
+    cached = load_cached_scores(tmp_path / "cache").to_run()
+    row = dataset[0]
+    qid = next(q for q, t in data["queries"].items() if t == row["query"])
+    pos = next(d for d in cached[qid] if data["corpus"][d] == row["positive"])
+    assert row["scores"][0] == pytest.approx(cached[qid][pos])
+    triples = write_triples(tmp_path / "t.tsv", data, extra="1\t2\tunknown-q\tx\ty\n")
+    capsys.readouterr()
+    argv = ["build", "marginmse", *texts, "--triples", str(triples), "--lazy", "--output", str(tmp_path / "lazy")]
+    assert main(argv) == 2
+    assert f"{triples}:{triples.read_text().count(chr(10))}: unknown query id 'unknown-q'" in capsys.readouterr().err
+    assert main([*argv, "--skip-invalid"]) == 0
+    lazy = load_built_dataset(tmp_path / "lazy")
+    assert lazy.data.column("query").type == pa.int32() and lazy[0]["query"] in data["queries"].values()
+    assert load_report(tmp_path / "lazy")["skipped"] == {"unknown query id": 1}

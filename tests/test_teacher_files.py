@@ -163,3 +163,11 @@ def test_text_store_skip_invalid(tmp_path):
     skipped = Counter()
     store = TextStore.from_file(write(tmp_path, "c.tsv", "d1\tone\nbad\nd2\ttwo\n"), tmp_path / "c.arrow", True, skipped)
     assert dict(store.items()) == {"d1": "one", "d2": "two"} and skipped == Counter({"malformed line": 1})
+
+
+def test_top_k_cuts_in_trec_eval_order():
+    from st_distill.data.formats import top_k
+
+    run = {"q": {"a": 1.0, "b": 3.0, "c": 1.0}, "r": {"x": 0.0}}
+    assert top_k(run, 2) == {"q": {"b": 3.0, "c": 1.0}, "r": {"x": 0.0}}
+    assert top_k(run, None) == {"q": {"b": 3.0, "c": 1.0, "a": 1.0}, "r": {"x": 0.0}}

@@ -141,3 +141,23 @@ def test_errors(tiny_model, dl21, tmp_path):
         score_with_teachers([CrossEncoderTeacher(tiny_model, name="v")] * 2, pairs[:3], queries, corpus, tmp_path)
     with pytest.raises(ValueError, match="unknown ensemble"):
         score_with_teachers([CrossEncoderTeacher(tiny_model, name="v")], pairs[:3], queries, corpus, tmp_path, ensemble="max")
+
+
+def test_teacher_command_scores_resumes_and_writes_a_run(shared_data, tiny_model_path, tmp_path, capsys):
+    from st_distill.cli import main
+
+    folder = shared_data / "trec-dl-2021"
+    run = read_trec_run(folder / "run.bm25.top100.trec")
+    small = tmp_path / "small.trec"
+    small.write_text("".join(f"{q} Q0 {d} {i + 1} {s} bm25\n" for q in list(run)[:3] for i, (d, s) in enumerate(list(run[q].items())[:4])))
+    argv = ["teacher", "--queries", str(folder / "queries.tsv"), "--corpus", str(folder / "passages.tsv"), "--run", str(small),
+            "--depth", "3", "--cross-encoder", tiny_model_path, "--max-length", "64", "--cache", str(tmp_path / "cache"),
+            "--output", str(tmp_path / "teacher.trec")]
+    assert main(argv) == 0
+    assert "9 pairs scored, 0 from the cache" in capsys.readouterr().out
+    scores = read_trec_run(tmp_path / "teacher.trec")
+    assert sum(len(docs) for docs in scores.values()) == 9
+    assert main(argv) == 0
+    assert "0 pairs scored, 9 from the cache" in capsys.readouterr().out
+    assert main(["teacher", *argv[1:9], "--cache", str(tmp_path / "c2")]) == 2  # no teacher given
+    assert "give at least one --cross-encoder or --bi-encoder" in capsys.readouterr().err

@@ -169,6 +169,11 @@ def ranked(docs: Mapping[str, float]) -> list[tuple[str, float]]:
     return sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)
 
 
+def top_k(run: Mapping[str, Mapping[str, float]], k: int | None) -> Run:
+    """Keeps each query's first ``k`` documents in trec_eval order (all of them when ``k`` is None)."""
+    return {qid: dict(ranked(docs)[:k]) for qid, docs in run.items()}
+
+
 def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "st-distill") -> None:
     """Writes a run in TREC format, ranks from 1 in trec_eval order, atomically.
 

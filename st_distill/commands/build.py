@@ -1,0 +1,112 @@
+"""``st-distill build``: build the training dataset of one objective and save it with a JSON report.
+
+Examples::
+
+    # InfoNCE: 7 negatives sampled uniformly from the BM25 top-100, TREC DL judgements (relevant: grade >= 2)
+    st-distill build infonce --queries dl21/queries.tsv --corpus dl21/passages.tsv --qrels dl21/qrels.txt \\
+        --negatives-run dl21/run.bm25.top100.trec --negatives 7 --depth 100 --strategy uniform \\
+        --relevance-threshold 2 --output data/dl21-infonce
+
+    # ADR-MSE on an LLM ranking (order -> descending pseudo-scores)
+    st-distill build adrmse --queries queries.tsv --corpus collection.tsv \\
+        --llm-ranking rankzephyr.run --output data/adrmse
+
+    # MarginMSE at MS MARCO scale from Hofstätter's teacher file, texts joined lazily
+    st-distill build marginmse --queries queries.train.tsv --corpus collection.tsv \\
+        --triples bert_cat_ensemble_msmarcopassage_train_scores_ids.tsv --lazy --output data/marginmse
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from st_distill.commands.teacher import add_text_arguments
+
+HELP = "build the datasets.Dataset of a training objective (save_to_disk + JSON report)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("objective", help="registry objective, e.g. bce, hinge, marginmse, infonce, distillranknet, adrmse")
+    add_text_arguments(parser)
+    labels = parser.add_argument_group("labels and candidates")
+    labels.add_argument("--qrels", metavar="FILE", help="judgements (TREC or BEIR qrels); default: the BEIR split's")
+    labels.add_argument("--relevance-threshold", type=int, default=1, help="lowest relevant grade (TREC DL passage: 2)")
+    labels.add_argument("--negatives-run", metavar="FILE", help="first-stage run to take negatives from")
+    labels.add_argument("--negatives", type=int, default=7, help="negatives taken per query from --negatives-run (default 7)")
+    labels.add_argument("--depth", type=int, help="look only at the top DEPTH of --negatives-run")
+    labels.add_argument("--strategy", choices=["top", "uniform"], default="top", help="top-k, or uniform sample from the top DEPTH")
+    labels.add_argument("--candidates", metavar="FILE", help="listwise: run whose top documents form each list")
+    labels.add_argument("--llm-ranking", metavar="FILE", help="listwise: LLM ranking (TREC run); order -> pseudo-scores")
+    teacher = parser.add_argument_group("teacher scores")
+    teacher.add_argument("--teacher-cache", metavar="DIR", help="cache folder written by st-distill teacher")
+    teacher.add_argument("--teacher-run", metavar="FILE", help="teacher scores as a TREC run (st-distill teacher --output)")
+    teacher.add_argument("--triples", metavar="FILE", help="Hofstätter-style file: pos_score neg_score qid pos_pid neg_pid")
+    shape = parser.add_argument_group("shape")
+    shape.add_argument("--n-negatives", type=int, help="negatives per row / list length - 1 (default: the study's)")
+    shape.add_argument("--max-positives", type=int, help="at most this many positives per query")
+    shape.add_argument("--max-queries", type=int, help="use only the first N queries that give rows")
+    shape.add_argument("--seed", type=int, default=0)
+    shape.add_argument("--lazy", action="store_true", help="store ids and join texts on access (text stores in OUTPUT/texts)")
+    shape.add_argument("--skip-invalid", action="store_true", help="skip bad lines of --triples with a counted warning")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder for dataset/, report.json (and texts/)")
+
+
+def _stores(args: argparse.Namespace):
+    """Text stores in OUTPUT/texts for a lazy build (from --beir or the --queries/--corpus files)."""
+    from pathlib import Path
+
+    from st_distill.data.store import TextStore
+
+    folder = Path(args.output) / "texts"
+    if args.beir:
+        sources = (Path(args.beir) / "queries.jsonl", Path(args.beir) / "corpus.jsonl")
+    elif args.queries and args.corpus:
+        sources = (Path(args.queries), Path(args.corpus))
+    else:
+        raise ValueError("give --beir DIR, or both --queries FILE and --corpus FILE")
+    queries = TextStore.from_file(sources[0], folder / "queries.arrow")
+    corpus = TextStore.from_file(sources[1], folder / "corpus.arrow")
+    return queries, corpus
+
+
+def run(args: argparse.Namespace) -> int:
+    from st_distill.commands.teacher import load_texts
+    from st_distill.data.builder import build_dataset, save_dataset
+    from pathlib import Path
+
+    from st_distill.data.formats import read_qrels, read_trec_run
+    from st_distill.data.negatives import negatives_from_run
+    from st_distill.data.teacher_files import read_llm_ranking
+    from st_distill.teachers import load_cached_scores
+
+    if args.lazy:
+        queries, corpus = _stores(args)
+        qrels = read_qrels(Path(args.beir) / "qrels" / f"{args.split}.tsv") if args.beir and not args.qrels else None
+    else:
+        queries, corpus, qrels = load_texts(args)
+    if args.qrels:
+        qrels = read_qrels(args.qrels)
+    negatives = None
+    if args.negatives_run:
+        negatives = negatives_from_run(
+            read_trec_run(args.negatives_run), qrels, k=args.negatives, depth=args.depth, strategy=args.strategy,
+            relevance_threshold=args.relevance_threshold, seed=args.seed,
+        )
+    if args.candidates and args.llm_ranking:
+        raise ValueError("give --candidates or --llm-ranking, not both")
+    candidates = read_llm_ranking(args.llm_ranking) if args.llm_ranking else (read_trec_run(args.candidates) if args.candidates else None)
+    if args.teacher_cache and args.teacher_run:
+        raise ValueError("give --teacher-cache or --teacher-run, not both")
+    teacher_scores = load_cached_scores(args.teacher_cache) if args.teacher_cache else None
+    if args.teacher_run:
+        teacher_scores = read_trec_run(args.teacher_run)
+    dataset, report = build_dataset(
+        args.objective, queries, corpus, qrels=qrels, negatives=negatives, candidates=candidates,
+        teacher_scores=teacher_scores, triples=args.triples, n_negatives=args.n_negatives,
+        relevance_threshold=args.relevance_threshold, max_positives=args.max_positives, max_queries=args.max_queries,
+        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid,
+    )
+    save_dataset(dataset, report, args.output)
+    print(json.dumps({k: report.to_dict()[k] for k in ("objective", "columns", "queries", "rows", "skipped", "lazy")}, indent=2))
+    return 0
