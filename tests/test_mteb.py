@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -27,14 +30,8 @@ TASK = "SciFactLocal"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model is fastest on one thread, and the test machine's cores are shared."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(torch_one_thread):
+    """The tiny model is fastest on one thread on the shared test machine (see conftest)."""
 
 
 @pytest.fixture(scope="module")
@@ -338,3 +335,54 @@ def test_cli_writes_an_importable_model_meta(tiny_model_path, tmp_path, capsys):
     loaded = import_file(output, "meta_source").tiny_bce
     assert (loaded.name, loaded.license, loaded.release_date) == ("st-distill-tests/tiny-bce", "mit", "2026-11-20")
     assert loaded.model_type == ["cross-encoder"]
+
+
+# --------------------------------------------------------------------------- README
+
+
+def mteb_section() -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## MTEB\n(.*?)(?=^## )", text, flags=re.S | re.M)
+    assert match, "README.md has no '## MTEB' section"
+    return match.group(1)
+
+
+def test_readme_mteb_example_runs(tiny_model_path, scifact, tmp_path, monkeypatch):
+    """The README's example as written, with the tiny model, a BM25 run made here and a depth of 2."""
+    import bm25s
+
+    doc_ids = list(scifact.corpus)
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(list(scifact.corpus.values()), stopwords="en", show_progress=False), show_progress=False)
+    queries = [q for q in scifact.qrels if q in scifact.queries]
+    tokens = bm25s.tokenize([scifact.queries[q] for q in queries], stopwords="en", show_progress=False)
+    docs, scores = retriever.retrieve(tokens, k=2, show_progress=False)
+    run_path = tmp_path / "scifact.bm25.trec"
+    write_trec_run({q: {doc_ids[d]: float(s) for d, s in zip(docs[i], scores[i])} for i, q in enumerate(queries)}, run_path)
+
+    (code,) = re.findall(r"```python\n(.*?)```", mteb_section(), flags=re.S)
+    for old, new in [
+        ('"runs/my-reranker"', repr(tiny_model_path)),
+        ('"runs/scifact.bm25.trec"', repr(str(run_path))),
+        ("top_k=100", "top_k=2"),
+        ('"mteb-results"', repr(str(tmp_path / "mteb-results"))),
+    ]:
+        assert code.count(old) == 1, old
+        code = code.replace(old, new)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # ../shared/data is relative to the project root
+    namespace: dict = {}
+    exec(compile(code, "README.md:MTEB", "exec"), namespace)
+    assert 0.0 < namespace["scores"]["SciFact"]["ndcg_at_10"] < 1.0
+    assert list((tmp_path / "mteb-results" / "results" / "me__my-reranker").glob("*/experiments/*/SciFact.json"))
+
+
+def test_readme_mteb_commands_parse():
+    from st_distill.cli import build_parser
+
+    (block,) = re.findall(r"```bash\n(.*?)```", mteb_section(), flags=re.S)
+    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert len(commands) == 2
+    for command in commands:
+        assert command[:3] == ["st-distill", "mteb", "evaluate"]
+        args = build_parser().parse_args(command[1:])
+        assert args.model_name == "me/my-reranker" and args.tasks
