@@ -298,8 +298,9 @@ def test_model_meta_source_imports_and_validates(model, tmp_path):
     from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
 
     cell = tmp_path / "cell.json"
-    cell.write_text(json.dumps({
-        "objective": "distillranknet", "backbone": "jhu-clsp/ettin-encoder-17m",
+    cell.write_text(json.dumps({  # a bench cell.json, plus the keys the bench config knows
+        "cell": {"phase": "main", "backbone": "ettin-17m", "objective": "distillranknet", "seed": 1},
+        "settings": {"backbone": {"model": "jhu-clsp/ettin-encoder-17m", "layers": None}, "objective": "distillranknet"},
         "teacher": "cross-encoder/ms-marco-MiniLM-L6-v2", "train_dataset": "msmarco", "license": "apache-2.0",
     }))
     meta = st_mteb.model_meta(model, name="st-distill-tests/tiny-distillranknet", revision="0123abcd", cell_metadata=cell)

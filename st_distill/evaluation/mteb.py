@@ -46,7 +46,7 @@ from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.model_meta import ModelMeta
 from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
 
-from st_distill.data.formats import BeirData, Run, load_beir, ranked, read_trec_run
+from st_distill.data.formats import BeirData, Run, load_beir, read_trec_run, top_k as run_top_k
 from st_distill.io import atomic_write
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ def write_predictions(
         unranked = len(query_ids) - len(selected)
         if unranked:
             logger.warning("%s: %d of %d queries of %s/%s have no candidate", where, unranked, len(query_ids), task_name, split)
-        predictions.setdefault(subset, {})[split] = {q: dict(ranked(docs)[:top_k]) for q, docs in selected.items()}
+        predictions.setdefault(subset, {})[split] = run_top_k(selected, top_k)
         used.update(selected)
     if len(used) < len(run):
         logger.info("%s: %d run queries are not queries of task %s and were left out", where, len(run) - len(used), task_name)
@@ -545,18 +545,24 @@ def evaluate_mteb(
 
 
 def _read_cell_metadata(cell_metadata: Mapping[str, Any] | str | os.PathLike | None) -> dict[str, Any]:
+    """The cell metadata as a flat dict; a bench cell's ``settings.backbone.model`` becomes ``backbone``."""
     if cell_metadata is None:
         return {}
     if isinstance(cell_metadata, Mapping):
-        return dict(cell_metadata)
-    path = Path(cell_metadata)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object of bench cell metadata")
+        data = dict(cell_metadata)
+    else:
+        path = Path(cell_metadata)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of bench cell metadata")
+    # a bench cell's cell.json/metrics.json: {"cell": {...}, "settings": {"backbone": {"model": ...}, ...}}
+    backbone = (data.get("settings") or {}).get("backbone")
+    if isinstance(backbone, dict) and isinstance(backbone.get("model"), str):
+        data.setdefault("backbone", backbone["model"])
     return data
 
 
@@ -603,7 +609,8 @@ def model_meta(
     :data:`KNOWN_TRAINING_DATASETS`), ``teacher``/``teachers`` (their MTEB training data are
     added, as MTEB counts a teacher's data as the student's), ``backbone``, ``license``,
     ``languages``, ``release_date``, ``public_training_code``, ``public_training_data``,
-    ``citation``, ``contacts``.
+    ``citation``, ``contacts``. A bench cell's ``cell.json`` (``{"cell": ..., "settings":
+    {"backbone": {"model": ...}, ...}}``) gives the backbone; add the teacher and data keys to it.
 
     Args:
         model: The trained CrossEncoder.
