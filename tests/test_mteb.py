@@ -139,6 +139,8 @@ def test_local_task_is_an_offline_mteb_retrieval_task(task, scifact, query_ids):
     assert other.metadata.revision != task.metadata.revision
     with pytest.raises(ValueError, match="no text or no judgement"):
         st_mteb.local_retrieval_task(scifact, name=TASK, query_ids=["not-a-query"])
+    with pytest.raises(ValueError, match="not an MTEB task"):
+        st_mteb.local_retrieval_task(scifact, like="SciFactt")
 
 
 # --------------------------------------------------------------------------- TREC run first stage

@@ -164,10 +164,15 @@ def local_retrieval_task(
         raise ValueError(f"task {name}: no judged query with a text in split {split!r}")
     dataset = {"path": path, "revision": _data_revision(data, selected)}
     if like is not None:
-        base = mteb.get_task(like).metadata
+        try:
+            base = mteb.get_task(like).metadata
+        except KeyError as exc:
+            raise ValueError(f"like={like!r}: not an MTEB task ({exc.args[0]})") from exc
         if base.is_multilingual:
             raise ValueError(f"like={like!r}: a multilingual task cannot describe a single local split")
-        metadata = base.model_copy(update={"name": name, "dataset": dataset, "eval_splits": [split]})
+        # the local data carry no candidates of their own: a first stage always supplies them
+        update = {"name": name, "dataset": dataset, "eval_splits": [split], "type": "Retrieval"}
+        metadata = base.model_copy(update=update)
     else:
         metadata = TaskMetadata(
             name=name,
