@@ -1,0 +1,36 @@
+"""Evaluation: re-ranking of precomputed first-stage runs, ir_measures metrics, first-stage retrieval.
+
+- :func:`rerank_and_evaluate` / :func:`rerank_run` / :func:`top_candidates`: re-rank each query's
+  top-k of a run with a CrossEncoder (scored by :func:`st_distill.scoring.score_pairs`);
+- :func:`evaluate` / :func:`parse_measures`: metrics by ir_measures, per query and averaged;
+- :func:`bm25_retrieve` / :func:`dense_retrieve`: make a first-stage run;
+- :class:`RerankingEvaluator`: the same re-ranking as a ``CrossEncoderTrainer`` evaluator.
+"""
+
+from st_distill.evaluation.evaluator import RerankingEvaluator
+from st_distill.evaluation.metrics import DEFAULT_MEASURES, Evaluation, evaluate, parse_measures
+from st_distill.evaluation.rerank import (
+    Candidates,
+    MissingTextError,
+    load_inputs,
+    rerank_and_evaluate,
+    rerank_run,
+    top_candidates,
+)
+from st_distill.evaluation.retrieve import bm25_retrieve, dense_retrieve
+
+__all__ = [
+    "DEFAULT_MEASURES",
+    "Candidates",
+    "Evaluation",
+    "MissingTextError",
+    "RerankingEvaluator",
+    "bm25_retrieve",
+    "dense_retrieve",
+    "evaluate",
+    "load_inputs",
+    "parse_measures",
+    "rerank_and_evaluate",
+    "rerank_run",
+    "top_candidates",
+]

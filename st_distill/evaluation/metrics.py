@@ -1,0 +1,156 @@
+"""Retrieval metrics of runs against qrels, computed by ir_measures (pytrec_eval underneath).
+
+No metric is computed here by hand: measures are parsed by name with
+``ir_measures.parse_measure`` (any name it knows: ``nDCG@10``, ``RR(rel=2)@10``, ``AP``,
+``R@100``, ``P@5``, ``Judged@10`` ...) and evaluated with ``ir_measures.iter_calc``.
+
+Semantics, as trec_eval's:
+
+- graded qrels: ``nDCG`` uses the grades as gains; binary measures (RR, AP, R, P, ...)
+  count a document as relevant when its grade is at least ``rel_level`` (trec_eval's
+  ``-l``; 2 for TREC DL passage). ``rel_level`` is added to every measure that takes a
+  ``rel`` parameter and does not set one itself, except ``NumRet``, where ``rel`` would
+  change what is counted;
+- queries of the run without any judgement are left out of the averages and counted
+  (``unjudged``); ir_measures would ignore them silently;
+- judged queries missing from the run are left out too (trec_eval's default), and
+  counted; ``missing_as_zero=True`` scores them 0 instead (trec_eval ``-c``);
+- unjudged documents count as not relevant.
+
+Per-query values are kept, for significance tests between runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ir_measures
+
+from st_distill.data.formats import Qrels, Run
+
+DEFAULT_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "AP", "R@100")
+
+# Measures whose ``rel`` parameter filters what is counted rather than setting the relevance threshold.
+_REL_NOT_A_THRESHOLD = {"NumRet"}
+
+
+def parse_measures(measures: Sequence[str] | None = None, rel_level: int = 1) -> list[Any]:
+    """Parses measure names with ir_measures and applies the relevance threshold to binary measures.
+
+    Args:
+        measures: Measure names in ir_measures syntax; ``None`` gives :data:`DEFAULT_MEASURES`.
+        rel_level: Minimum grade counted as relevant by binary measures (trec_eval ``-l``).
+            A measure that names its own ``rel`` (``RR(rel=3)@10``) keeps it.
+
+    Returns:
+        ir_measures measure objects, in the given order, without repeats.
+
+    Raises:
+        ValueError: On a name ir_measures does not know, or a ``rel_level`` below 1.
+    """
+    if rel_level < 1:
+        raise ValueError(f"rel_level must be at least 1, got {rel_level}")
+    parsed = []
+    for name in measures if measures is not None else DEFAULT_MEASURES:
+        try:
+            measure = ir_measures.parse_measure(name) if isinstance(name, str) else name
+        except (NameError, ValueError, SyntaxError, TypeError) as exc:
+            raise ValueError(f"unknown measure {name!r} ({exc}); use ir_measures names such as nDCG@10, RR@10, AP, R@100") from exc
+        if (
+            rel_level != 1
+            and "rel" in measure.SUPPORTED_PARAMS
+            and "rel" not in measure.params
+            and measure.NAME not in _REL_NOT_A_THRESHOLD
+        ):
+            measure = measure(rel=rel_level)
+        if measure not in parsed:
+            parsed.append(measure)
+    if not parsed:
+        raise ValueError("no measure given")
+    return parsed
+
+
+@dataclass
+class Evaluation:
+    """Metrics of one run.
+
+    Attributes:
+        aggregate: ``{measure name: value}``, averaged over the evaluated queries.
+        per_query: ``{measure name: {qid: value}}`` for every evaluated query.
+        queries: Counts: ``evaluated`` (averaged over), ``unjudged`` (in the run, no judgement:
+            left out), ``judged_not_in_run`` (judged, absent from the run: left out, or scored 0
+            with ``missing_as_zero``).
+        unjudged: Ids of the run's queries without judgements.
+        judged_not_in_run: Ids of judged queries absent from the run.
+    """
+
+    aggregate: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    queries: dict[str, int]
+    unjudged: list[str] = field(default_factory=list)
+    judged_not_in_run: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with every field."""
+        return {
+            "aggregate": self.aggregate,
+            "queries": self.queries,
+            "unjudged": self.unjudged,
+            "judged_not_in_run": self.judged_not_in_run,
+            "per_query": self.per_query,
+        }
+
+
+def evaluate(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Qrels,
+    measures: Sequence[str] | None = None,
+    rel_level: int = 1,
+    missing_as_zero: bool = False,
+) -> Evaluation:
+    """Evaluates a run against qrels with ir_measures.
+
+    Args:
+        run: ``{qid: {docid: score}}``.
+        qrels: ``{qid: {docid: grade}}``.
+        measures: ir_measures names; ``None`` gives nDCG@10, RR@10, AP, R@100.
+        rel_level: Minimum grade counted as relevant by binary measures (2 for TREC DL passage).
+        missing_as_zero: Score judged queries absent from the run 0 (trec_eval ``-c``) instead of
+            leaving them out.
+
+    Returns:
+        An :class:`Evaluation` with the averages, the per-query values and the query counts.
+
+    Raises:
+        ValueError: If the run is empty, no query of the run is judged (and ``missing_as_zero``
+            is off), or a measure name is unknown.
+    """
+    if not run:
+        raise ValueError("the run is empty: nothing to evaluate")
+    parsed = parse_measures(measures, rel_level)
+    unjudged = [qid for qid in run if qid not in qrels]
+    missing = [qid for qid in qrels if qid not in run]
+    evaluated_qids = [qid for qid in run if qid in qrels] + (missing if missing_as_zero else [])
+    if not evaluated_qids:
+        raise ValueError(
+            f"none of the run's {len(run)} queries has a judgement in the qrels "
+            f"(run query ids look like {next(iter(run))!r}, qrels ids like {next(iter(qrels), None)!r})"
+        )
+    used_qrels = {qid: qrels[qid] for qid in evaluated_qids}
+    used_run = {qid: dict(run[qid]) for qid in evaluated_qids if qid in run}
+    per_query: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
+    aggregators = {str(m): m.aggregator() for m in parsed}
+    for metric in ir_measures.iter_calc(parsed, used_qrels, used_run):
+        name = str(metric.measure)
+        per_query[name][metric.query_id] = float(metric.value)
+        aggregators[name].add(metric.value)
+    per_query = {name: {qid: values[qid] for qid in evaluated_qids if qid in values} for name, values in per_query.items()}
+    return Evaluation(
+        aggregate={name: float(agg.result()) for name, agg in aggregators.items()},
+        per_query=per_query,
+        queries={"evaluated": len(evaluated_qids), "unjudged": len(unjudged), "judged_not_in_run": len(missing)},
+        unjudged=unjudged,
+        judged_not_in_run=missing,
+    )
