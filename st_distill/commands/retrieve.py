@@ -1,0 +1,65 @@
+"""``st-distill retrieve``: make a first-stage TREC run with BM25 (bm25s) or a dense bi-encoder (faiss).
+
+Examples::
+
+    # BM25 top-100 over SciFact test queries (English stemming when PyStemmer is installed)
+    st-distill retrieve --beir scifact --split test --method bm25 --top-k 100 --output scifact.bm25.trec
+
+    # dense retrieval with a SentenceTransformer, exact cosine search
+    st-distill retrieve --corpus passages.tsv --queries queries.tsv --method dense \\
+        --model sentence-transformers/all-MiniLM-L6-v2 --output run.dense.trec
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "make a first-stage TREC run with BM25 (bm25s) or a SentenceTransformer + faiss"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    texts = parser.add_argument_group("texts (a BEIR folder, or two files)")
+    texts.add_argument("--beir", metavar="DIR", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+    texts.add_argument("--split", default="test",
+                       help="with --beir: retrieve for the queries judged in this qrels split (default test)")
+    texts.add_argument("--corpus", metavar="FILE", help="documents: id<TAB>text .tsv or BEIR .jsonl")
+    texts.add_argument("--queries", metavar="FILE", help="queries: id<TAB>text .tsv or BEIR .jsonl (all are retrieved for)")
+    parser.add_argument("--method", choices=["bm25", "dense"], default="bm25", help="retriever (default bm25)")
+    parser.add_argument("--output", required=True, metavar="FILE", help="the TREC run to write")
+    parser.add_argument("--top-k", type=int, default=100, help="documents per query (default 100)")
+    parser.add_argument("--tag", help="run tag (default: the method)")
+    bm25 = parser.add_argument_group("bm25")
+    bm25.add_argument("--k1", type=float, default=0.9, help="BM25 k1 (default 0.9)")
+    bm25.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
+    bm25.add_argument("--stemmer", default="english", help="Snowball language, or 'none' (default english)")
+    dense = parser.add_argument_group("dense")
+    dense.add_argument("--model", help="SentenceTransformer: Hugging Face id or local path")
+    dense.add_argument("--batch-size", type=int, default=64, help="texts per encoding batch (default 64)")
+    dense.add_argument("--device", help="torch device (default: the model's choice)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from st_distill.data.formats import load_beir, read_texts, write_trec_run
+    from st_distill.evaluation.retrieve import bm25_retrieve, dense_retrieve
+
+    if args.beir:
+        beir = load_beir(args.beir, args.split)
+        corpus = beir.corpus
+        queries = read_texts(args.queries) if args.queries else {q: beir.queries[q] for q in beir.qrels if q in beir.queries}
+    elif args.corpus and args.queries:
+        corpus, queries = read_texts(args.corpus), read_texts(args.queries)
+    else:
+        raise ValueError("give --beir DIR, or both --corpus FILE and --queries FILE")
+    if args.method == "bm25":
+        stemmer = None if args.stemmer.lower() == "none" else args.stemmer
+        result = bm25_retrieve(corpus, queries, args.top_k, k1=args.k1, b=args.b, stemmer=stemmer)
+    else:
+        if not args.model:
+            raise ValueError("--method dense needs --model")
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(args.model, device=args.device)
+        result = dense_retrieve(model, corpus, queries, args.top_k, batch_size=args.batch_size)
+    write_trec_run(result, args.output, tag=args.tag or args.method)
+    print(f"wrote {args.output}: {len(result)} queries, top {args.top_k}, {len(corpus)} documents ({args.method})")
+    return 0
