@@ -46,17 +46,11 @@ def query_ids(scifact) -> list[str]:
 
 @pytest.fixture(scope="module")
 def bm25_run(scifact, query_ids, shared_data, tmp_path_factory):
-    """A bm25s top-30 over the whole corpus for the task's queries plus 5 training queries, as a TREC file."""
-    import bm25s
+    """A BM25 top-30 over the whole corpus for the task's queries plus 5 training queries, as a TREC file."""
+    from st_distill.evaluation.retrieve import bm25_retrieve
 
     train = sorted(load_beir(shared_data / "scifact", "train").qrels, key=int)[:5]
-    doc_ids = list(scifact.corpus)
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(scifact.corpus.values()), stopwords="en", show_progress=False), show_progress=False)
-    queries = query_ids + train
-    tokens = bm25s.tokenize([scifact.queries[q] for q in queries], stopwords="en", show_progress=False)
-    docs, scores = retriever.retrieve(tokens, k=30, show_progress=False)
-    run = {q: {doc_ids[d]: float(s) for d, s in zip(docs[i], scores[i])} for i, q in enumerate(queries)}
+    run = bm25_retrieve(scifact.corpus, {q: scifact.queries[q] for q in query_ids + train}, top_k=30)
     path = tmp_path_factory.mktemp("runs") / "scifact.bm25.trec"
     write_trec_run(run, path, tag="bm25s")
     return path
@@ -160,15 +154,20 @@ def test_predictions_file_keeps_each_querys_top_k_in_trec_eval_order(task, bm25_
 
 
 def test_mteb_ndcg_equals_st_distill_eval_on_the_same_run_and_model(
-    task, bm25_run, model, scifact, query_ids, reference_ndcg, tmp_path
+    task, bm25_run, model, scifact, query_ids, reference_ndcg, shared_data, tmp_path
 ):
+    from st_distill.evaluation.rerank import rerank_and_evaluate
+
     out = tmp_path / "mteb-results"
     scores = st_mteb.evaluate_mteb(model, [task], first_stage=bm25_run, top_k=DEPTH, output_folder=out)
     ndcg = scores[TASK]["ndcg_at_10"]
 
+    report = rerank_and_evaluate(model, bm25_run, shared_data / "scifact", depth=DEPTH, measures=["nDCG@10"])
+    assert report["reranked"]["queries"] == {"evaluated": N_QUERIES, "unjudged": 5, "judged_not_in_run": 300 - N_QUERIES}
+    assert ndcg == pytest.approx(report["reranked"]["aggregate"]["nDCG@10"], abs=1e-4)
     assert ndcg == pytest.approx(reference_ndcg, abs=1e-4)
-    run = read_run(bm25_run)
-    assert ndcg != pytest.approx(naive_ndcg_at_10({q: run[q] for q in query_ids}, scifact.qrels), abs=1e-3)  # BM25's order
+    # re-ranking happened: BM25's own order on the same candidates scores differently
+    assert report["first_stage"]["aggregate"]["nDCG@10"] != pytest.approx(ndcg, abs=1e-3)
 
     # MTEB's results layout, first stage recorded in the scores and in the experiment folder
     meta = st_mteb.reranker_meta(model)
@@ -352,16 +351,11 @@ def mteb_section() -> str:
 
 def test_readme_mteb_example_runs(tiny_model_path, scifact, tmp_path, monkeypatch):
     """The README's example as written, with the tiny model, a BM25 run made here and a depth of 2."""
-    import bm25s
+    from st_distill.evaluation.retrieve import bm25_retrieve
 
-    doc_ids = list(scifact.corpus)
-    retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(list(scifact.corpus.values()), stopwords="en", show_progress=False), show_progress=False)
-    queries = [q for q in scifact.qrels if q in scifact.queries]
-    tokens = bm25s.tokenize([scifact.queries[q] for q in queries], stopwords="en", show_progress=False)
-    docs, scores = retriever.retrieve(tokens, k=2, show_progress=False)
+    queries = {q: scifact.queries[q] for q in scifact.qrels if q in scifact.queries}
     run_path = tmp_path / "scifact.bm25.trec"
-    write_trec_run({q: {doc_ids[d]: float(s) for d, s in zip(docs[i], scores[i])} for i, q in enumerate(queries)}, run_path)
+    write_trec_run(bm25_retrieve(scifact.corpus, queries, top_k=2), run_path)
 
     (code,) = re.findall(r"```python\n(.*?)```", mteb_section(), flags=re.S)
     for old, new in [
