@@ -1,0 +1,347 @@
+"""The bench report, rebuilt from a results folder alone.
+
+:func:`write_report` reads ``bench.json`` and every finished cell's ``metrics.json`` and
+``training_log.jsonl`` under a results folder (the runner's layout, see :mod:`st_distill.bench.runner`)
+and writes into ``<results>/report/``:
+
+- ``table.md``, ``table.csv``, ``table.tex``: rows backbone x objective, one column per evaluation
+  suite and measure, mean over seeds ± standard deviation (sample, over seeds). Each objective is
+  compared with the baseline objective (default ``bce``) of the same backbone on the same suite:
+  a two-sided paired t-test on per-query values averaged over seeds, Holm-Bonferroni corrected
+  over the objectives of that (backbone, suite, measure); ``▲``/``▼`` mark a significant
+  improvement/degradation at level ``alpha``. A first-stage row gives the re-ranked run's
+  starting point where it was evaluated.
+- ``significance.json``: every test (raw and adjusted p-value, queries, difference).
+- ``<suite>.png``: a bar chart per suite (main measure, error bars = std over seeds).
+- ``loss_<phase>.png``: training-loss curves (mean over seeds) per backbone.
+
+Outputs contain no timestamps, so ``st-distill report DIR`` regenerates them byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from st_distill.bench.stats import holm, paired_ttest, seed_mean
+from st_distill.io import atomic_write, write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ReportTable", "collect_cells", "build_table", "write_report"]
+
+UP, DOWN = "▲", "▼"
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple[dict, list[dict]]:
+    """Reads ``bench.json`` and the ``metrics.json`` of every finished cell of one phase.
+
+    Args:
+        results: The results folder written by ``st-distill bench``.
+        phase: The phase to report; default the last phase of the config.
+
+    Returns:
+        ``(bench, cells)``: the run's ``bench.json`` and the finished cells' metrics, sorted by
+        (backbone, objective, seed, variant).
+
+    Raises:
+        FileNotFoundError: If ``results`` has no ``bench.json``.
+        ValueError: For an unknown phase.
+    """
+    results = Path(results)
+    bench_path = results / "bench.json"
+    if not bench_path.is_file():
+        raise FileNotFoundError(f"{bench_path}: no such file (is {results} a results folder of 'st-distill bench'?)")
+    bench = _read_json(bench_path)
+    phases = [p["name"] for p in bench["phases"]]
+    phase = phase or phases[-1]
+    if phase not in phases:
+        raise ValueError(f"unknown phase {phase!r} (phases of this run: {', '.join(phases)})")
+    cells = []
+    for done in sorted((results / "cells" / phase).glob("*/*/*/DONE")):
+        metrics = _read_json(done.parent / "metrics.json")
+        metrics["folder"] = str(done.parent.relative_to(results))
+        cells.append(metrics)
+    cells.sort(key=lambda m: (m["cell"]["backbone"], m["cell"]["objective"], m["cell"]["seed"], m["cell"].get("variant", "")))
+    bench["first_stage"] = {
+        suite: _read_json(results / "eval" / suite / "first_stage.json")
+        for suite in bench["suites"]
+        if (results / "eval" / suite / "first_stage.json").is_file()
+    }
+    return bench, cells
+
+
+@dataclass
+class ReportTable:
+    """The report's numbers: one row per (backbone, objective), one column per (suite, measure).
+
+    ``values[row][column]`` holds ``mean``, ``std`` (None for one seed), ``seeds``, and for
+    non-baseline rows ``p``, ``p_holm``, ``diff`` and ``sig`` (+1 better, -1 worse, 0 not significant).
+    """
+
+    rows: list[tuple[str, str]]
+    columns: list[tuple[str, str]]
+    values: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]]
+    first_stage: dict[tuple[str, str], float]
+    baseline: str
+    alpha: float
+
+
+def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None) -> ReportTable:
+    """Aggregates cells over seeds and tests every objective against the baseline.
+
+    Cells with a sweep ``variant`` (proxy phases) report each variant as its own objective row,
+    named ``objective[variant]``.
+    """
+    report = bench["report"]
+    metrics = metrics or report["metrics"]
+    baseline, alpha = report["baseline"], report["alpha"]
+    suites = list(bench["suites"])
+    columns = [(suite, measure) for suite in suites for measure in metrics]
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for cell in cells:
+        c = cell["cell"]
+        name = c["objective"] + (f"[{c['variant']}]" if c.get("variant") else "")
+        groups[(c["backbone"], name)].append(cell)
+    objective_order = {name: i for i, name in enumerate(bench["objectives"])}
+    rows = sorted(groups, key=lambda r: (bench["backbones"].index(r[0]) if r[0] in bench["backbones"] else 99,
+                                         objective_order.get(r[1].split("[")[0], 99), r[1]))
+    values: dict = {row: {} for row in rows}
+    per_query: dict = {}
+    for row in rows:
+        for suite, measure in columns:
+            seeds = [cell for cell in groups[row] if suite in cell["suites"] and measure in cell["suites"][suite]["aggregate"]]
+            if not seeds:
+                continue
+            scores = [float(cell["suites"][suite]["aggregate"][measure]) for cell in seeds]
+            values[row][(suite, measure)] = {
+                "mean": float(np.mean(scores)),
+                "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else None,
+                "seeds": len(scores),
+            }
+            per_query[(row, suite, measure)] = seed_mean([cell["suites"][suite]["per_query"].get(measure, {}) for cell in seeds])
+    for backbone in dict.fromkeys(r[0] for r in rows):
+        base_row = (backbone, baseline)
+        for column in columns:
+            family = [r for r in rows if r[0] == backbone and r != base_row and column in values[r]]
+            base = per_query.get((base_row, *column))
+            if not base or not family:
+                continue
+            tests = [paired_ttest(per_query[(r, *column)], base) for r in family]
+            adjusted = holm([p for p, _ in tests])
+            for r, (p, n), p_adj in zip(family, tests, adjusted):
+                diff = values[r][column]["mean"] - values[base_row][column]["mean"]
+                sig = (1 if diff > 0 else -1) if p_adj <= alpha and diff != 0 else 0
+                values[r][column].update(p=p, p_holm=p_adj, queries=n, diff=diff, sig=sig)
+    first_stage = {
+        (suite, measure): float(bench["first_stage"][suite][measure])
+        for suite, measure in columns
+        if measure in bench.get("first_stage", {}).get(suite, {})
+    }
+    return ReportTable(rows, columns, values, first_stage, baseline, alpha)
+
+
+def _cell_text(value: dict | None, latex: bool = False) -> str:
+    if value is None:
+        return "–" if not latex else "--"
+    pm = "$\\pm$" if latex else " ± "
+    text = f"{value['mean']:.4f}" + (f"{pm}{value['std']:.4f}" if value["std"] is not None else "")
+    sig = value.get("sig", 0)
+    if sig:
+        text += ("$^{\\uparrow}$" if sig > 0 else "$^{\\downarrow}$") if latex else f" {UP if sig > 0 else DOWN}"
+    return text
+
+
+def _markdown(table: ReportTable, title: str) -> str:
+    head = ["backbone", "objective", *(f"{suite} {measure}" for suite, measure in table.columns)]
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if table.first_stage:
+        lines.append("| first stage | – | " + " | ".join(
+            f"{table.first_stage[c]:.4f}" if c in table.first_stage else "–" for c in table.columns) + " |")
+    for row in table.rows:
+        lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(_cell_text(table.values[row].get(c)) for c in table.columns) + " |")
+    lines += [
+        "",
+        f"Mean over seeds ± standard deviation across seeds. {UP}/{DOWN}: significantly better/worse than "
+        f"`{table.baseline}` on the same backbone (two-sided paired t-test on per-query values averaged over seeds, "
+        f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _csv(table: ReportTable) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["backbone", "objective", "suite", "measure", "mean", "std", "seeds", "diff", "p", "p_holm", "sig"])
+    fmt = lambda x: "" if x is None else f"{x:.6g}" if isinstance(x, float) else str(x)  # noqa: E731
+    for column, value in table.first_stage.items():
+        writer.writerow(["first stage", "", *column, f"{value:.6f}", "", "", "", "", "", ""])
+    for row in table.rows:
+        for column in table.columns:
+            v = table.values[row].get(column)
+            if v is None:
+                continue
+            writer.writerow([*row, *column, f"{v['mean']:.6f}", "" if v["std"] is None else f"{v['std']:.6f}", v["seeds"],
+                             fmt(v.get("diff")), fmt(v.get("p")), fmt(v.get("p_holm")), v.get("sig", "")])
+    return out.getvalue()
+
+
+def _latex(table: ReportTable) -> str:
+    def esc(text: str) -> str:
+        return text.replace("_", "\\_").replace("&", "\\&").replace("%", "\\%").replace("#", "\\#")
+
+    lines = [
+        "\\begin{tabular}{ll" + "r" * len(table.columns) + "}",
+        "\\toprule",
+        "Backbone & Objective & " + " & ".join(esc(f"{s} {m}") for s, m in table.columns) + " \\\\",
+        "\\midrule",
+    ]
+    if table.first_stage:
+        lines.append("First stage & -- & " + " & ".join(
+            f"{table.first_stage[c]:.4f}" if c in table.first_stage else "--" for c in table.columns) + " \\\\")
+    previous = None
+    for row in table.rows:
+        if previous is not None and row[0] != previous:
+            lines.append("\\midrule")
+        previous = row[0]
+        cells = " & ".join(_cell_text(table.values[row].get(c), latex=True) for c in table.columns)
+        lines.append(f"{esc(row[0])} & {esc(row[1])} & {cells} \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def _save_png(fig, path: Path) -> None:
+    buffer = io.BytesIO()
+    # No "Software"/date metadata: the same numbers give the same bytes.
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    backbones = list(dict.fromkeys(r[0] for r in table.rows))
+    objectives = list(dict.fromkeys(r[1] for r in table.rows))
+    for suite in dict.fromkeys(s for s, _ in table.columns):
+        column = (suite, measure)
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(objectives) * len(backbones)), 3.5))
+        width = 0.8 / max(1, len(backbones))
+        for b, backbone in enumerate(backbones):
+            xs, heights, errors = [], [], []
+            for o, objective in enumerate(objectives):
+                value = table.values.get((backbone, objective), {}).get(column)
+                if value is not None:
+                    xs.append(o + (b - (len(backbones) - 1) / 2) * width)
+                    heights.append(value["mean"])
+                    errors.append(value["std"] or 0.0)
+            ax.bar(xs, heights, width, yerr=errors, capsize=3, label=backbone)
+        if column in table.first_stage:
+            ax.axhline(table.first_stage[column], color="gray", linestyle="--", linewidth=1, label="first stage")
+        ax.set_xticks(range(len(objectives)), objectives, rotation=30, ha="right")
+        ax.set_ylabel(measure)
+        ax.set_title(suite)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        path = folder / f"{suite}.png"
+        _save_png(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[str, dict[str, list[dict[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    for cell in cells:
+        log = results / cell["folder"] / "training_log.jsonl"
+        if not log.is_file():
+            continue
+        with open(log, encoding="utf-8") as f:
+            points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
+        c = cell["cell"]
+        curves[c["backbone"]][c["objective"] + (f"[{c['variant']}]" if c.get("variant") else "")].append(points)
+    if not curves:
+        return None
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+    for ax, (backbone, by_objective) in zip(axes[0], curves.items()):
+        for objective, runs in by_objective.items():
+            steps = sorted(set.intersection(*(set(r) for r in runs)))
+            ax.plot(steps, [np.mean([r[s] for r in runs]) for s in steps], label=objective)
+        ax.set_title(backbone)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = folder / f"loss_{phase}.png"
+    _save_png(fig, path)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: str | os.PathLike, phase: str | None = None, metrics: list[str] | None = None) -> dict[str, Path]:
+    """Writes the report of one phase under ``<results>/report/`` and returns the files written.
+
+    Args:
+        results: The results folder of ``st-distill bench``.
+        phase: The phase to report (default: the last).
+        metrics: Measures to show (default: the config's ``report.metrics``); each must have been
+            evaluated (``eval.metrics``).
+
+    Returns:
+        ``{"markdown": ..., "csv": ..., "latex": ..., "significance": ..., "<suite>": png, "loss": png}``.
+    """
+    results = Path(results)
+    bench, cells = collect_cells(results, phase)
+    phase = phase or bench["phases"][-1]["name"]
+    table = build_table(bench, cells, metrics)
+    folder = results / "report"
+    suffix = "" if phase == bench["phases"][-1]["name"] else f"_{phase}"
+    title = f"{bench['name']}: phase {phase}, {len(cells)} cell(s)"
+    written: dict[str, Path] = {}
+    for key, name, text in (("markdown", f"table{suffix}.md", _markdown(table, title)),
+                            ("csv", f"table{suffix}.csv", _csv(table)),
+                            ("latex", f"table{suffix}.tex", _latex(table))):
+        with atomic_write(folder / name) as f:
+            f.write(text)
+        written[key] = folder / name
+    tests = [
+        {"backbone": row[0], "objective": row[1], "suite": s, "measure": m, "baseline": table.baseline,
+         **{k: v for k, v in table.values[row][(s, m)].items() if k in ("diff", "p", "p_holm", "queries", "sig")}}
+        for row in table.rows for (s, m) in table.columns
+        if "p" in table.values[row].get((s, m), {})
+    ]
+    write_json(folder / f"significance{suffix}.json", tests)
+    written["significance"] = folder / f"significance{suffix}.json"
+    if cells:
+        main = (metrics or bench["report"]["metrics"])[0]
+        for path in _bar_charts(table, main, folder / (f"charts{suffix}" if suffix else "charts")):
+            written[path.stem] = path
+        loss = _loss_curves(results, cells, phase, folder)
+        if loss is not None:
+            written["loss"] = loss
+    return written

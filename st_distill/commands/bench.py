@@ -1,0 +1,51 @@
+"""``st-distill bench``: run a grid of objectives x backbones x seeds from a TOML config."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run the benchmark grid of a config (default: the packaged quickstart), resumable, then write the report"
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    try:
+        shard = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= shard[0] < shard[1]:
+        raise argparse.ArgumentTypeError(f"expected 0 <= i < n, got {text!r}")
+    return shard
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", nargs="?", default=None,
+        help="a TOML config, or the name of a packaged one ('quickstart', the default)",
+    )
+    parser.add_argument("-o", "--output", default=None, help="results folder (default: the config's output_dir)")
+    parser.add_argument("--dry-run", action="store_true", help="validate the config, print the plan, train nothing")
+    parser.add_argument("--phase", default=None, help="run only this phase of the config")
+    parser.add_argument(
+        "--shard", type=_shard, default=(0, 1), metavar="I/N",
+        help="run only shard I of N (0-based) of the grid, e.g. $SLURM_ARRAY_TASK_ID/4",
+    )
+    parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+
+
+def run(args: argparse.Namespace) -> int:
+    from st_distill.bench.config import load_config
+    from st_distill.bench.runner import PhaseBlocked, describe_plan, plan_cells, run_bench, select_shard
+
+    config = load_config(args.config, output_dir=args.output)
+    if args.dry_run:
+        cells = select_shard(plan_cells(config, args.phase), *args.shard)
+        print(describe_plan(config, cells))
+        return 0
+    try:
+        counts = run_bench(config, phase=args.phase, shard=args.shard, report=not args.no_report)
+    except PhaseBlocked as exc:
+        print(f"st-distill bench: {exc}")
+        return 3
+    print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} in this shard; results in {config.output_dir}")
+    return 0

@@ -1,0 +1,135 @@
+"""The report: Holm's correction, paired t-tests on seed-averaged per-query values, tables, byte-identical rebuilds."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import ttest_rel
+
+from st_distill.bench.report import build_table, collect_cells, write_report
+from st_distill.bench.stats import holm, paired_ttest, seed_mean
+
+
+def test_holm_matches_hand_computed_values():
+    # sorted: 0.005 -> 4 * 0.005 = 0.02; 0.01 -> 3 * 0.01 = 0.03; 0.03 -> 2 * 0.03 = 0.06;
+    # 0.04 -> 1 * 0.04 = 0.04, raised to the running maximum 0.06.
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([0.02]) == pytest.approx([0.02])
+    assert holm([]) == []
+
+
+def test_holm_is_bonferroni_step_down_against_a_naive_loop():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.1, size=7).tolist()
+    order = np.argsort(p)
+    m = len(p)
+    expected = [0.0] * m
+    for i, index in enumerate(order):
+        expected[index] = min(1.0, max((m - j) * p[order[j]] for j in range(i + 1)))
+    assert holm(p) == pytest.approx(expected)
+
+
+def test_paired_ttest_and_seed_mean():
+    a = {"q1": 0.5, "q2": 0.7, "q3": 0.2, "q4": 0.9}
+    b = {"q1": 0.4, "q2": 0.5, "q3": 0.25, "q4": 0.6, "extra": 1.0}
+    p, n = paired_ttest(a, b)
+    assert n == 4
+    assert p == pytest.approx(ttest_rel([0.5, 0.7, 0.2, 0.9], [0.4, 0.5, 0.25, 0.6]).pvalue)
+    assert paired_ttest(a, a) == (1.0, 4)  # no difference at all: no evidence
+    assert seed_mean([{"q1": 1.0, "q2": 0.0}, {"q1": 0.0, "q3": 1.0}]) == {"q1": 0.5}
+
+
+def make_results(folder: Path, per_query: dict[tuple[str, int], list[float]]) -> None:
+    """A results folder with one suite, one backbone, objectives x seeds with given per-query nDCG@10."""
+    objectives = sorted({o for o, _ in per_query}, key=["bce", "infonce", "hinge"].index)
+    (folder / "eval" / "dl").mkdir(parents=True)
+    (folder / "eval" / "dl" / "first_stage.json").write_text(json.dumps({"nDCG@10": 0.3}), encoding="utf-8")
+    (folder / "bench.json").write_text(json.dumps({
+        "name": "t", "phases": [{"name": "main"}], "backbones": ["tiny"], "objectives": objectives,
+        "suites": {"dl": {"depth": 10, "relevance_level": 1}}, "metrics": ["nDCG@10"], "main_metric": "nDCG@10",
+        "report": {"metrics": ["nDCG@10"], "baseline": "bce", "alpha": 0.05},
+    }), encoding="utf-8")
+    for (objective, seed), values in per_query.items():
+        cell = folder / "cells" / "main" / "tiny" / objective / f"seed-{seed}"
+        cell.mkdir(parents=True)
+        queries = {f"q{i}": v for i, v in enumerate(values)}
+        (cell / "metrics.json").write_text(json.dumps({
+            "cell": {"phase": "main", "backbone": "tiny", "objective": objective, "seed": seed, "variant": ""},
+            "suites": {"dl": {"aggregate": {"nDCG@10": float(np.mean(values))}, "per_query": {"nDCG@10": queries}}},
+        }), encoding="utf-8")
+        (cell / "training_log.jsonl").write_text(
+            "".join(json.dumps({"step": s, "loss": 1.0 / s + seed}) + "\n" for s in (1, 2, 3)), encoding="utf-8")
+        (cell / "DONE").touch()
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.6, size=30)
+    per_query = {}
+    for seed in (0, 1, 2):
+        per_query[("bce", seed)] = (base + rng.normal(0, 0.01, 30)).tolist()
+        per_query[("infonce", seed)] = (base + 0.15 + rng.normal(0, 0.01, 30)).tolist()  # clearly better
+        per_query[("hinge", seed)] = (base + rng.normal(0, 0.05, 30)).tolist()  # no real difference
+    make_results(tmp_path, per_query)
+    return tmp_path
+
+
+def test_table_means_stds_and_marks(results):
+    bench, cells = collect_cells(results)
+    table = build_table(bench, cells)
+    assert table.rows == [("tiny", "bce"), ("tiny", "infonce"), ("tiny", "hinge")]
+    column = ("dl", "nDCG@10")
+    scores = {o: [c["suites"]["dl"]["aggregate"]["nDCG@10"] for c in cells if c["cell"]["objective"] == o] for o in ("bce", "infonce", "hinge")}
+    for objective, values in scores.items():
+        assert table.values[("tiny", objective)][column]["mean"] == pytest.approx(np.mean(values))
+        assert table.values[("tiny", objective)][column]["std"] == pytest.approx(np.std(values, ddof=1))
+    # the t-test runs on per-query values averaged over the three seeds
+    def averaged(objective):
+        runs = [c["suites"]["dl"]["per_query"]["nDCG@10"] for c in cells if c["cell"]["objective"] == objective]
+        return [np.mean([r[f"q{i}"] for r in runs]) for i in range(30)]
+
+    raw = {o: ttest_rel(averaged(o), averaged("bce")).pvalue for o in ("infonce", "hinge")}
+    adjusted = holm([raw["infonce"], raw["hinge"]])
+    assert table.values[("tiny", "infonce")][column]["p"] == pytest.approx(raw["infonce"])
+    assert table.values[("tiny", "infonce")][column]["p_holm"] == pytest.approx(adjusted[0])
+    assert table.values[("tiny", "hinge")][column]["p_holm"] == pytest.approx(adjusted[1])
+    assert table.values[("tiny", "infonce")][column]["sig"] == 1
+    assert table.values[("tiny", "hinge")][column]["sig"] == (1 if adjusted[1] <= 0.05 else 0) * np.sign(
+        table.values[("tiny", "hinge")][column]["diff"])
+    assert "p" not in table.values[("tiny", "bce")][column]
+    assert table.first_stage == {column: 0.3}
+
+
+def test_report_files_and_byte_identical_rebuild(results, capsys):
+    from st_distill.cli import main
+
+    written = write_report(results)
+    assert {"markdown", "csv", "latex", "significance", "dl", "loss"} <= set(written)
+    markdown = written["markdown"].read_text(encoding="utf-8")
+    assert "| tiny | infonce |" in markdown and "▲" in markdown and "| first stage | – | 0.3000 |" in markdown
+    rows = list(csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8"))))
+    assert [r["objective"] for r in rows] == ["", "bce", "infonce", "hinge"]
+    assert rows[2]["sig"] == "1"
+    latex = written["latex"].read_text(encoding="utf-8")
+    assert latex.startswith("\\begin{tabular}{llr}") and "$^{\\uparrow}$" in latex
+    assert written["dl"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = {p: p.read_bytes() for p in (results / "report").rglob("*") if p.is_file()}
+    assert main(["report", str(results)]) == 0
+    assert "infonce" in capsys.readouterr().out
+    after = {p: p.read_bytes() for p in (results / "report").rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="bench.json"):
+        write_report(tmp_path)
+    make_results(tmp_path, {("bce", 0): [0.5, 0.6]})
+    with pytest.raises(ValueError, match="unknown phase 'proxy'"):
+        write_report(tmp_path, phase="proxy")
