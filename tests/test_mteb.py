@@ -350,18 +350,18 @@ def mteb_section() -> str:
 
 
 def test_readme_mteb_example_runs(tiny_model_path, scifact, tmp_path, monkeypatch):
-    """The README's example as written, with the tiny model, a BM25 run made here and a depth of 2."""
+    """The README's example as written, with the tiny model, a BM25 run made here and a depth of 1."""
     from st_distill.evaluation.retrieve import bm25_retrieve
 
     queries = {q: scifact.queries[q] for q in scifact.qrels if q in scifact.queries}
     run_path = tmp_path / "scifact.bm25.trec"
-    write_trec_run(bm25_retrieve(scifact.corpus, queries, top_k=2), run_path)
+    write_trec_run(bm25_retrieve(scifact.corpus, queries, top_k=1), run_path)
 
     (code,) = re.findall(r"```python\n(.*?)```", mteb_section(), flags=re.S)
     for old, new in [
         ('"runs/my-reranker"', repr(tiny_model_path)),
         ('"runs/scifact.bm25.trec"', repr(str(run_path))),
-        ("top_k=100", "top_k=2"),
+        ("top_k=100", "top_k=1"),
         ('"mteb-results"', repr(str(tmp_path / "mteb-results"))),
     ]:
         assert code.count(old) == 1, old
@@ -369,15 +369,28 @@ def test_readme_mteb_example_runs(tiny_model_path, scifact, tmp_path, monkeypatc
     monkeypatch.chdir(Path(__file__).resolve().parents[1])  # ../shared/data is relative to the project root
     namespace: dict = {}
     exec(compile(code, "README.md:MTEB", "exec"), namespace)
-    assert 0.0 < namespace["scores"]["SciFact"]["ndcg_at_10"] < 1.0
+    ndcg = namespace["scores"]["SciFact"]["ndcg_at_10"]
+    assert 0.0 < ndcg < 1.0
     assert list((tmp_path / "mteb-results" / "results" / "me__my-reranker").glob("*/experiments/*/SciFact.json"))
+
+    # the first command of the README's bash block does the same
+    command = readme_commands()[0]
+    substitutions = {"runs/my-reranker": tiny_model_path, "runs/scifact.bm25.trec": str(run_path), "100": "1"}
+    argv = [substitutions.get(word, word) for word in command[1:]]
+    argv += ["--output-folder", str(tmp_path / "cli-results"), "--scores", str(tmp_path / "scores.json")]
+    assert cli.main(argv) == 0
+    assert json.loads((tmp_path / "scores.json").read_text())["SciFact"]["ndcg_at_10"] == ndcg
+
+
+def readme_commands() -> list[list[str]]:
+    (block,) = re.findall(r"```bash\n(.*?)```", mteb_section(), flags=re.S)
+    return [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
 
 
 def test_readme_mteb_commands_parse():
     from st_distill.cli import build_parser
 
-    (block,) = re.findall(r"```bash\n(.*?)```", mteb_section(), flags=re.S)
-    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    commands = readme_commands()
     assert len(commands) == 2
     for command in commands:
         assert command[:3] == ["st-distill", "mteb", "evaluate"]
