@@ -171,3 +171,15 @@ def test_top_k_cuts_in_trec_eval_order():
     run = {"q": {"a": 1.0, "b": 3.0, "c": 1.0}, "r": {"x": 0.0}}
     assert top_k(run, 2) == {"q": {"b": 3.0, "c": 1.0}, "r": {"x": 0.0}}
     assert top_k(run, None) == {"q": {"b": 3.0, "c": 1.0, "a": 1.0}, "r": {"x": 0.0}}
+
+
+def test_text_store_integer_ids_fast_path_matches_hash_lookup(tmp_path):
+    # MS MARCO-like integer ids take the dense path; non-canonical spellings cannot match
+    store = TextStore.from_texts({"10": "a", "3": "b", "7": "c"}, tmp_path / "ints.arrow")
+    assert store._dense_index() is not None
+    queries = ["7", "3", "10", "007", "+7", "-3", "4", "99999999999", "x"]
+    assert store.rows(queries).tolist() == [2, 1, 0, -1, -1, -1, -1, -1, -1]
+    mixed = TextStore.from_texts({"10": "a", "3": "b", "d7": "c"}, tmp_path / "mixed.arrow")
+    assert mixed._dense_index() is None and mixed.rows(["d7", "3", "7"]).tolist() == [2, 1, -1]
+    with pytest.raises(FormatError, match="appears more than once"):
+        TextStore.write([pa.table({"id": ["1", "2", "1"], "text": ["a", "b", "c"]})], tmp_path / "dup.arrow")

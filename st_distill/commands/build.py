@@ -23,7 +23,7 @@ import json
 
 from st_distill.commands.teacher import add_text_arguments
 
-HELP = "build the datasets.Dataset of a training objective (save_to_disk + JSON report)"
+HELP = "build the datasets.Dataset of a training objective (memory-mappable Arrow file + JSON report)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--seed", type=int, default=0)
     shape.add_argument("--lazy", action="store_true", help="store ids and join texts on access (text stores in OUTPUT/texts)")
     shape.add_argument("--skip-invalid", action="store_true", help="skip bad lines of --triples with a counted warning")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder for dataset/, report.json (and texts/)")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder for dataset.arrow, report.json (and texts/ when --lazy)")
 
 
 def _stores(args: argparse.Namespace):

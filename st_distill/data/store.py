@@ -55,6 +55,7 @@ class TextStore(Mapping):
             raise FormatError(self.path, None, f"not a text store: columns {self._table.schema.names}, expected id, text")
         self._ids: pa.Array | None = None
         self._index: dict[str, int] | None = None
+        self._dense: np.ndarray | None | bool = None  # False: ids are not small canonical integers
 
     def __reduce__(self):
         return (TextStore, (str(self.path),))
@@ -81,11 +82,34 @@ class TextStore(Mapping):
         return isinstance(key, str) and int(self.rows([key])[0]) >= 0
 
     def rows(self, ids: Sequence[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Positions of ``ids`` in the store (int64), -1 where an id is unknown. One vectorised lookup."""
+        """Positions of ``ids`` in the store (int64), -1 where an id is unknown. One vectorised lookup.
+
+        When every id of the store is a canonical decimal integer (MS MARCO's passage and query
+        ids), lookups go through a dense position array instead of a string hash table: an order
+        of magnitude faster for the 80M passage references of Hofstätter's file. An id that is not
+        in canonical form (``"007"``, ``"+7"``) cannot be in such a store and maps to -1.
+        """
         if not isinstance(ids, (pa.Array, pa.ChunkedArray)):
             ids = pa.array(list(ids), type=pa.string())
+        dense = self._dense_index()
+        if dense is not None:
+            values = _canonical_integers(ids)
+            if values is not None:
+                inside = (values >= 0) & (values < len(dense))
+                return np.where(inside, dense[np.where(inside, values, 0)], -1).astype(np.int64)
         positions = pc.index_in(ids, value_set=self.ids)
         return positions.fill_null(-1).to_numpy().astype(np.int64, copy=False)
+
+    def _dense_index(self) -> np.ndarray | None:
+        """``dense[int(id)] = row`` when the ids are canonical integers of moderate size, else None."""
+        if self._dense is None:
+            self._dense = False
+            values = _canonical_integers(self.ids) if len(self) else None
+            if values is not None and values.min() >= 0 and values.max() < max(16 * len(values), 1 << 20):
+                dense = np.full(int(values.max()) + 1, -1, dtype=np.int32 if len(values) < 2**31 else np.int64)
+                dense[values] = np.arange(len(values), dtype=dense.dtype)
+                self._dense = dense
+        return self._dense if self._dense is not False else None
 
     def texts(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         """The texts at the given row positions, in order."""
@@ -103,9 +127,12 @@ class TextStore(Mapping):
                     writer.write(batch.cast(SCHEMA) if isinstance(batch, pa.Table) else batch)
             store = TextStore(tmp)
             ids = store.ids
-            if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
+            if pc.any(pc.equal(pc.binary_length(ids), 0)).as_py():
                 raise FormatError(path, None, "a text store cannot hold an empty id")
-            if pc.count_distinct(ids).as_py() != len(ids):
+            dense = store._dense_index()
+            if (dense is not None and int((dense >= 0).sum()) != len(ids)) or (
+                dense is None and pc.count_distinct(ids).as_py() != len(ids)
+            ):
                 counts = pc.value_counts(ids)
                 repeated = pc.filter(counts.field("values"), pc.greater(counts.field("counts"), 1))
                 raise FormatError(path, None, f"id {repeated[0].as_py()!r} appears more than once")
@@ -163,16 +190,56 @@ def _stream_tsv(source: Path) -> Iterable[pa.RecordBatch]:
     """Streams an ``id<TAB>text`` file as record batches; raises on any line that is not exactly two fields."""
     reader = pacsv.open_csv(
         source,
-        read_options=pacsv.ReadOptions(column_names=["id", "text"], block_size=64 << 20),
+        read_options=pacsv.ReadOptions(column_names=["id", "text"], block_size=4 << 20),  # small blocks: cache-friendly
         parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, newlines_in_values=False),
         convert_options=pacsv.ConvertOptions(column_types={"id": pa.string(), "text": pa.string()}),
     )
     for batch in reader:
-        ids = pc.utf8_trim_whitespace(batch.column(0))
-        texts = pc.utf8_trim_whitespace(batch.column(1))
-        if pc.any(pc.equal(pc.utf8_length(texts), 0)).as_py():
+        ids, texts = (_stripped(batch.column(i)) for i in (0, 1))
+        if pc.any(pc.equal(pc.binary_length(texts), 0)).as_py():
             raise FormatError(source, None, "empty text")
         yield pa.RecordBatch.from_arrays([ids, texts], schema=SCHEMA)
+
+
+def _canonical_integers(ids: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """int64 values of string ids when all parse as integers, with -1 for any not in canonical
+    form (a sign or a leading zero); None when some id is not an integer at all."""
+    try:
+        values = pc.cast(ids, pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    chunks = ids.chunks if isinstance(ids, pa.ChunkedArray) else [ids]
+    first = np.concatenate([_first_bytes(chunk) for chunk in chunks]) if chunks else np.zeros(0, np.uint8)
+    lengths = pc.binary_length(ids).to_numpy(zero_copy_only=False)
+    canonical = (first >= ord("1")) & (first <= ord("9")) | ((first == ord("0")) & (lengths == 1))
+    return np.where(canonical, values, -1)
+
+
+def _first_bytes(array: pa.StringArray) -> np.ndarray:
+    """The first byte of every (non-empty) string of ``array``, read from its buffers."""
+    if len(array) == 0:
+        return np.zeros(0, np.uint8)
+    _, offsets_buffer, data_buffer = array.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array)]
+    return np.frombuffer(data_buffer, dtype=np.uint8)[offsets]
+
+
+_WHITESPACE = np.zeros(256, dtype=bool)
+_WHITESPACE[[9, 10, 11, 12, 13, 32]] = True
+
+
+def _stripped(array: pa.StringArray) -> pa.StringArray:
+    """``array`` with surrounding whitespace removed; copies only when some value has any (MS MARCO has none)."""
+    _, offsets_buffer, data_buffer = array.buffers()
+    if data_buffer is None or len(array) == 0:
+        return array
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    nonempty = offsets[1:] > offsets[:-1]
+    first, last = data[offsets[:-1][nonempty]], data[offsets[1:][nonempty] - 1]
+    if _WHITESPACE[first].any() or _WHITESPACE[last].any():
+        return pc.utf8_trim_whitespace(array)
+    return array
 
 
 def as_texts(texts: Texts | TextStore | str | os.PathLike, store_path: str | os.PathLike | None = None) -> Texts | TextStore:

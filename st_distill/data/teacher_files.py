@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from st_distill.data.formats import FormatError, LineChecker, Run, iter_trec_run, parse_score
+from st_distill.data.store import TextStore
 from st_distill.io import open_text
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,8 @@ _ROWS_COLUMNS = {"qid": "query_row", "pos_pid": "positive_row", "neg_pid": "nega
 
 def read_teacher_triples(
     path: str | os.PathLike,
-    query_ids: pa.Array | None = None,
-    doc_ids: pa.Array | None = None,
+    query_ids: pa.Array | TextStore | None = None,
+    doc_ids: pa.Array | TextStore | None = None,
     skip_invalid: bool = False,
     skipped: Counter | None = None,
     max_rows: int | None = None,
@@ -54,10 +55,12 @@ def read_teacher_triples(
 
     Args:
         path: The teacher file; fields separated by tabs (the published file) or single spaces.
-        query_ids: Optional known query ids (e.g. ``TextStore.ids``); when given, unknown query
-            ids are errors and the table gains a ``query_row`` column (position in ``query_ids``).
-        doc_ids: Optional known passage ids; unknown passages are errors and the table gains
-            ``positive_row`` and ``negative_row`` columns.
+        query_ids: Optional known query ids, an Arrow array or a
+            :class:`~st_distill.data.store.TextStore` (whose integer-id fast path then applies);
+            when given, unknown query ids are errors and the table gains a ``query_row`` column
+            (position among ``query_ids``).
+        doc_ids: Optional known passage ids, likewise; unknown passages are errors and the table
+            gains ``positive_row`` and ``negative_row`` columns.
         skip_invalid: Skip bad lines with a counted warning instead of raising.
         skipped: Optional counter receiving the skipped lines by reason.
         max_rows: Keep only the first ``max_rows`` valid rows.
@@ -103,7 +106,7 @@ def _read_fast(path: Path, max_rows: int | None) -> pa.Table:
     types = {field.name: field.type for field in _RAW_SCHEMA}
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(column_names=TRIPLE_COLUMNS, block_size=32 << 20),
+        read_options=pacsv.ReadOptions(column_names=TRIPLE_COLUMNS, block_size=4 << 20),  # small blocks: cache-friendly
         parse_options=pacsv.ParseOptions(delimiter=_delimiter(path), quote_char=False, escape_char=False),
         convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False),
     )
@@ -114,7 +117,7 @@ def _read_fast(path: Path, max_rows: int | None) -> pa.Table:
             if column.null_count or not pc.all(pc.is_finite(column)).as_py():
                 raise _Invalid
         for name in ("qid", "pos_pid", "neg_pid"):
-            if pc.any(pc.equal(pc.utf8_length(batch.column(name)), 0)).as_py():
+            if pc.any(pc.equal(pc.binary_length(batch.column(name)), 0)).as_py():
                 raise _Invalid
         batches.append(batch)
         rows += batch.num_rows
@@ -139,26 +142,45 @@ def _finish(table: pa.Table) -> pa.Table:
     )
 
 
-def _positions(column: pa.ChunkedArray, known: pa.Array) -> pa.ChunkedArray:
+def id_positions(column: pa.Array | pa.ChunkedArray, known: pa.Array | TextStore) -> pa.Array | pa.ChunkedArray:
+    """int32 positions of ``column``'s ids among ``known`` ids (an id array or a store), null where unknown.
+
+    A chunked column is looked up chunk by chunk, which bounds the temporary arrays of the
+    store's integer fast path to one chunk.
+    """
+    if isinstance(known, TextStore):
+        chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+        arrays = []
+        for chunk in chunks:
+            rows = known.rows(chunk)
+            arrays.append(pa.array(rows.astype(np.int32), mask=rows < 0))
+        return pa.chunked_array(arrays, pa.int32()) if isinstance(column, pa.ChunkedArray) else arrays[0]
     return pc.index_in(column, value_set=known).cast(pa.int32())
 
 
-def _check_and_index(table: pa.Table, query_ids: pa.Array | None, doc_ids: pa.Array | None) -> pa.Table:
+def _check_and_index(table: pa.Table, query_ids: pa.Array | TextStore | None, doc_ids: pa.Array | TextStore | None) -> pa.Table:
     """Adds the ``*_row`` columns; raises :class:`_Invalid` when an id is unknown."""
-    for name, known in (("qid", query_ids), ("pos_pid", doc_ids), ("neg_pid", doc_ids)):
-        if known is None:
-            continue
-        positions = _positions(table.column(name), known)
+    if query_ids is not None:
+        positions = id_positions(table.column("qid"), query_ids)
         if positions.null_count:
             raise _Invalid
-        table = table.append_column(_ROWS_COLUMNS[name], positions)
+        table = table.append_column("query_row", positions)
+    if doc_ids is not None:
+        # one lookup for both passage columns: the hash table of the collection's ids is built once
+        both = pa.chunked_array(table.column("pos_pid").chunks + table.column("neg_pid").chunks, pa.string())
+        positions = id_positions(both, doc_ids)
+        if positions.null_count:
+            raise _Invalid
+        half = table.num_rows
+        table = table.append_column("positive_row", positions.slice(0, half))
+        table = table.append_column("negative_row", positions.slice(half))
     return table
 
 
 def _read_by_line(
     path: Path,
-    query_ids: pa.Array | None,
-    doc_ids: pa.Array | None,
+    query_ids: pa.Array | TextStore | None,
+    doc_ids: pa.Array | TextStore | None,
     skip_invalid: bool,
     skipped: Counter | None,
     max_rows: int | None,
@@ -173,7 +195,7 @@ def _read_by_line(
         for name, known, what in (("qid", query_ids, "query"), ("pos_pid", doc_ids, "passage"), ("neg_pid", doc_ids, "passage")):
             if known is None:
                 continue
-            positions = _positions(table.column(name), known)
+            positions = id_positions(table.column(name), known)
             table = table.append_column(_ROWS_COLUMNS[name], positions)
             unknown = positions.is_null().to_numpy(zero_copy_only=False)
             for index in np.flatnonzero(unknown & keep):
