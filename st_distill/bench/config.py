@@ -163,10 +163,17 @@ class TeacherConfig:
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """One objective of the grid: registry ``name``, negatives per row, loss kwargs, training overrides."""
+    """One objective of the grid: registry ``name``, negatives per row, loss kwargs, training overrides.
+
+    ``data`` says where pointwise/ntuple rows come from: ``"run"`` (judged positives + negatives
+    from the first-stage run, the default) or ``"triples"`` (the teacher scores file's triples,
+    e.g. Hofstätter's, as the study trained bce, hinge and marginmse). Listwise objectives take
+    the LLM ``teacher.rankings`` when given, else the first-stage run scored by the teacher.
+    """
 
     name: str
     n_negatives: int | None = None
+    data: str = "run"
     loss: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
 
@@ -463,6 +470,8 @@ class _Parser:
         backbones = self.backbones(top.get("backbones"))
         teacher = self.teacher(top.get("teacher", {}))
         for i, objective in enumerate(objectives):
+            if objective.data == "triples" and teacher.scores_file is None:
+                raise self.error(f"objectives[{i}].data", "'triples' needs teacher.scores_file")
             needs = get_objective(objective.name).dataset_format.teacher
             if needs and teacher.source == "none" and not teacher.rankings:
                 raise self.error(f"objectives[{i}].name", f"{objective.name!r} needs a teacher, but teacher.source is 'none'")
@@ -597,7 +606,7 @@ class _Parser:
             where = f"objectives[{i}]"
             if isinstance(item, str):
                 item = {"name": item}
-            item = self.table(item, where, ("name", "n_negatives", "loss", "train"))
+            item = self.table(item, where, ("name", "n_negatives", "data", "loss", "train"))
             name = self.value(item, where, "name", str)
             if name not in known:
                 raise self.error(f"{where}.name", f"unknown objective {name!r} (known: {', '.join(known)})")
@@ -607,7 +616,10 @@ class _Parser:
             loss = item.get("loss", {})
             if not isinstance(loss, dict):
                 raise self.error(f"{where}.loss", f"expected a table of loss arguments, got {loss!r}")
-            out.append(ObjectiveConfig(name, n_negatives, dict(loss), self.train_overrides(item.get("train", {}), f"{where}.train")))
+            data = self.choice(item, where, "data", ("run", "triples"), "run")
+            if data == "triples" and get_objective(name).dataset_format.kind == "listwise":
+                raise self.error(f"{where}.data", f"{name!r} is listwise: it cannot train on triples")
+            out.append(ObjectiveConfig(name, n_negatives, data, dict(loss), self.train_overrides(item.get("train", {}), f"{where}.train")))
         _unique([o.name for o in out], "objectives", self)
         return tuple(out)
 

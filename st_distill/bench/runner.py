@@ -192,27 +192,30 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
     lines.append(f"  metrics: {', '.join(config.eval.metrics)}; report: {', '.join(config.report.metrics)} vs {config.report.baseline}")
     total_pairs = 0
     lines.append(f"  {len(cells)} cell(s):")
+    selecting = {}
+    for phase in config.phases:
+        selecting[phase.name] = [(p.name, key) for p in config.phases[: config.phases.index(phase)] if p.select_on for key in p.sweep]
     for cell in cells:
-        try:
-            s = cell_settings(config, cell, selected)
-        except KeyError:
-            s = None
-        if s is None:
-            lines.append(f"    {cell.key}")
-            continue
+        s = cell_settings(config, cell, selected)
         rows = max(1, s["train"]["passages_per_batch"] // s["passages_per_row"])
         pairs = s["train"]["max_steps"] * rows * s["passages_per_row"]
         total_pairs += pairs
+        chosen = "".join(f", {key} selected by phase {name!r}" for name, key in selecting[cell.phase])
         lines.append(
             f"    {cell.key}: {s['train']['max_steps']} steps x {rows} rows x {s['passages_per_row']} passages"
-            f" = {pairs:,} pairs, lr {s['train']['learning_rate']:g}"
+            f" = {pairs:,} pairs, lr {s['train']['learning_rate']:g}{chosen}"
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     return "\n".join(lines)
 
 
 def _describe_collection(c: Collection) -> str:
-    where = f"BEIR {c.beir} ({c.split})" if c.beir else f"queries {c.queries.name}, corpus {c.corpus.name}, qrels {c.qrels.name}"
+    if c.ir_datasets:
+        where = f"ir_datasets {c.ir_datasets}"
+    elif c.beir:
+        where = f"BEIR {c.beir} ({c.split})"
+    else:
+        where = f"queries {c.queries.name}, corpus {c.corpus.name}, qrels {c.qrels.name}"
     run = f"run {c.run.name}" if c.run else f"first stage {c.first_stage}"
     return f"{where}; {run} top-{c.depth}; relevant grade >= {c.relevance_level}"
 
@@ -303,6 +306,7 @@ def load_collection(c: Collection, workdir: Path, depth: int) -> Loaded:
         queries, corpus, qrels = read_texts(c.queries), read_texts(c.corpus), read_qrels(c.qrels)
     judged = [qid for qid in qrels if qid in queries][: c.max_queries]
     queries = {qid: queries[qid] for qid in judged}
+    qrels = {qid: qrels[qid] for qid in judged}
     if c.run is not None:
         full_run = read_trec_run(c.run)
     elif c.first_stage is not None:
@@ -407,28 +411,41 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded], dis
 
 
 def _build_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Loaded], teacher_scores: dict | None):
-    """Builds one objective's training dataset over every training source (concatenated)."""
+    """Builds one objective's training dataset over every training source (concatenated).
+
+    Where a source's corpus is a memory-mapped text store (MS MARCO scale), the dataset joins
+    texts lazily (ids in the table, texts on access).
+    """
     from datasets import concatenate_datasets
 
     from st_distill.data.builder import build_dataset
     from st_distill.data.negatives import negatives_from_run
+    from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_llm_ranking
     from st_distill.objectives import get_objective
 
     fmt = get_objective(objective).dataset_format
     n = n_negatives if n_negatives is not None else (fmt.n_negatives or 1)
+    entry = next((o for o in config.objectives if o.name == objective), None)
+    from_triples = entry is not None and entry.data == "triples"
     t = config.teacher
     parts = []
     for name, source in sources.items():
-        kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n, "seed": 0}
+        queries, corpus = source.queries, source.corpus
+        lazy = isinstance(corpus, TextStore)
+        if lazy and not isinstance(queries, TextStore):
+            queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
+        kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
+                                  "seed": 0, "lazy": lazy}
         scores = (teacher_scores or {}).get(name)
         if fmt.kind == "listwise":
-            if fmt.teacher == "ranking" and t.rankings is not None:
+            if t.rankings is not None:
                 kwargs["candidates"] = read_llm_ranking(t.rankings, query_ids=source.queries)
             else:
                 kwargs["candidates"] = source.run
+            if fmt.teacher == "scores" or t.rankings is None:
                 kwargs["teacher_scores"] = scores
-        elif t.source == "scores_file" and fmt.teacher == "scores":
+        elif from_triples:
             kwargs["triples"] = _teacher_triples(t.scores_file)
         else:
             if config.negatives.sampling == "top":
@@ -439,7 +456,7 @@ def _build_dataset(config: BenchConfig, objective: str, n_negatives: int | None,
                 kwargs["candidates"] = top_k(source.run, config.negatives.depth)
             if fmt.teacher == "scores":
                 kwargs["teacher_scores"] = scores
-        dataset, report = build_dataset(objective, source.queries, source.corpus, **kwargs)
+        dataset, report = build_dataset(objective, queries, corpus, **kwargs)
         logger.info("built %s from %s: %d rows, %d queries", objective, name, report.rows, report.queries)
         parts.append((dataset, report))
     dataset = parts[0][0] if len(parts) == 1 else concatenate_datasets([d for d, _ in parts])
@@ -531,9 +548,11 @@ def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
         teacher = "none (hard labels only)"
     card = model.model_card_data
     card.model_name = f"{cell.backbone} cross-encoder trained with the st-distill objective '{cell.objective}' (teacher: {teacher})"
-    card.train_datasets = [{"name": f"{s.name} ({cell.objective} format)"} for s in config.train_sources]
-    card.eval_datasets = [{"name": name} for name in config.eval.suites]
-    card.tags = [*card.tags, "st-distill", f"objective-{cell.objective}"]
+    data = " + ".join(s.name for s in config.train_sources)
+    # The trainer described the dataset it saw; name it after the training sources.
+    for entry in card.train_datasets:
+        entry["name"] = f"{data} ({cell.objective} format)"
+    card.add_tags(["st-distill", f"objective-{cell.objective}"])
     card.local_files_only = True
 
 

@@ -77,9 +77,9 @@ def rows_per_batch(passages_per_batch: int, passages_per_row: int, world_size: i
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    """The newest complete checkpoint (one whose ``trainer_state.json``, written last, exists)."""
+    complete = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 
 def train_model(

@@ -37,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from st_distill.bench.config import load_config
     from st_distill.bench.runner import PhaseBlocked, describe_plan, plan_cells, run_bench, select_shard
 
-    config = load_config(args.config, output_dir=args.output)
+    config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
     if args.dry_run:
         cells = select_shard(plan_cells(config, args.phase), *args.shard)
         print(describe_plan(config, cells))
+        for missing in config.missing:
+            print(f"  missing input: {missing}")
         return 0
     try:
         counts = run_bench(config, phase=args.phase, shard=args.shard, report=not args.no_report)

@@ -1,0 +1,156 @@
+"""The bench runner end to end on tiny models: a two-cell grid, SIGKILL in a cell and resume, dry runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from st_distill.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(torch_one_thread):
+    """Tiny models run faster on one thread than with two fighting other jobs for the cores."""
+
+
+def write_config(folder: Path, model: str, max_steps: int = 4, save_steps: int = 2) -> Path:
+    """Two cells (bce, marginmse) of a tiny backbone on the packaged TREC DL sample; a tiny cross-encoder teacher."""
+    path = folder / "bench.toml"
+    path.write_text(
+        f"""
+name = "tiny"
+seeds = [0]
+[[train_sources]]
+name = "dl21"
+queries = "resource://quickstart/trec-dl-2021/queries.tsv"
+corpus = "resource://quickstart/trec-dl-2021/passages.tsv.gz"
+qrels = "resource://quickstart/trec-dl-2021/qrels.txt.gz"
+run = "resource://quickstart/trec-dl-2021/run.bm25.top20.trec"
+depth = 10
+relevance_level = 2
+max_queries = 20
+[negatives]
+depth = 10
+[teacher]
+source = "models"
+max_length = 64
+[[teacher.models]]
+model = "{model}"
+kind = "cross-encoder"
+[[backbones]]
+name = "tiny"
+model = "{model}"
+[[objectives]]
+name = "bce"
+[[objectives]]
+name = "marginmse"
+[train]
+max_steps = {max_steps}
+passages_per_batch = 8
+learning_rate = 1e-3
+warmup_steps = 0
+max_length = 64
+save_steps = {save_steps}
+logging_steps = 1
+[eval]
+metrics = ["nDCG@10", "RR@10"]
+[eval.suites.dl19]
+queries = "resource://quickstart/trec-dl-2019/queries.tsv"
+corpus = "resource://quickstart/trec-dl-2019/passages.tsv.gz"
+qrels = "resource://quickstart/trec-dl-2019/qrels.txt.gz"
+run = "resource://quickstart/trec-dl-2019/run.bm25.top20.trec"
+depth = 10
+relevance_level = 2
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def finished_cells(out: Path) -> list[Path]:
+    return sorted(p.parent for p in (out / "cells").rglob("DONE"))
+
+
+def check_cells(out: Path) -> None:
+    """Every cell exactly once, complete, with the identity its folder says."""
+    cells = finished_cells(out)
+    assert [c.relative_to(out / "cells").as_posix() for c in cells] == ["main/tiny/bce/seed-0", "main/tiny/marginmse/seed-0"]
+    assert not list((out / "cells").rglob("*.partial")) and not list((out / "cells").rglob("checkpoints"))
+    for cell in cells:
+        metrics = json.loads((cell / "metrics.json").read_text(encoding="utf-8"))
+        assert metrics["cell"]["objective"] == cell.parent.name
+        dl19 = metrics["suites"]["dl19"]
+        assert set(dl19["aggregate"]) == {"nDCG@10", "RR@10"} and len(dl19["per_query"]["nDCG@10"]) == 43
+        assert metrics["train"]["steps"] == metrics["settings"]["train"]["max_steps"]
+        run_lines = (cell / "runs" / "dl19.trec").read_text(encoding="utf-8").splitlines()
+        assert len(run_lines) == 43 * 10
+        card = (cell / "model" / "README.md").read_text(encoding="utf-8")
+        assert f"objective '{cell.parent.name}'" in card and "dl21" in card
+        assert any("loss" in json.loads(line) for line in (cell / "training_log.jsonl").read_text().splitlines())
+
+
+def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_model_path, capsys):
+    config = write_config(tmp_path, tiny_model_path)
+    out = tmp_path / "out"
+    assert main(["bench", str(config), "--output", str(out)]) == 0
+    assert "2 cell(s) run" in capsys.readouterr().out
+    check_cells(out)
+    # the data were built once per objective; the teacher cache holds every scored pair
+    assert (out / "data" / "marginmse" / "DONE").is_file() and (out / "teacher" / "dl21" / "manifest.json").is_file()
+    first_stage = json.loads((out / "eval" / "dl19" / "first_stage.json").read_text())
+    assert first_stage["nDCG@10"] == pytest.approx(0.5058, abs=1e-4)  # the trec_eval figure of BM25
+    report = (out / "report" / "table.md").read_text(encoding="utf-8")
+    assert "| tiny | bce |" in report and "| tiny | marginmse |" in report
+    before = {p: p.read_bytes() for p in (out / "report").rglob("*") if p.is_file()}
+    mtimes = {c: (c / "metrics.json").stat().st_mtime_ns for c in finished_cells(out)}
+    assert main(["bench", str(config), "--output", str(out)]) == 0
+    assert "0 cell(s) run, 2 already done" in capsys.readouterr().out
+    assert {c: (c / "metrics.json").stat().st_mtime_ns for c in finished_cells(out)} == mtimes
+    assert {p: p.read_bytes() for p in (out / "report").rglob("*") if p.is_file()} == before
+    # a changed config does not silently reuse cells made with other settings
+    config.write_text(config.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
+    assert main(["bench", str(config), "--output", str(out)]) == 2
+    assert "finished with other settings" in capsys.readouterr().err
+
+
+def test_sigkill_in_a_cell_then_restart_finishes_every_cell_once(tmp_path, tiny_model_path):
+    config = write_config(tmp_path, tiny_model_path, max_steps=20, save_steps=3)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "st_distill.cli", "bench", str(config), "--output", str(out), "--no-report"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, start_new_session=True)
+    work = out / "cells" / "main" / "tiny" / "bce" / "seed-0.partial"
+    deadline = time.monotonic() + 120
+    try:
+        while not list(work.glob("checkpoints/checkpoint-*/trainer_state.json")):
+            assert process.poll() is None, process.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the cell never wrote a checkpoint"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert work.is_dir() and not finished_cells(out)
+    assert main(["bench", str(config), "--output", str(out), "--no-report"]) == 0
+    check_cells(out)
+    resumed = json.loads((out / "cells" / "main" / "tiny" / "bce" / "seed-0" / "metrics.json").read_text())["train"]
+    assert resumed["resumed_from"] and resumed["resumed_from"].startswith("checkpoint-")
+
+
+def test_dry_runs_print_the_plan_without_training(tmp_path, tiny_model_path, capsys, shared_data):
+    config = write_config(tmp_path, tiny_model_path)
+    assert main(["bench", str(config), "--output", str(tmp_path / "out"), "--dry-run", "--shard", "1/2"]) == 0
+    plan = capsys.readouterr().out
+    assert "1 cell(s):" in plan and "main/tiny/marginmse/seed-0: 4 steps x 4 rows x 2 passages = 32 pairs" in plan
+    assert not (tmp_path / "out").exists()
+    for name in ("mini", "paper"):
+        assert main(["bench", str(ROOT / "benchmarks" / "configs" / f"{name}.toml"), "--dry-run"]) == 0
+        assert "estimated training pairs" in capsys.readouterr().out
