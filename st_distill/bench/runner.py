@@ -657,6 +657,14 @@ class Runner:
                         self.config.eval.main_metric, means[best], phase.select_on)
         return choice
 
+    def provenance(self) -> dict[str, Any]:
+        """The data and teachers a cell learnt from (read by ``st-distill mteb meta --cell-metadata``)."""
+        t = self.config.teacher
+        teachers = [m.model for m in t.models] + ([f"{t.train_backbone} (trained here with {t.train_objective})"] if t.source == "train" else [])
+        if t.source == "scores_file":
+            teachers.append(str(t.scores_file))
+        return {"train_dataset": [s.name for s in self.config.train_sources], "teachers": teachers}
+
     # -- one cell ----------------------------------------------------------------------------------
 
     def run_cell(self, cell: Cell, settings: dict[str, Any]) -> None:
@@ -668,7 +676,7 @@ class Runner:
         work = final.with_name(final.name + PARTIAL)
         if self.dist.is_main:
             work.mkdir(parents=True, exist_ok=True)
-            write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings})
+            write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
         if not (work / "TRAINED").is_file():
             dataset = self.dataset(cell.objective)
             train = settings["train"]
@@ -692,7 +700,8 @@ class Runner:
             model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
             suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs")
             summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
-            write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, "train": summary, "suites": suites})
+            write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
+                                               "train": summary, "suites": suites})
             (work / DONE).touch()
             os.replace(work, final)
         self.dist.barrier()
