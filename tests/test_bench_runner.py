@@ -22,9 +22,11 @@ def _one_thread(torch_one_thread):
     """Tiny models run faster on one thread than with two fighting other jobs for the cores."""
 
 
-def write_config(folder: Path, model: str, max_steps: int = 4, save_steps: int = 2) -> Path:
-    """Two cells (bce, marginmse) of a tiny backbone on the packaged TREC DL sample; a tiny cross-encoder teacher."""
+def write_config(folder: Path, model: str, max_steps: int = 4, save_steps: int = 2, teacher: str = "models") -> Path:
+    """Two cells (bce, marginmse) of a tiny backbone on the packaged TREC DL sample; a tiny cross-encoder
+    teacher (with ``teacher="train"``, trained first and ensembled with the given one)."""
     path = folder / "bench.toml"
+    trained = f'train_backbone = "{model}"\nensemble = "zscore"\n[teacher.train]\nmax_steps = 2\n' if teacher == "train" else ""
     path.write_text(
         f"""
 name = "tiny"
@@ -41,9 +43,9 @@ max_queries = 20
 [negatives]
 depth = 10
 [teacher]
-source = "models"
+source = "{teacher}"
 max_length = 64
-[[teacher.models]]
+{trained}[[teacher.models]]
 model = "{model}"
 kind = "cross-encoder"
 [[backbones]]
@@ -99,13 +101,15 @@ def check_cells(out: Path) -> None:
 
 
 def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_model_path, capsys):
-    config = write_config(tmp_path, tiny_model_path)
+    config = write_config(tmp_path, tiny_model_path, teacher="train")
     out = tmp_path / "out"
     assert main(["bench", str(config), "--output", str(out)]) == 0
     assert "2 cell(s) run" in capsys.readouterr().out
     check_cells(out)
     # the data were built once per objective; the teacher cache holds every scored pair
-    assert (out / "data" / "marginmse" / "DONE").is_file() and (out / "teacher" / "dl21" / "manifest.json").is_file()
+    assert (out / "data" / "marginmse" / "DONE").is_file() and (out / "teacher" / "model" / "DONE").is_file()
+    manifest = json.loads((out / "teacher" / "dl21" / "manifest.json").read_text())
+    assert "trained-teacher" in json.dumps(manifest) and "zscore" in json.dumps(manifest)
     first_stage = json.loads((out / "eval" / "dl19" / "first_stage.json").read_text())
     assert first_stage["nDCG@10"] == pytest.approx(0.5058, abs=1e-4)  # the trec_eval figure of BM25
     report = (out / "report" / "table.md").read_text(encoding="utf-8")

@@ -332,16 +332,14 @@ def _first_stage_run(c: Collection, queries: Texts, corpus: Texts, workdir: Path
     return path
 
 
-def _teacher_models(config: BenchConfig, ws: Path, sources: dict[str, Loaded], dist: _Distributed) -> list:
-    """The teachers to score with; trains the teacher cross-encoder first when the config says so."""
+def _teacher_models(config: BenchConfig, ws: Path) -> list:
+    """The teachers to score with (the teacher phase's trained model, see :func:`train_teacher`, first)."""
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher
 
     t = config.teacher
     teachers = []
     if t.source == "train":
         model_dir = ws / "teacher" / "model"
-        if not (model_dir / DONE).is_file():
-            _train_teacher(config, ws, sources, model_dir, dist)
         teachers.append(CrossEncoderTeacher(str(model_dir), name="trained-teacher", max_length=t.max_length, batch_size=t.batch_size))
     for model in t.models:
         path = resolve_model(model.model)
@@ -352,15 +350,31 @@ def _teacher_models(config: BenchConfig, ws: Path, sources: dict[str, Loaded], d
     return teachers
 
 
-def _train_teacher(config: BenchConfig, ws: Path, sources: dict[str, Loaded], model_dir: Path, dist: _Distributed) -> None:
-    """The teacher phase's training: ``train_backbone`` with ``train_objective`` on the training sources."""
+def train_teacher(config: BenchConfig, ws: Path, sources: dict[str, Loaded] | None, dist: _Distributed) -> None:
+    """The teacher phase's training: ``train_backbone`` with ``train_objective`` on the training sources.
+
+    Every rank calls it (the trainer runs DDP); rank 0 builds the data and saves the model into
+    ``teacher/model/`` (atomically, through ``teacher/model.partial/``).
+    """
     from st_distill.bench.training import make_student, rows_per_batch, train_model
     from st_distill.objectives import get_objective
 
     t = config.teacher
     objective = get_objective(t.train_objective)
     args = {**{k: v for k, v in objective.defaults.items() if k in _TRAIN_ARG_KEYS}, **config.train, **t.train}
-    dataset, _ = _build_dataset(config, t.train_objective, None, sources, None)
+    model_dir = ws / "teacher" / "model"
+    data_dir = ws / "teacher" / "data"
+    if dist.is_main and not (data_dir / DONE).is_file():
+        from st_distill.data.builder import save_dataset
+
+        dataset, reports = _build_dataset(config, t.train_objective, None, sources, None)
+        with _atomic_folder(data_dir) as tmp:
+            save_dataset(dataset, reports[0], tmp)
+            (tmp / DONE).touch()
+    dist.barrier()
+    from st_distill.data.builder import load_built_dataset
+
+    dataset = load_built_dataset(data_dir)
     model = make_student(resolve_model(t.train_backbone), seed=0, max_length=t.max_length)
     work = ws / "teacher" / f"model{PARTIAL}"
     work.mkdir(parents=True, exist_ok=True)
@@ -384,7 +398,7 @@ def _train_teacher(config: BenchConfig, ws: Path, sources: dict[str, Loaded], mo
 _TRAIN_ARG_KEYS = ("learning_rate", "passages_per_batch", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps", "optimizer")
 
 
-def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded], dist: _Distributed) -> dict[str, Any]:
+def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> dict[str, Any]:
     """Scores every training (query, candidate) pair — candidates and judged positives — with the
     teacher(s), through the resumable cache ``teacher/<source>/``.
 
@@ -395,7 +409,7 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded], dis
 
     if config.teacher.source not in ("models", "train"):
         return {}
-    teachers = _teacher_models(config, ws, sources, dist)
+    teachers = _teacher_models(config, ws)
     scores = {}
     for name, source in sources.items():
         pairs = {qid: dict(docs) for qid, docs in source.run.items()}
@@ -591,7 +605,7 @@ class Runner:
             with _lock(self.ws / ".locks" / "prepare"):
                 if not (final / DONE).is_file():
                     if self._teacher_scores is None:
-                        self._teacher_scores = teacher_phase(self.config, self.ws, self.sources(), self.dist)
+                        self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
                     build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
         self.dist.barrier()
         return load_built_dataset(final)
@@ -674,8 +688,8 @@ class Runner:
 
         final = self.ws / "cells" / cell.key
         work = final.with_name(final.name + PARTIAL)
+        work.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            work.mkdir(parents=True, exist_ok=True)
             write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
         if not (work / "TRAINED").is_file():
             dataset = self.dataset(cell.objective)
@@ -726,6 +740,8 @@ class Runner:
         cells = select_shard(plan_cells(self.config, phase), *shard)
         done = sum((self.ws / "cells" / c.key / DONE).is_file() for c in cells)
         logger.info("bench %s: %d cell(s) in this shard, %d already done", self.config.name, len(cells), done)
+        if len(cells) > done and self.config.teacher.source == "train" and not (self.ws / "teacher" / "model" / DONE).is_file():
+            train_teacher(self.config, self.ws, self.sources() if self.dist.is_main else None, self.dist)
         if self.dist.is_main and len(cells) > done:
             first_stage_metrics(self.config, self.ws, self.suites())
         ran = 0
