@@ -51,7 +51,7 @@ from st_distill.data.formats import (
     top_k,
     write_trec_run,
 )
-from st_distill.io import atomic_write, write_json
+from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
 
