@@ -177,8 +177,12 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
 def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None = None) -> str:
     """A human-readable plan: data, teacher, cells with their steps and estimated training pairs."""
     lines = [f"bench {config.name!r} ({config.path}) -> {config.output_dir}"]
+    teacher_pairs = eval_pairs = 0
     for source in config.train_sources:
-        lines.append(f"  train source {source.name}: {_describe_collection(source)}")
+        queries = _judged_queries(source)
+        depth = max(source.depth, config.negatives.depth)
+        teacher_pairs = None if queries is None or teacher_pairs is None else teacher_pairs + queries * depth
+        lines.append(f"  train source {source.name}: {_describe_collection(source)}; {_count(queries)} judged queries")
     t = config.teacher
     teacher = {"none": "none", "scores_file": f"scores file {t.scores_file}", "models": "score with " + ", ".join(f"{m.model} ({m.kind})" for m in t.models)}.get(t.source)
     if t.source == "train":
@@ -188,7 +192,9 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
     lines.append(f"  teacher: {teacher}" + (f"; LLM rankings {t.rankings}" if t.rankings else ""))
     lines.append(f"  negatives: {config.negatives.sampling} from the first-stage top-{config.negatives.depth}")
     for name, suite in config.eval.suites.items():
-        lines.append(f"  eval suite {name}: {_describe_collection(suite)}")
+        queries = _judged_queries(suite)
+        eval_pairs = None if queries is None or eval_pairs is None else eval_pairs + queries * suite.depth
+        lines.append(f"  eval suite {name}: {_describe_collection(suite)}; {_count(queries)} judged queries")
     lines.append(f"  metrics: {', '.join(config.eval.metrics)}; report: {', '.join(config.report.metrics)} vs {config.report.baseline}")
     total_pairs = 0
     lines.append(f"  {len(cells)} cell(s):")
@@ -206,7 +212,23 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
             f" = {pairs:,} pairs, lr {s['train']['learning_rate']:g}{chosen}"
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
+    if config.teacher.source in ("models", "train"):
+        lines.append(f"  estimated teacher pairs (judged queries x depth, at most): {_count(teacher_pairs)}")
+    lines.append(f"  estimated re-ranked pairs per cell (at most): {_count(eval_pairs)}")
     return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _judged_queries(c: Collection) -> int | None:
+    """Judged queries of a collection (capped by ``max_queries``), from its qrels; None when not local."""
+    path = c.beir / "qrels" / f"{c.split}.tsv" if c.beir is not None else c.qrels
+    if path is None or not Path(path).is_file():
+        return None
+    count = len(read_qrels(path))
+    return min(count, c.max_queries) if c.max_queries else count
 
 
 def _describe_collection(c: Collection) -> str:
