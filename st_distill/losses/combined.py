@@ -15,10 +15,15 @@ HARD_TERMS = ("infonce", "bce")
 
 
 def _positive_first_bce(scores: Tensor, mask: Tensor) -> Tensor:
-    """BCE-with-logits with label 1 for column 0 and 0 for the other valid columns, mean over valid documents."""
+    """BCE-with-logits with label 1 for column 0 and 0 for the other valid columns, mean over valid documents.
+
+    Written as ``softplus(s) - y * s`` (the same stable value): on multi-threaded CPU,
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` took ~12 ms for 32 logits in our
+    measurements (a parallel region), more than the rest of the loss together.
+    """
     targets = torch.zeros_like(scores)
     targets[:, 0] = 1.0
-    return torch_F.binary_cross_entropy_with_logits(scores[mask], targets[mask])
+    return (torch_F.softplus(scores) - targets * scores)[mask].mean()
 
 
 class CombinedDistillationLoss(TeacherListLoss):

@@ -48,6 +48,16 @@ def _zero(scores: Tensor, mask: Tensor) -> Tensor:
     return torch.where(mask, scores, 0.0).sum() * 0.0
 
 
+def _log_softmax(x: Tensor) -> Tensor:
+    """Row-wise log-softmax as ``x - logsumexp(x)``.
+
+    Same value and gradient as ``torch.log_softmax``, whose CPU kernel enters a thread-parallel
+    region even for a [4, 8] matrix: on a busy multi-threaded CPU that cost milliseconds per call,
+    where ``logsumexp`` costs microseconds (measured in benchmarks/perf/loss_overhead.py).
+    """
+    return x - torch.logsumexp(x, dim=1, keepdim=True)
+
+
 def hinge(pos: Tensor, neg: Tensor, margin: float = 1.0) -> Tensor:
     """Pairwise hinge loss ``mean max(0, margin - (s+ - s-))``.
 
@@ -102,7 +112,7 @@ def infonce(scores: Tensor, mask: Tensor | None = None, temperature: float = 1.0
     if not rows.any():
         return _zero(scores, mask)
     scaled = torch.where(mask[rows], scores[rows] / temperature, float("-inf"))
-    return -torch.log_softmax(scaled, dim=1)[:, 0].mean()
+    return -_log_softmax(scaled)[:, 0].mean()
 
 
 def distill_ranknet(scores: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -219,8 +229,8 @@ def kl_distill(scores: Tensor, teacher: Tensor, mask: Tensor | None = None, temp
     if not rows.any():
         return _zero(scores, mask)
     mask = mask[rows]
-    log_q = torch.log_softmax(torch.where(mask, scores[rows] / temperature, float("-inf")), dim=1)
-    log_p = torch.log_softmax(torch.where(mask, teacher[rows].to(scores.dtype) / temperature, float("-inf")), dim=1)
+    log_q = _log_softmax(torch.where(mask, scores[rows] / temperature, float("-inf")))
+    log_p = _log_softmax(torch.where(mask, teacher[rows].to(scores.dtype) / temperature, float("-inf")))
     # Padded positions hold -inf in both; zero them before the product so no inf - inf is formed.
     log_q = torch.where(mask, log_q, 0.0)
     log_p = torch.where(mask, log_p, 0.0)
