@@ -492,9 +492,9 @@ def _from_triples(fmt, triples, queries, corpus, skip_invalid: bool, skipped: Co
         return out, (["query", "document"], [])
     data = {"query": queries_col, "positive": pos_col, "negative_1": neg_col}
     if fmt.label_column == "scores":
-        values = np.column_stack(
-            [table.column("pos_score").to_numpy().astype(np.float32), table.column("neg_score").to_numpy().astype(np.float32)]
-        ).ravel()
+        values = np.empty(2 * table.num_rows, dtype=np.float32)  # [t_pos, t_neg] per row, interleaved
+        values[0::2] = table.column("pos_score").to_numpy()
+        values[1::2] = table.column("neg_score").to_numpy()
         offsets = pa.array(np.arange(0, values.size + 1, 2, dtype=np.int32))
         data["scores"] = pa.ListArray.from_arrays(offsets, pa.array(values))
     return pa.table(data), (["query", "positive", "negative_1"], [])
