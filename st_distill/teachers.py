@@ -142,7 +142,8 @@ class CrossEncoderTeacher(Teacher):
         from st_distill.scoring import score_pairs
 
         pairs = list(zip(queries, documents))
-        return np.asarray(score_pairs(self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False), dtype=np.float32)
+        scores = score_pairs(self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False)
+        return np.asarray(scores, dtype=np.float32)
 
 
 class BiEncoderTeacher(Teacher):
@@ -486,8 +487,12 @@ def score_with_teachers(
                     scores = teacher.score(_texts(queries, qids[chunk], "query"), _texts(corpus, docids[chunk], "document"))
                     scores = np.asarray(scores, dtype=np.float32)
                     if scores.shape != (len(qids[chunk]),) or not np.isfinite(scores).all():
-                        raise ValueError(f"teacher {teacher.name!r} returned {scores.shape} scores with non-finite values or wrong shape")
-                    cache.add_shard(teacher.name, pa.table({"qid": qids[chunk], "docid": docids[chunk], "score": scores}, schema=SCORE_SCHEMA))
+                        raise ValueError(
+                            f"teacher {teacher.name!r} returned scores of shape {scores.shape} for "
+                            f"{len(qids[chunk])} pairs, or non-finite scores"
+                        )
+                    shard = pa.table({"qid": qids[chunk], "docid": docids[chunk], "score": scores}, schema=SCORE_SCHEMA)
+                    cache.add_shard(teacher.name, shard)
                     values[missing[chunk]] = scores
                     result.scored[teacher.name] += len(scores)
                     progress.update(len(scores))
@@ -521,4 +526,5 @@ def load_cached_scores(cache_dir: str | os.PathLike, ensemble: Literal["mean", "
     pairs = pairs.sort_by([("qid", "ascending"), ("docid", "ascending")])
     per_teacher = {name: _align(pairs, table) for name, table in tables.items()}
     scores, recipe = combine(per_teacher, method)
-    return TeacherScores(pairs=pairs, per_teacher=per_teacher, scores=scores, cached={n: pairs.num_rows for n in names}, ensemble=recipe)
+    cached = {name: pairs.num_rows for name in names}
+    return TeacherScores(pairs=pairs, per_teacher=per_teacher, scores=scores, cached=cached, ensemble=recipe)

@@ -35,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--negatives-run", metavar="FILE", help="first-stage run to take negatives from")
     labels.add_argument("--negatives", type=int, default=7, help="negatives taken per query from --negatives-run (default 7)")
     labels.add_argument("--depth", type=int, help="look only at the top DEPTH of --negatives-run")
-    labels.add_argument("--strategy", choices=["top", "uniform"], default="top", help="top-k, or uniform sample from the top DEPTH")
+    labels.add_argument(
+        "--strategy", choices=["top", "uniform"], default="top", help="top-k, or a uniform sample from the top DEPTH"
+    )
     labels.add_argument("--candidates", metavar="FILE", help="listwise: run whose top documents form each list")
     labels.add_argument("--llm-ranking", metavar="FILE", help="listwise: LLM ranking (TREC run); order -> pseudo-scores")
     teacher = parser.add_argument_group("teacher scores")
@@ -49,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shape.add_argument("--seed", type=int, default=0)
     shape.add_argument("--lazy", action="store_true", help="store ids and join texts on access (text stores in OUTPUT/texts)")
     shape.add_argument("--skip-invalid", action="store_true", help="skip bad lines of --triples with a counted warning")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder for dataset.arrow, report.json (and texts/ when --lazy)")
+    parser.add_argument(
+        "--output", required=True, metavar="DIR", help="folder for dataset.arrow, report.json (and texts/ when --lazy)"
+    )
 
 
 def _stores(args: argparse.Namespace):
@@ -95,7 +99,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.candidates and args.llm_ranking:
         raise ValueError("give --candidates or --llm-ranking, not both")
-    candidates = read_llm_ranking(args.llm_ranking) if args.llm_ranking else (read_trec_run(args.candidates) if args.candidates else None)
+    candidates = None
+    if args.llm_ranking:
+        candidates = read_llm_ranking(args.llm_ranking)
+    elif args.candidates:
+        candidates = read_trec_run(args.candidates)
     if args.teacher_cache and args.teacher_run:
         raise ValueError("give --teacher-cache or --teacher-run, not both")
     teacher_scores = load_cached_scores(args.teacher_cache) if args.teacher_cache else None

@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     common = dict(max_length=args.max_length, batch_size=args.batch_size, device=args.device)
     teachers = [CrossEncoderTeacher(name, revision=rev, **common) for name, rev in map(_model_spec, args.cross_encoder)]
     teachers += [
-        BiEncoderTeacher(name, similarity=args.similarity, revision=rev, **common) for name, rev in map(_model_spec, args.bi_encoder)
+        BiEncoderTeacher(name, similarity=args.similarity, revision=rev, **common)
+        for name, rev in map(_model_spec, args.bi_encoder)
     ]
     result = score_with_teachers(teachers, pairs, queries, corpus, args.cache, ensemble=args.ensemble, shard_size=args.shard_size)
     for teacher in teachers:

@@ -277,14 +277,18 @@ def build_dataset(
         teacher = _teacher_run(teacher_scores)
         if fmt.teacher == "scores" and teacher is None:
             raise ValueError(f"{name}: this objective trains on teacher scores; pass teacher_scores (or triples)")
-        rows = _rows(fmt, n, queries, corpus, qrels, negatives, candidates, teacher, relevance_threshold, max_positives, max_queries, seed, skipped)
+        rows = _rows(
+            fmt, n, queries, corpus, qrels, negatives, candidates, teacher,
+            relevance_threshold, max_positives, max_queries, seed, skipped,
+        )
         if not rows:
             raise ValueError(f"{name}: the build produced no rows (skipped: {dict(skipped) or 'nothing'}); check the inputs")
-        report.sources = {k: v is not None for k, v in (("qrels", qrels), ("negatives", negatives), ("candidates", candidates), ("teacher_scores", teacher))}
+        given = (("qrels", qrels), ("negatives", negatives), ("candidates", candidates), ("teacher_scores", teacher))
+        report.sources = {key: value is not None for key, value in given}
+        report.queries = len({row[0] for row in rows})
         table, columns = _table(fmt, rows, report.columns, queries, corpus, lazy)
     dataset = _dataset(table, columns, queries, corpus, lazy)
     report.rows = table.num_rows
-    report.queries = pc.count_distinct(table.column("query")).as_py()
     report.skipped = dict(sorted(skipped.items()))
     report.seconds = round(time.perf_counter() - started, 3)
     if not report.rows:
@@ -427,7 +431,9 @@ def _example_rows(fmt, qid: str, positive: str, picked: list[str], n: int, score
     rows.append((qid, docs, scores))
 
 
-def _table(fmt: DatasetFormat, rows: list[tuple], columns: list[str], queries, corpus, lazy: bool) -> tuple[pa.Table, tuple[list[str], list[str]]]:
+def _table(
+    fmt: DatasetFormat, rows: list[tuple], columns: list[str], queries, corpus, lazy: bool
+) -> tuple[pa.Table, tuple[list[str], list[str]]]:
     """Turns id rows into the format's columns: texts, or row numbers into the stores when lazy."""
 
     def resolve(texts, ids: list[str]) -> pa.Array:
@@ -473,6 +479,7 @@ def _from_triples(fmt, triples, queries, corpus, skip_invalid: bool, skipped: Co
         table = read_teacher_triples(triples, _known_ids(queries), _known_ids(corpus), skip_invalid=skip_invalid, skipped=skipped)
     lazy = report.lazy
     q, p, g = (table.column(c).combine_chunks() for c in ("query_row", "positive_row", "negative_row"))
+    report.queries = pc.count_distinct(q).as_py()
     queries_col = q if lazy else _texts_at(queries, q)
     pos_col = p if lazy else _texts_at(corpus, p)
     neg_col = g if lazy else _texts_at(corpus, g)

@@ -32,7 +32,13 @@ logger = logging.getLogger(__name__)
 
 TRIPLE_COLUMNS = ["pos_score", "neg_score", "qid", "pos_pid", "neg_pid"]
 _RAW_SCHEMA = pa.schema(
-    [("pos_score", pa.float64()), ("neg_score", pa.float64()), ("qid", pa.string()), ("pos_pid", pa.string()), ("neg_pid", pa.string())]
+    [
+        ("pos_score", pa.float64()),
+        ("neg_score", pa.float64()),
+        ("qid", pa.string()),
+        ("pos_pid", pa.string()),
+        ("neg_pid", pa.string()),
+    ]
 )
 _ROWS_COLUMNS = {"qid": "query_row", "pos_pid": "positive_row", "neg_pid": "negative_row"}
 
@@ -227,7 +233,8 @@ def _parsed_chunks(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, dict[st
                 continue
             if len(fields) != 5:
                 shown = line.strip()[:80]
-                errors.append((number, f"expected 5 fields 'pos_score neg_score qid pos_pid neg_pid', got {len(fields)}: {shown!r}", "malformed line"))
+                message = f"expected 5 fields 'pos_score neg_score qid pos_pid neg_pid', got {len(fields)}: {shown!r}"
+                errors.append((number, message, "malformed line"))
                 continue
             pos, neg = parse_score(fields[0]), parse_score(fields[1])
             if pos is None or neg is None:
