@@ -261,3 +261,47 @@ def test_evaluator_matches_rerank_and_runs_in_trainer(dl19_small, tiny_model, tm
     assert trainer.state.best_metric == max(entry["eval_dl19_ndcg@10"] for entry in logged)
     rows = (tmp_path / "ckpt" / "eval" / "RerankingEvaluator_dl19_results.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,steps,nDCG@10") and len(rows) == 3  # header + one row per evaluation
+
+
+# ---------------------------------------------------------------- README
+
+
+def _readme_section() -> str:
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Evaluation\n(.*?)(?=^## )", text, flags=re.S | re.M)
+    assert match, "README.md has no '## Evaluation' section"
+    return match.group(1)
+
+
+README_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+
+
+def test_readme_evaluation_examples_run(shared_data, tiny_model_path, tmp_path, monkeypatch, capsys):
+    """The README's commands and Python example, as written; only the hub model becomes the tiny local one
+    and the re-ranking depth is cut to 3 for speed."""
+    import re
+    import shlex
+
+    section = _readme_section().replace("../shared/data", str(shared_data))
+    monkeypatch.chdir(tmp_path)
+    (bash,) = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    commands = [c for c in bash.replace("\\\n", " ").splitlines() if c.startswith("st-distill ")]
+    assert [shlex.split(c)[1] for c in commands] == ["retrieve", "eval", "eval"]
+    for command in commands:
+        argv = shlex.split(command.replace(README_MODEL, tiny_model_path))[1:]
+        assert cli.main(argv + (["--depth", "3"] if argv[0] == "eval" else [])) == 0
+    assert len(read_trec_run(tmp_path / "runs" / "scifact.bm25.trec")) == 300
+    dl19 = json.loads((tmp_path / "runs" / "dl19-eval" / "metrics.json").read_text())
+    assert "Judged@10" in dl19["measures"] and dl19["first_stage"]["queries"]["evaluated"] == 43
+
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert code.count(f'"{README_MODEL}"') == 1 and code.count("depth=100") == 2
+    code = code.replace(f'"{README_MODEL}"', repr(tiny_model_path)).replace("depth=100", "depth=3")
+    namespace: dict = {}
+    exec(compile(code, "README.md:Evaluation", "exec"), namespace)
+    assert namespace["first_stage"].aggregate["nDCG@10"] == pytest.approx(0.5058, abs=5e-5)
+    assert namespace["first_stage"].aggregate["RR(rel=2)@10"] == pytest.approx(0.7024, abs=5e-5)
+    assert namespace["result"].queries["evaluated"] == 43 and len(namespace["scores"]) == 100
+    assert namespace["evaluator"].primary_metric == "dl19_ndcg@10"

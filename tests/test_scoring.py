@@ -128,3 +128,25 @@ def test_restores_training_mode(tiny_model):
     tiny_model.train()
     score_pairs(tiny_model, _pairs()[:2], show_progress_bar=False)
     assert tiny_model.training
+
+
+def test_token_budget_batches(tiny_model, monkeypatch):
+    lengths = np.array([50, 10, 30, 30, 120, 10])
+    order = np.argsort(-lengths, kind="stable")  # 120, 50, 30, 30, 10, 10
+    batches = scoring._batches(lengths, order, batch_size=3, max_tokens=100)
+    assert [b.tolist() for b in batches] == [[4], [0, 2], [3, 1, 5]]  # 120 alone; 2 x 50; 3 x 30 (<= 3 rows)
+    assert [b.tolist() for b in scoring._batches(lengths, order, 4, None)] == [[4, 0, 2, 3], [1, 5]]
+
+    pairs = _pairs()
+    shapes: list[tuple[int, int]] = []
+    forward = type(tiny_model).forward
+
+    def recording_forward(self, features, **kwargs):
+        shapes.append(tuple(features["input_ids"].shape))
+        return forward(self, features, **kwargs)
+
+    monkeypatch.setattr(type(tiny_model), "forward", recording_forward)
+    ours = score_pairs(tiny_model, pairs, batch_size=8, tokens_per_batch=128, show_progress_bar=False)
+    monkeypatch.undo()
+    assert all(rows * width <= 128 or rows == 1 for rows, width in shapes) and sum(r for r, _ in shapes) == len(pairs)
+    np.testing.assert_allclose(ours, _predict(tiny_model, pairs), atol=1e-4, rtol=0)

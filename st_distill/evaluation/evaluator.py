@@ -102,7 +102,7 @@ class RerankingEvaluator(BaseEvaluator):
         if not self.candidates.pairs:
             raise ValueError("no (query, document) pair left to re-rank")
         self.base = evaluate(self.candidates.first_stage, qrels, self.measures)
-        self.primary_metric = _key(self.measures[0])
+        self.primary_metric = (f"{name}_" if name else "") + _key(self.measures[0])
         self.csv_file = "RerankingEvaluator" + (f"_{name}" if name else "") + "_results.csv"
         self.csv_headers = ["epoch", "steps", *self.measures]
 

@@ -280,13 +280,13 @@ def rerank_and_evaluate(
     names = [str(m) for m in parsed]
     first_run = read_trec_run(run)
     corpus_texts, query_texts, qrels_dict = load_inputs(corpus, queries, qrels, split)
-    model_name = model if isinstance(model, str) else getattr(model, "name_or_path", type(model).__name__)
+    model_name = model if isinstance(model, str) else getattr(getattr(model[0], "model", None), "name_or_path", None)
     if isinstance(model, str):
         from sentence_transformers.cross_encoder import CrossEncoder
 
         model = CrossEncoder(model, num_labels=1)
     if max_length is not None:
-        model.max_length = max_length
+        model.max_seq_length = max_length
     start = time.perf_counter()
     try:
         reranked, candidates = rerank_run(
@@ -303,7 +303,7 @@ def rerank_and_evaluate(
     first = evaluate(candidates.first_stage, qrels_dict, parsed)
     second = evaluate(reranked, qrels_dict, parsed)
     report: dict[str, Any] = {
-        "model": str(model_name),
+        "model": str(model_name or type(model).__name__),
         "run": str(run),
         "corpus": str(corpus),
         "queries_file": str(queries) if queries else None,
@@ -311,7 +311,7 @@ def rerank_and_evaluate(
         "depth": depth,
         "rel_level": rel_level,
         "measures": names,
-        "max_length": model.max_length,
+        "max_length": model.max_seq_length,
         "queries": {"in_run": len(first_run), "reranked": len(reranked)},
         "pairs": {"scored": len(candidates.pairs), "unique": len(set(candidates.pairs))},
         "skipped": {"missing_queries": candidates.skipped["missing_queries"],
