@@ -28,7 +28,7 @@ from typing import Any
 
 import ir_measures
 
-from st_distill.data.formats import Qrels, Run
+from st_distill.data.formats import Qrels
 
 DEFAULT_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "AP", "R@100")
 
