@@ -124,3 +124,12 @@ def test_real_beir_scifact(shared_data):
     assert (len(data.corpus), len(data.queries), len(data.qrels)) == (5183, 1109, 300)
     with pytest.raises(FileNotFoundError, match="splits here: test, train"):
         load_beir(shared_data / "scifact", "dev")
+
+
+def test_write_trec_run_keeps_close_scores_apart(tmp_path):
+    # two scores 1e-8 apart: fixed six decimals would tie them and trec_eval would reorder by docid
+    run = {"q1": {"a": 0.10000001, "b": 0.10000002, "c": -1e-12}}
+    path = tmp_path / "run.trec"
+    write_trec_run(run, path)
+    assert read_trec_run(path) == run
+    assert [line.split()[2] for line in path.read_text().splitlines()] == ["b", "a", "c"]

@@ -177,6 +177,10 @@ def top_k(run: Mapping[str, Mapping[str, float]], k: int | None) -> Run:
 def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "st-distill") -> None:
     """Writes a run in TREC format, ranks from 1 in trec_eval order, atomically.
 
+    Scores are written in Python's shortest round-trip form, so reading the file back gives the
+    same floats and re-evaluating it reproduces the in-memory metrics exactly (fixed decimals would
+    tie scores closer than their precision, and trec_eval would then break the ties by docid).
+
     Args:
         run: ``{qid: {docid: score}}``.
         path: The destination file.
@@ -185,7 +189,7 @@ def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLi
     with atomic_write(path) as f:
         for qid, docs in run.items():
             for rank, (docid, score) in enumerate(ranked(docs), start=1):
-                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+                f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
 
 
 def read_qrels(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Qrels:
