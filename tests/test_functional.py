@@ -9,6 +9,8 @@ import torch
 
 from st_distill.losses import functional as F
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # ---------------------------------------------------------------------------------------------
 # Naive references: plain Python floats and loops over documents and pairs, no tensor math.
 

@@ -20,6 +20,8 @@ from st_distill.losses import (
 from st_distill.losses import functional as F
 from st_distill.losses.base import score_lists
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 QUERIES = ["what do pandas eat", "capital of france", "how tall is everest"]
 DOCS = [
     ["Pandas eat bamboo.", "Pandas are bears.", "Fish swim.", "Bamboo grows fast."],

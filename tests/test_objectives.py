@@ -18,6 +18,8 @@ from st_distill.objectives import (
     get_objective,
 )
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REQUIRED = ("bce", "hinge", "marginmse", "infonce", "distillranknet", "adrmse", "kldistill")
 
 

@@ -6,10 +6,13 @@ import math
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from st_distill.objectives import OBJECTIVES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_MODEL = "microsoft/MiniLM-L12-H384-uncased"
