@@ -185,7 +185,7 @@ OBJECTIVES: dict[str, Objective] = {
                 ),
             ),
             defaults=_defaults(2, data="Hofstätter et al.'s teacher-ensemble scores of MS MARCO triples"),
-            loss_class="sentence_transformers.cross_encoder.losses:MarginMSELoss",
+            loss_class="st_distill.losses.pairwise:MarginMSELoss",
         ),
         Objective(
             name="infonce",

@@ -109,6 +109,9 @@ def test_margin_mse_path_matches_library_and_functional(model):
     scores, _ = score_lists(model, inputs[0], [list(row) for row in zip(*inputs[1:])])
     expected = F.margin_mse(scores, torch.stack(teacher))
     assert loss(inputs, teacher).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert st_losses.MarginMSELoss(model)(inputs, teacher).item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match=r"row\(s\) \[1\] contain NaN"):
+        loss(inputs, [teacher[0], torch.tensor([2.0, float("nan"), 0.0]), teacher[2]])
 
 
 def test_kl_distill_equals_library_listnet_minus_teacher_entropy(model):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sentence_transformers.cross_encoder import CrossEncoder
+import torch
+from sentence_transformers.cross_encoder import CrossEncoder, losses
 from torch import Tensor, nn
 
 from st_distill.losses import functional as F
@@ -95,3 +96,34 @@ class HingeLoss(nn.Module):
     doi={10.1145/775047.775067},
 }
 """
+
+
+class MarginMSELoss(losses.MarginMSELoss):
+    def forward(
+        self, inputs: list[list[str]], labels: Tensor | list[Tensor], prompt: str | None = None, task: str | None = None
+    ) -> Tensor:
+        """
+        The library's :class:`~sentence_transformers.cross_encoder.losses.MarginMSELoss`, with its teacher
+        scores checked first: the math, inputs and labels are the library's, unchanged (tested equal).
+
+        The library's loss trains on whatever labels it gets, so a NaN teacher score (a broken
+        teacher file, a failed scoring run) silently turns every weight into NaN. This one raises a
+        ``ValueError`` naming the batch rows instead, like the other st-distill losses.
+
+        Inputs:
+            +------------------------------------------------+-------------------------------------------------+-------------------------------+
+            | Inputs                                         | Labels                                          | Number of Model Output Labels |
+            +================================================+=================================================+===============================+
+            | (query, positive, negative_1, ..., negative_n) | [t_pos, t_neg_1, ..., t_neg_n] (or the margins) | 1                             |
+            +------------------------------------------------+-------------------------------------------------+-------------------------------+
+
+        Raises:
+            ValueError: When labels are missing or hold a NaN or infinite score.
+        """
+        if labels is None:
+            raise ValueError(f"{type(self).__name__} needs a teacher-score column ('scores'), but the batch has none.")
+        rows = torch.stack(list(labels)) if isinstance(labels, (list, tuple)) else labels
+        if not torch.isfinite(rows).all():
+            bad = sorted({int(i) for i in (~torch.isfinite(rows.reshape(len(rows), -1))).nonzero()[:, 0]})
+            raise ValueError(f"{type(self).__name__}: teacher scores of batch row(s) {bad} contain NaN or infinite values.")
+        return super().forward(inputs, labels, prompt=prompt, task=task)
