@@ -193,3 +193,16 @@ def test_readme_dry_run_commands_work(monkeypatch, capsys, shared_data):
     for command in commands:
         assert main(shlex.split(" ".join(command[1:]))) == 0
         assert "estimated training pairs" in capsys.readouterr().out
+
+
+def test_mteb_suite_resolves_local_paths_and_keeps_task_names(tmp_path):
+    (tmp_path / "beir").mkdir()
+    body = GOOD_OBJECTIVES + '[eval.mteb]\ntasks = ["SciDocsRR", "toy=beir"]\nfirst_stage = "run.trec"\ntop_k = 20\n'
+    suite = load_config(write_config(tmp_path, body)).eval.mteb
+    assert suite.tasks == ("SciDocsRR", f"toy={tmp_path / 'beir'}")
+    assert suite.first_stage == str(tmp_path / "run.trec") and suite.top_k == 20
+    assert load_config(write_config(tmp_path, GOOD_OBJECTIVES)).eval.mteb is None
+    with pytest.raises(ConfigError, match=r"eval\.mteb\.tasks: missing"):
+        load_config(write_config(tmp_path, GOOD_OBJECTIVES + "[eval.mteb]\ntop_k = 5\n"))
+    with pytest.raises(ConfigError, match=r"eval\.mteb\.top_k: must be > 0"):
+        load_config(write_config(tmp_path, GOOD_OBJECTIVES + '[eval.mteb]\ntasks = ["x"]\ntop_k = 0\n'))

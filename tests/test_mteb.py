@@ -396,3 +396,16 @@ def test_readme_mteb_commands_parse():
         assert command[:3] == ["st-distill", "mteb", "evaluate"]
         args = build_parser().parse_args(command[1:])
         assert args.model_name == "me/my-reranker" and args.tasks
+
+
+def test_bench_mteb_suite_gives_mteb_ndcg_equal_to_st_distill_eval(task, bm25_run, model, shared_data, tmp_path):
+    """The bench's [eval.mteb] suite goes through evaluate_mteb: same nDCG@10 as st-distill eval."""
+    from st_distill.bench.config import MtebSuite
+    from st_distill.bench.runner import evaluate_mteb_suite
+    from st_distill.evaluation.rerank import rerank_and_evaluate
+
+    suite = MtebSuite(tasks=(task,), first_stage=str(bm25_run), top_k=DEPTH)
+    scores = evaluate_mteb_suite(model, suite, tmp_path / "mteb")
+    report = rerank_and_evaluate(model, bm25_run, shared_data / "scifact", depth=DEPTH, measures=["nDCG@10"])
+    assert scores[TASK]["ndcg_at_10"] == pytest.approx(report["reranked"]["aggregate"]["nDCG@10"], abs=1e-4)
+    assert (tmp_path / "mteb").is_dir()

@@ -189,13 +189,28 @@ class BackboneConfig:
 
 
 @dataclass(frozen=True)
+class MtebSuite:
+    """MTEB tasks evaluated after training, with :func:`st_distill.evaluation.mteb.evaluate_mteb`.
+
+    ``tasks`` are MTEB task names, local BEIR folders or ``NAME=FOLDER``; ``first_stage`` is a TREC
+    run, a folder of MTEB predictions or a first-stage model name (``None``: Reranking tasks only);
+    ``top_k`` candidates are re-ranked per query. Paths are resolved against the config's folder.
+    """
+
+    tasks: tuple[str, ...]
+    first_stage: str | None = None
+    top_k: int = 100
+
+
+@dataclass(frozen=True)
 class EvalConfig:
-    """Evaluation suites (re-ranked after training) and the measures reported (ir_measures names)."""
+    """Evaluation suites (re-ranked after training), the measures reported (ir_measures names), MTEB tasks."""
 
     suites: dict[str, Collection]
     metrics: tuple[str, ...] = ("nDCG@10", "RR@10", "AP", "R@100")
     main_metric: str = "nDCG@10"
     batch_size: int = 64
+    mteb: MtebSuite | None = None
 
 
 @dataclass(frozen=True)
@@ -647,7 +662,7 @@ class _Parser:
 
     def evaluation(self, raw: Any) -> EvalConfig:
         key = "eval"
-        raw = self.table(raw if raw is not None else {}, key, ("suites", "metrics", "main_metric", "batch_size"))
+        raw = self.table(raw if raw is not None else {}, key, ("suites", "metrics", "main_metric", "batch_size", "mteb"))
         suites_raw = raw.get("suites")
         if not isinstance(suites_raw, dict) or not suites_raw:
             raise self.error("eval.suites", "missing: give at least one [eval.suites.NAME] table")
@@ -659,7 +674,33 @@ class _Parser:
             _check_measure(measure, where, self)
         if main not in metrics:
             metrics = (main, *metrics)
-        return EvalConfig(suites=suites, metrics=metrics, main_metric=main, batch_size=self.value(raw, key, "batch_size", int, 64, "> 0"))
+        return EvalConfig(
+            suites=suites,
+            metrics=metrics,
+            main_metric=main,
+            batch_size=self.value(raw, key, "batch_size", int, 64, "> 0"),
+            mteb=self.mteb(raw["mteb"]) if "mteb" in raw else None,
+        )
+
+    def mteb(self, raw: Any) -> MtebSuite:
+        key = "eval.mteb"
+        raw = self.table(raw, key, ("tasks", "first_stage", "top_k"))
+        tasks = self.names(raw, key, "tasks")
+        if tasks is None:
+            raise self.error(f"{key}.tasks", "missing: give the MTEB task names (or local BEIR folders) to evaluate")
+        first_stage = self.value(raw, key, "first_stage", str, None)
+        return MtebSuite(
+            tasks=tuple(self.local_or_name(task) for task in tasks),
+            first_stage=self.local_or_name(first_stage) if first_stage else None,
+            top_k=self.value(raw, key, "top_k", int, 100, "> 0"),
+        )
+
+    def local_or_name(self, text: str) -> str:
+        """``text`` as an absolute path when it names a file or folder beside the config (also after
+        ``NAME=``), else unchanged: an MTEB task or model name."""
+        prefix, sep, rest = text.rpartition("=")
+        path = self.base / (rest if sep else text)
+        return f"{prefix}{sep}{path}" if path.exists() else text
 
     def report(self, raw: Any, objectives: tuple[ObjectiveConfig, ...]) -> ReportConfig:
         key = "report"

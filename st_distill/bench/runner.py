@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import HF_PREFIX, BenchConfig, Collection, resolve_model
+from st_distill.bench.config import HF_PREFIX, BenchConfig, Collection, MtebSuite, resolve_model
 from st_distill.data.formats import (
     Qrels,
     Run,
@@ -558,6 +558,17 @@ def evaluate_model(model, suites: dict[str, Loaded], metrics: tuple[str, ...], b
     return out
 
 
+def evaluate_mteb_suite(model, suite: MtebSuite, folder: Path) -> dict[str, dict[str, float]]:
+    """Evaluates ``model`` on the config's MTEB tasks; MTEB's results cache goes to ``folder``.
+
+    Returns:
+        ``{task: {metric: value}}`` with MTEB's metric names (``ndcg_at_10``, ``main_score``, ...).
+    """
+    from st_distill.evaluation.mteb import evaluate_mteb
+
+    return evaluate_mteb(model, suite.tasks, first_stage=suite.first_stage, top_k=suite.top_k, output_folder=folder)
+
+
 def first_stage_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) -> None:
     """Evaluates (once) each suite's first-stage run, cut to its depth, for the report's first-stage row."""
     for name, suite in suites.items():
@@ -735,9 +746,10 @@ class Runner:
 
             model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
             suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs")
+            mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
             summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
             write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
-                                               "train": summary, "suites": suites})
+                                               "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
             (work / DONE).touch()
             os.replace(work, final)
         self.dist.barrier()
