@@ -28,8 +28,8 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def build_parser(available: dict[str, str] | None = None) -> argparse.ArgumentParser:
-    """Builds the top-level parser with one sub-parser per available command."""
+def build_parser() -> argparse.ArgumentParser:
+    """Builds the top-level parser with one sub-parser per command."""
     parser = argparse.ArgumentParser(
         prog="st-distill",
         description="Train cross-encoder re-rankers by distillation with sentence-transformers.",
@@ -37,13 +37,8 @@ def build_parser(available: dict[str, str] | None = None) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"st-distill {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in (available if available is not None else COMMANDS).items():
-        try:
-            module = importlib.import_module(f"st_distill.commands.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"st_distill.commands.{module_name}":
-                raise
-            continue
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"st_distill.commands.{module_name}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
