@@ -74,14 +74,3 @@ def torch_one_thread():
     yield
     torch.set_num_threads(threads)
 
-
-@pytest.fixture
-def one_thread():
-    """Run a test with one torch thread: tiny models gain nothing from intra-op threads, and on a
-    busy CPU every thread-parallel kernel waits for a core (a 5-step tiny training: 6 s -> 0.5 s)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -9,7 +9,7 @@ import torch
 
 from st_distill.losses import functional as F
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 # ---------------------------------------------------------------------------------------------
 # Naive references: plain Python floats and loops over documents and pairs, no tensor math.

@@ -20,7 +20,7 @@ from st_distill.losses import (
 from st_distill.losses import functional as F
 from st_distill.losses.base import score_lists
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 QUERIES = ["what do pandas eat", "capital of france", "how tall is everest"]
 DOCS = [

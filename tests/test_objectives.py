@@ -18,7 +18,7 @@ from st_distill.objectives import (
     get_objective,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 REQUIRED = ("bce", "hinge", "marginmse", "infonce", "distillranknet", "adrmse", "kldistill")
 
