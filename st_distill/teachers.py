@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from st_distill.data.formats import Run
-from st_distill.io import atomic_write, write_json
+from st_distill.io import atomic_write, file_sha256, write_json
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -216,14 +216,6 @@ class BiEncoderTeacher(Teacher):
         return np.einsum("ij,ij->i", q.astype(np.float32), d.astype(np.float32)).astype(np.float32)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class TeacherCache:
     """A folder of cached teacher scores: Parquet shards per teacher and a JSON manifest.
 
@@ -253,7 +245,7 @@ class TeacherCache:
                 relative = path.relative_to(self.folder).as_posix()
                 if relative not in recorded:
                     rows = pq.read_metadata(path).num_rows
-                    entry["shards"].append({"file": relative, "rows": rows, "sha256": _sha256(path)})
+                    entry["shards"].append({"file": relative, "rows": rows, "sha256": file_sha256(path)})
                     logger.info("teacher cache: adopted %s (%d pairs) written by an interrupted run", relative, rows)
 
     def teachers(self) -> list[str]:
@@ -295,7 +287,7 @@ class TeacherCache:
         path = folder / f"shard-{index:05d}.parquet"
         with atomic_write(path, "wb") as f:
             pq.write_table(table.cast(SCORE_SCHEMA), f)
-        entry["shards"].append({"file": path.relative_to(self.folder).as_posix(), "rows": table.num_rows, "sha256": _sha256(path)})
+        entry["shards"].append({"file": path.relative_to(self.folder).as_posix(), "rows": table.num_rows, "sha256": file_sha256(path)})
         self.save()
 
     def save(self, ensemble: dict[str, Any] | None = None) -> None:
@@ -318,7 +310,7 @@ class TeacherCache:
         """
         for entry in self.manifest["teachers"].values():
             for shard in entry["shards"]:
-                if _sha256(self.folder / shard["file"]) != shard["sha256"]:
+                if file_sha256(self.folder / shard["file"]) != shard["sha256"]:
                     raise ValueError(f"{self.folder / shard['file']}: checksum mismatch with {MANIFEST}")
 
 

@@ -47,7 +47,7 @@ from mteb.models.model_meta import ModelMeta
 from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
 
 from st_distill.data.formats import BeirData, Run, load_beir, read_trec_run, top_k as run_top_k
-from st_distill.io import atomic_write
+from st_distill.io import atomic_write, file_sha256
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -233,11 +233,8 @@ def _is_registered(task_name: str) -> bool:
 
 
 def _file_revision(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    """A file's revision for MTEB: the first 12 hex digits of its SHA-256."""
+    return file_sha256(path)[:12]
 
 
 def _task_splits(task: AbsTaskRetrieval) -> list[tuple[str, str]]:
