@@ -23,6 +23,16 @@ def open_text(path: str | os.PathLike) -> IO[str]:
     return open(path, encoding="utf-8")
 
 
+def open_bytes(path: str | os.PathLike) -> IO[bytes]:
+    """Opens a file for reading bytes, decompressing it on the fly when its name ends in ``.gz``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()

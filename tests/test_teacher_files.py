@@ -44,6 +44,9 @@ def test_triples_rows_into_known_ids(tmp_path):
     assert table.column("query_row").to_pylist() == [1, 0, 1]
     assert table.column("positive_row").to_pylist() == [2, 0, 1]
     assert table.column("negative_row").to_pylist() == [1, 2, 0]
+    lean = read_teacher_triples(write(tmp_path, "t.tsv", TRIPLES), queries, docs, keep_ids=False)
+    assert lean.column_names == ["pos_score", "neg_score", "query_row", "positive_row", "negative_row"]
+    assert lean.select(lean.column_names).equals(table.drop_columns(["qid", "pos_pid", "neg_pid"]))
 
 
 @pytest.mark.parametrize(

@@ -476,10 +476,14 @@ def _from_triples(fmt, triples, queries, corpus, skip_invalid: bool, skipped: Co
             table = _index_table(table, queries, corpus, skipped)
     else:
         report.sources = {"triples": str(triples)}
-        table = read_teacher_triples(triples, _known_ids(queries), _known_ids(corpus), skip_invalid=skip_invalid, skipped=skipped)
+        table = read_teacher_triples(
+            triples, _known_ids(queries), _known_ids(corpus), skip_invalid=skip_invalid, skipped=skipped, keep_ids=False
+        )
     lazy = report.lazy
     q, p, g = (table.column(c).combine_chunks() for c in ("query_row", "positive_row", "negative_row"))
-    report.queries = pc.count_distinct(q).as_py()
+    seen = np.zeros(len(queries), dtype=bool)
+    seen[q.to_numpy()] = True
+    report.queries = int(seen.sum())
     queries_col = q if lazy else _texts_at(queries, q)
     pos_col = p if lazy else _texts_at(corpus, p)
     neg_col = g if lazy else _texts_at(corpus, g)

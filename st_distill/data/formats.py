@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from st_distill.io import atomic_write, open_text
+from st_distill.io import atomic_write, open_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +93,18 @@ def parse_score(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yields ``(line_number, line)`` for every non-blank line, 1-based, without the line ending."""
-    with open_text(path) as f:
-        for number, line in enumerate(f, start=1):
-            line = line.rstrip("\r\n")
+def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yields ``(line_number, line)`` for every non-blank line, 1-based, without the line ending.
+
+    Raises:
+        FormatError: On a line that is not valid UTF-8, naming the line.
+    """
+    with open_bytes(path) as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise FormatError(path, number, f"not valid UTF-8 ({error.reason} at byte {error.start} of the line)") from None
             if line.strip():
                 yield number, line
 
@@ -114,7 +121,7 @@ def iter_trec_run(
         skipped: Optional counter receiving the skipped lines by reason.
     """
     check = LineChecker(path, skip_invalid, skipped)
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         fields = line.split()
         if len(fields) != 6:
             check.bad(number, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: {line!r}")
@@ -212,7 +219,7 @@ def read_qrels(path: str | os.PathLike, skip_invalid: bool = False, skipped: Cou
     qrels: Qrels = {}
     check = LineChecker(path, skip_invalid, skipped)
     beir = None
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         fields = line.split("\t") if beir else line.split()
         if beir is None:
             beir = fields[0].lower() == "query-id"
@@ -248,7 +255,7 @@ def read_tsv(path: str | os.PathLike, skip_invalid: bool = False, skipped: Count
     """
     texts: Texts = {}
     check = LineChecker(path, skip_invalid, skipped)
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         key, sep, text = line.partition("\t")
         key, text = key.strip(), text.strip()
         if not sep or not key or not text:
@@ -275,7 +282,7 @@ def read_jsonl(path: str | os.PathLike, skip_invalid: bool = False, skipped: Cou
     """
     texts: Texts = {}
     check = LineChecker(path, skip_invalid, skipped)
-    for number, line in _lines(path):
+    for number, line in numbered_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
