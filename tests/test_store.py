@@ -98,3 +98,25 @@ def test_an_index_refuses_a_changed_or_missing_source(tmp_path):
     source.unlink()
     with pytest.raises(FormatError, match="no longer exists"):
         TextStore(tmp_path / "c.arrow")
+
+
+def test_lazy_dataset_over_indexed_files_reads_the_texts(tmp_path):
+    from st_distill.data.builder import build_dataset, load_built_dataset, save_dataset
+
+    corpus_text, queries_text = make_lines(50), "3\twhat is alpha\n5\twho is delta\n"
+    (tmp_path / "c.tsv").write_text(corpus_text, encoding="utf-8")
+    (tmp_path / "q.tsv").write_text(queries_text, encoding="utf-8")
+    (tmp_path / "t.tsv").write_text("9.5\t1.25\t5\t14\t343\n2\t-3\t3\t0\t7\n", encoding="utf-8")
+    queries = TextStore.from_file(tmp_path / "q.tsv", tmp_path / "q.arrow")
+    corpus = TextStore.from_file(tmp_path / "c.tsv", tmp_path / "c.arrow")
+    assert queries.source is not None and corpus.source is not None
+    dataset, report = build_dataset("marginmse", queries, corpus, triples=tmp_path / "t.tsv", lazy=True)
+    save_dataset(dataset, report, tmp_path / "built")
+    docs, qs = naive(corpus_text), naive(queries_text)
+    expected = [
+        {"query": qs["5"], "positive": docs["14"], "negative_1": docs["343"], "scores": [9.5, 1.25]},
+        {"query": qs["3"], "positive": docs["0"], "negative_1": docs["7"], "scores": [2.0, -3.0]},
+    ]
+    assert [dataset[i] for i in range(2)] == expected
+    assert load_built_dataset(tmp_path / "built")[:2]["positive"] == [docs["14"], docs["0"]]
+    assert report.queries == 2 and report.rows == 2
