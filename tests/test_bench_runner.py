@@ -158,3 +158,34 @@ def test_dry_runs_print_the_plan_without_training(tmp_path, tiny_model_path, cap
     for name in ("mini", "paper"):
         assert main(["bench", str(ROOT / "benchmarks" / "configs" / f"{name}.toml"), "--dry-run"]) == 0
         assert "estimated training pairs" in capsys.readouterr().out
+
+
+def test_proxy_phase_selects_the_learning_rate_the_main_phase_trains_with(tmp_path, tiny_model_path):
+    config = write_config(tmp_path, tiny_model_path, max_steps=2, save_steps=10)
+    config.write_text(
+        config.read_text()
+        + """
+[[phases]]
+name = "proxy"
+select_on = "dl19"
+[phases.sweep]
+learning_rate = [1e-2, 1e-6]
+
+[[phases]]
+name = "main"
+""",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    assert main(["bench", str(config), "--output", str(out)]) == 0
+    selection = json.loads((out / "cells" / "proxy" / "selection.json").read_text(encoding="utf-8"))
+    for objective in ("bce", "marginmse"):
+        proxy = {}
+        for cell in (out / "cells" / "proxy" / "tiny" / objective).iterdir():
+            metrics = json.loads((cell / "metrics.json").read_text(encoding="utf-8"))
+            proxy[metrics["settings"]["train"]["learning_rate"]] = metrics["suites"]["dl19"]["aggregate"]["nDCG@10"]
+        assert sorted(proxy) == [1e-6, 1e-2]
+        best = max(proxy, key=lambda lr: (proxy[lr], str(lr)))  # the runner's rule, ties broken by the value's text
+        assert selection[objective]["train"] == {"learning_rate": best}
+        main_cell = json.loads((out / "cells" / "main" / "tiny" / objective / "seed-0" / "metrics.json").read_text(encoding="utf-8"))
+        assert main_cell["settings"]["train"]["learning_rate"] == best

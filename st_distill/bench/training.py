@@ -137,6 +137,7 @@ def train_model(
         report_to="none",
         disable_tqdm=not logger.isEnabledFor(logging.INFO),
         dataloader_drop_last=False,
+        dataloader_pin_memory=model.device.type == "cuda",  # pinning needs an accelerator
     )
     trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss)
     if started_marker is not None:
