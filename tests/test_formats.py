@@ -133,3 +133,17 @@ def test_write_trec_run_keeps_close_scores_apart(tmp_path):
     write_trec_run(run, path)
     assert read_trec_run(path) == run
     assert [line.split()[2] for line in path.read_text().splitlines()] == ["b", "a", "c"]
+
+
+@pytest.mark.parametrize(
+    "reader, data",
+    [
+        (read_trec_run, b"q1 Q0 d1 1 2.0 run\nq1 Q0 d\xe92 2 1.0 run\n"),
+        (read_qrels, b"q1 0 d1 1\nq1 0 d\xe92 0\n"),
+    ],
+)
+def test_invalid_utf8_names_the_line(tmp_path, reader, data):
+    path = tmp_path / "file.txt"
+    path.write_bytes(data)
+    with pytest.raises(FormatError, match=r"file\.txt:2: not valid UTF-8"):
+        reader(path)

@@ -118,32 +118,33 @@ def _delimiter(path: Path) -> str:
 def _read_fast(path: Path, max_rows: int | None, unchecked_ids: Sequence[str] = ("qid", "pos_pid", "neg_pid")) -> pa.Table:
     """The clean-file pass: pyarrow's multi-threaded CSV reader; raises :class:`_Invalid` (or ArrowInvalid) on any bad row.
 
-    A non-finite score is found through each batch's sum (NaN and infinities propagate into
-    it; an overflowing sum of finite scores only sends the file to the exact line-by-line pass).
+    The whole file is read at once (blocks parsed on all cores); with ``max_rows`` it streams
+    and stops early. A non-finite score is found through the column's sum (NaN and infinities
+    propagate into it; an overflowing sum of finite scores only sends the file to the exact
+    line-by-line pass).
     """
-    types = {field.name: field.type for field in _RAW_SCHEMA}
-    reader = pacsv.open_csv(
-        path,
+    options = dict(
         read_options=pacsv.ReadOptions(column_names=TRIPLE_COLUMNS, block_size=16 << 20),
         parse_options=pacsv.ParseOptions(delimiter=_delimiter(path), quote_char=False, escape_char=False),
-        convert_options=pacsv.ConvertOptions(column_types=types, null_values=[], strings_can_be_null=False),
+        convert_options=pacsv.ConvertOptions(column_types=_RAW_SCHEMA, null_values=[], strings_can_be_null=False),
     )
-    batches, rows = [], 0
-    for batch in reader:
-        for name in ("pos_score", "neg_score"):
-            column = batch.column(name)
-            if column.null_count or not math.isfinite(pc.sum(column).as_py() or 0.0):
-                raise _Invalid
-        for name in unchecked_ids:
-            if pc.any(pc.equal(pc.binary_length(batch.column(name)), 0)).as_py():
-                raise _Invalid
-        batches.append(batch)
-        rows += batch.num_rows
-        if max_rows is not None and rows >= max_rows:
-            break
-    table = pa.Table.from_batches(batches, schema=reader.schema)
-    if max_rows is not None:
-        table = table.slice(0, max_rows)
+    if max_rows is None:
+        table = pacsv.read_csv(path, **options)
+    else:
+        reader, batches, rows = pacsv.open_csv(path, **options), [], 0
+        for batch in reader:
+            batches.append(batch)
+            rows += batch.num_rows
+            if rows >= max_rows:
+                break
+        table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
+    for name in ("pos_score", "neg_score"):
+        column = table.column(name)
+        if column.null_count or not math.isfinite(pc.sum(column).as_py() or 0.0):
+            raise _Invalid
+    for name in unchecked_ids:
+        if pc.any(pc.equal(pc.binary_length(table.column(name)), 0)).as_py():
+            raise _Invalid
     return _finish(table)
 
 
