@@ -135,6 +135,31 @@ def phase_raw(folder: Path, out: Path) -> None:
                 total += len(block)
 
 
+def phase_triples_blocks(folder: Path, out: Path) -> None:
+    with open(folder / "triples.tsv", "rb", buffering=0) as f:
+        while f.read(16 * MiB):
+            pass
+
+
+def phase_triples_readall(folder: Path, out: Path) -> None:
+    with open(folder / "triples.tsv", "rb") as f:
+        f.read()
+
+
+def phase_triples_lines(folder: Path, out: Path) -> None:
+    with open(folder / "triples.tsv", "rb") as f:
+        for _ in f:
+            pass
+
+
+def phase_triples_pandas(folder: Path, out: Path) -> None:
+    import csv
+
+    import pandas as pd
+
+    pd.read_csv(folder / "triples.tsv", sep="\t", header=None, quoting=csv.QUOTE_NONE)
+
+
 def phase_parse(folder: Path, out: Path) -> None:
     import pyarrow.csv as pacsv
 
@@ -177,6 +202,14 @@ def phase_pandas(folder: Path, out: Path) -> None:
 
 
 PHASES = {"raw": phase_raw, "parse": phase_parse, "ours": phase_ours, "pandas": phase_pandas}
+#: ``--calibrate``: the issue's reference reads ("pandas reads 10M such rows in 1.2 s, the raw bytes in
+#: 0.7 s") on the teacher file alone, with three meanings of reading the raw bytes
+CALIBRATION = {
+    "triples: 16 MiB blocks": phase_triples_blocks,
+    "triples: one read()": phase_triples_readall,
+    "triples: line by line": phase_triples_lines,
+    "triples: pandas read_csv": phase_triples_pandas,
+}
 
 
 def run_phase(name: str, folder: Path, out: Path) -> dict:
@@ -189,7 +222,7 @@ def run_phase(name: str, folder: Path, out: Path) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-IMPORTS = {"raw": [], "parse": ["pyarrow.csv", "st_distill.data.teacher_files"], "ours": ["datasets", "pyarrow.csv", "st_distill.data.builder"], "pandas": ["pandas", "pyarrow.parquet"]}
+IMPORTS = {**{name: ["pandas"] for name in CALIBRATION}, "raw": [], "parse": ["pyarrow.csv", "st_distill.data.teacher_files"], "ours": ["datasets", "pyarrow.csv", "st_distill.data.builder"], "pandas": ["pandas", "pyarrow.parquet"]}
 
 
 def _peak_rss() -> int:
@@ -211,7 +244,7 @@ def child(name: str, folder: Path, out: Path) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
-    PHASES[name](folder, out)
+    {**PHASES, **CALIBRATION}[name](folder, out)
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)  # CPU time is per process: not inherited over fork/exec
     cpu = usage.ru_utime + usage.ru_stime - cpu_before
@@ -247,9 +280,12 @@ def teacher_timing(folder: Path, cache: Path, pairs: int) -> dict:
             "cached_fraction": round(times[1] / times[0], 5), "scored_second_run": result.scored["minilm-l6"]}
 
 
-def measure(folder: Path, scale: float, with_pandas: bool) -> dict:
+def measure(folder: Path, scale: float, with_pandas: bool, calibrate: bool = False) -> dict:
     info = generate(folder, scale)
     results = {"scale": scale, **info}
+    if calibrate:
+        results["calibration"] = {name: run_phase(name, folder, folder / "_out_calibration") for name in CALIBRATION}
+        print(f"  scale {scale}: calibration: {results['calibration']}", flush=True)
     for name in ["raw", "parse", "ours"] + (["pandas"] if with_pandas else []):
         results[name] = run_phase(name, folder, folder / f"_out_{name}")
         print(f"  scale {scale}: {name}: {results[name]}", flush=True)
@@ -265,7 +301,8 @@ def main() -> None:
     parser.add_argument("--teacher-pairs", type=int, default=10_000, help="pairs for the teacher cache timing (0 to skip)")
     parser.add_argument("--workdir", help="where to generate (default: a temporary folder, deleted afterwards)")
     parser.add_argument("--json", help="also write the results to this JSON file")
-    parser.add_argument("--phase", choices=sorted(PHASES), help=argparse.SUPPRESS)
+    parser.add_argument("--calibrate", action="store_true", help="also time reading the teacher file alone, at the pandas scale")
+    parser.add_argument("--phase", choices=sorted({**PHASES, **CALIBRATION}), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -278,7 +315,7 @@ def main() -> None:
     report: dict = {"command": " ".join(sys.argv), "cpu_count": os.cpu_count()}
     try:
         if args.pandas_scale:
-            report["comparison"] = measure(root / "small", args.pandas_scale, with_pandas=True)
+            report["comparison"] = measure(root / "small", args.pandas_scale, with_pandas=True, calibrate=args.calibrate)
             if args.teacher_pairs:
                 shutil.move(str(root / "small" / "_out_ours"), str(root / "small" / "_teacher"))
                 report["teacher"] = teacher_timing(root / "small", root / "cache", args.teacher_pairs)
@@ -314,6 +351,12 @@ def _print_table(report: dict) -> None:
             vs_mem = f"{p['peak_rss_gib'] / r['pandas']['peak_rss_gib']:.2f}" if pandas and name == "ours" else ""
             print(f"| {r['scale']} | {r['rows']:,} | {name} | {p['seconds']} | {p['cpu_seconds']} | {p['peak_rss_gib']} "
                   f"| {vs_raw} | {vs_pd} | {vs_mem} |")
+    calibration = report.get("comparison", {}).get("calibration")
+    if calibration:
+        rows = report["comparison"]["rows"]
+        print(f"\ncalibration, the teacher file alone ({rows:,} rows):")
+        for name, p in calibration.items():
+            print(f"  {name}: {p.get('seconds')} s ({p.get('cpu_seconds')} CPU s)" if "error" not in p else f"  {name}: failed: {p['error']}")
     if "teacher" in report:
         t = report["teacher"]
         print(f"\nteacher scoring, {t['pairs']:,} pairs: first run {t['first_s']} s, cached run {t['cached_s']} s "
