@@ -124,6 +124,10 @@ def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_m
     config.write_text(config.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
     assert main(["bench", str(config), "--output", str(out)]) == 2
     assert "finished with other settings" in capsys.readouterr().err
+    # nor data and teacher scores made from other inputs
+    config.write_text(config.read_text().replace("learning_rate = 2e-3", "learning_rate = 1e-3").replace('ensemble = "zscore"', 'ensemble = "mean"'))
+    assert main(["bench", str(config), "--output", str(out)]) == 2
+    assert "made with other teacher settings" in capsys.readouterr().err
 
 
 def test_sigkill_in_a_cell_then_restart_finishes_every_cell_once(tmp_path, tiny_model_path):

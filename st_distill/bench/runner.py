@@ -3,6 +3,8 @@
 Results folder layout (``config.output_dir``)::
 
     bench.json                      what the report needs to know about the run (no timestamps)
+    inputs.json                     the training sources, negatives, teacher and suites that made
+                                    sources/, teacher/, data/ and eval/ (a later run must match)
     config.toml                     a copy of the config
     sources/<source>/               first-stage runs made here (``first_stage = "bm25"``)
     teacher/model/                  the teacher trained in the teacher phase (teacher.source = "train")
@@ -22,7 +24,9 @@ Every cell is built in ``<cell>.partial/`` and renamed to its final name once ``
 so a finished cell is never half-written and never computed twice. A run killed in the middle of
 a cell leaves ``<cell>.partial/`` with the trainer's last checkpoint; the next run resumes there.
 Shared steps (teacher, datasets, first-stage runs) are written atomically too (temporary folder,
-then rename) and skipped when present.
+then rename) and skipped when present. They are reused only while the config's inputs
+(``inputs.json``) and each cell's training settings (its ``metrics.json``) stay the same; a run
+whose config changed either of them stops with an error naming what changed.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["Cell", "PhaseBlocked", "plan_cells", "select_shard", "cell_settings", "describe_plan", "run_bench"]
 
 DONE = "DONE"
+INPUTS_FILE = "inputs.json"
+SHARED_FOLDERS = ("sources/", "teacher/", "data/", "eval/")
 STARTED = "STARTED"
 PARTIAL = ".partial"
 
@@ -117,6 +123,13 @@ def plan_cells(config: BenchConfig, phase: str | None = None) -> list[Cell]:
                 for seed in p.seeds:
                     cells.extend(Cell(p.name, backbone, objective, seed, combo) for combo in combos)
     return cells
+
+
+def inputs_of(config: BenchConfig) -> dict[str, Any]:
+    """The parts of ``config`` that the shared files depend on, as plain JSON values."""
+    parts = {"train_sources": [asdict(s) for s in config.train_sources], "negatives": asdict(config.negatives),
+             "teacher": asdict(config.teacher), "suites": {name: asdict(s) for name, s in config.eval.suites.items()}}
+    return json.loads(json.dumps(parts, default=str))
 
 
 def select_shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
@@ -645,6 +658,24 @@ class Runner:
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
+    def check_inputs(self) -> None:
+        """Records the config's inputs in ``inputs.json``, or checks them against the recorded ones.
+
+        Raises:
+            ValueError: When the folder's shared files were made from other inputs.
+        """
+        now = inputs_of(self.config)
+        path = self.ws / INPUTS_FILE
+        if path.is_file():
+            before = json.loads(path.read_text(encoding="utf-8"))
+            changed = [key for key in now if before.get(key) != now[key]]
+            if changed:
+                raise ValueError(f"{self.ws}: its data, teacher scores and first-stage runs were made with other "
+                                 f"{', '.join(changed)} settings than the config's now; use a new --output, or delete "
+                                 f"{', '.join(SHARED_FOLDERS)}, cells/ and {INPUTS_FILE} there to rebuild them")
+        elif self.dist.is_main:
+            write_json(path, now)
+
     def write_bench_json(self) -> None:
         c = self.config
         write_json(self.ws / "bench.json", {
@@ -769,6 +800,7 @@ class Runner:
         from tqdm.auto import tqdm
 
         self.ws.mkdir(parents=True, exist_ok=True)
+        self.check_inputs()
         if self.dist.is_main:
             self.write_bench_json()
         cells = select_shard(plan_cells(self.config, phase), *shard)
