@@ -99,7 +99,9 @@ class Collection:
     ``msmarco-passage/train/judged``, loaded by :func:`st_distill.data.sources.load_ir_dataset`
     when the run starts), or ``queries``/``corpus``/``qrels`` files are given. ``run`` is the first-stage run (candidates for negatives, or what evaluation
     re-ranks); without it, ``first_stage = "bm25"`` makes one with ``st-distill retrieve``'s BM25.
-    ``max_queries`` keeps only the first judged queries (in qrels order), for small runs.
+    ``max_queries`` keeps only the first judged queries (in qrels order), for small runs;
+    ``max_positives`` keeps at most that many relevant documents per training query (highest grade
+    first), so a source with many judgements per query (NFCorpus) does not outweigh the others.
     """
 
     name: str
@@ -114,6 +116,7 @@ class Collection:
     depth: int = 100
     relevance_level: int = 1
     max_queries: int | None = None
+    max_positives: int | None = None
 
 
 @dataclass(frozen=True)
@@ -514,7 +517,7 @@ class _Parser:
         raw = self.table(
             raw, key,
             ("name", "beir", "ir_datasets", "split", "queries", "corpus", "qrels", "run", "first_stage", "depth",
-             "relevance_level", "max_queries"),
+             "relevance_level", "max_queries") + (("max_positives",) if train else ()),
         )
         beir = self.file(raw, key, "beir", folder=True)
         irds = self.value(raw, key, "ir_datasets", str, None)
@@ -558,6 +561,7 @@ class _Parser:
             depth=self.value(raw, key, "depth", int, 100, "> 0"),
             relevance_level=self.value(raw, key, "relevance_level", int, 1, ">= 0"),
             max_queries=self.value(raw, key, "max_queries", int, None, "> 0"),
+            max_positives=self.value(raw, key, "max_positives", int, None, "> 0") if train else None,
         )
 
     def collections(self, raw: Any, key: str, train: bool) -> tuple[Collection, ...]:

@@ -192,9 +192,9 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
     lines = [f"bench {config.name!r} ({config.path}) -> {config.output_dir}"]
     teacher_pairs = eval_pairs = 0
     for source in config.train_sources:
-        queries = _judged_queries(source)
+        queries, judged = _judged(source)
         depth = max(source.depth, config.negatives.depth)
-        teacher_pairs = None if queries is None or teacher_pairs is None else teacher_pairs + queries * depth
+        teacher_pairs = None if queries is None or teacher_pairs is None else teacher_pairs + queries * depth + judged
         lines.append(f"  train source {source.name}: {_describe_collection(source)}; {_count(queries)} judged queries")
     t = config.teacher
     teacher = {"none": "none", "scores_file": f"scores file {t.scores_file}", "models": "score with " + ", ".join(f"{m.model} ({m.kind})" for m in t.models)}.get(t.source)
@@ -205,7 +205,7 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
     lines.append(f"  teacher: {teacher}" + (f"; LLM rankings {t.rankings}" if t.rankings else ""))
     lines.append(f"  negatives: {config.negatives.sampling} from the first-stage top-{config.negatives.depth}")
     for name, suite in config.eval.suites.items():
-        queries = _judged_queries(suite)
+        queries, _ = _judged(suite)
         eval_pairs = None if queries is None or eval_pairs is None else eval_pairs + queries * suite.depth
         lines.append(f"  eval suite {name}: {_describe_collection(suite)}; {_count(queries)} judged queries")
     lines.append(f"  metrics: {', '.join(config.eval.metrics)}; report: {', '.join(config.report.metrics)} vs {config.report.baseline}")
@@ -226,7 +226,7 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     if config.teacher.source in ("models", "train"):
-        lines.append(f"  estimated teacher pairs (judged queries x depth, at most): {_count(teacher_pairs)}")
+        lines.append(f"  estimated teacher pairs (judged queries x depth + their judged documents, at most): {_count(teacher_pairs)}")
     lines.append(f"  estimated re-ranked pairs per cell (at most): {_count(eval_pairs)}")
     return "\n".join(lines)
 
@@ -235,13 +235,13 @@ def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
-def _judged_queries(c: Collection) -> int | None:
-    """Judged queries of a collection (capped by ``max_queries``), from its qrels; None when not local."""
+def _judged(c: Collection) -> tuple[int | None, int | None]:
+    """Judged queries of a collection (capped by ``max_queries``) and their judged documents, from its qrels; None when not local."""
     path = c.beir / "qrels" / f"{c.split}.tsv" if c.beir is not None else c.qrels
     if path is None or not Path(path).is_file():
-        return None
-    count = len(read_qrels(path))
-    return min(count, c.max_queries) if c.max_queries else count
+        return None, None
+    judged = list(read_qrels(path).values())[: c.max_queries]
+    return len(judged), sum(len(docs) for docs in judged)
 
 
 def _describe_collection(c: Collection) -> str:
@@ -479,13 +479,15 @@ def _build_dataset(config: BenchConfig, objective: str, n_negatives: int | None,
     from_triples = entry is not None and entry.data == "triples"
     t = config.teacher
     parts = []
+    specs = {spec.name: spec for spec in config.train_sources}
     for name, source in sources.items():
+        spec = specs[name]
         queries, corpus = source.queries, source.corpus
         lazy = isinstance(corpus, TextStore)
         if lazy and not isinstance(queries, TextStore):
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
         kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
-                                  "seed": 0, "lazy": lazy}
+                                  "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         scores = (teacher_scores or {}).get(name)
         if fmt.kind == "listwise":
             if t.rankings is not None:
