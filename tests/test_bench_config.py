@@ -132,6 +132,19 @@ def test_negative_steps_and_missing_files_are_named(tmp_path):
         load_config(path)
 
 
+def test_max_positives_is_a_training_source_key(tmp_path):
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('run = "run.trec"\n[[backbones]]', 'run = "run.trec"\nmax_positives = 2\n[[backbones]]'), encoding="utf-8")
+    assert load_config(path).train_sources[0].max_positives == 2
+    path.write_text(text.replace('run = "run.trec"\n[[backbones]]', 'run = "run.trec"\nmax_positives = 0\n[[backbones]]'), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"train_sources\[0\]\.max_positives: must be > 0, got 0"):
+        load_config(path)
+    path.write_text(text.replace("depth = 10\n", "depth = 10\nmax_positives = 2\n"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"eval\.suites\.toy\.max_positives: unknown key"):
+        load_config(path)
+
+
 def test_bad_config_fails_before_any_training(tmp_path, capsys):
     from st_distill.cli import main
 

@@ -40,6 +40,7 @@ run = "resource://quickstart/trec-dl-2021/run.bm25.top20.trec"
 depth = 10
 relevance_level = 2
 max_queries = 20
+max_positives = 1
 [negatives]
 depth = 10
 [teacher]
@@ -108,6 +109,8 @@ def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_m
     check_cells(out)
     # the data were built once per objective; the teacher cache holds every scored pair
     assert (out / "data" / "marginmse" / "DONE").is_file() and (out / "teacher" / "model" / "DONE").is_file()
+    built = json.loads((out / "data" / "bce" / "sources.json").read_text())["dl21"]
+    assert built["rows"] == 2 * built["queries"]  # max_positives = 1: one positive and one negative per query
     manifest = json.loads((out / "teacher" / "dl21" / "manifest.json").read_text())
     assert "trained-teacher" in json.dumps(manifest) and "zscore" in json.dumps(manifest)
     first_stage = json.loads((out / "eval" / "dl19" / "first_stage.json").read_text())
