@@ -115,21 +115,20 @@ def test_bad_configs_name_the_key(tmp_path, body, key, message):
     assert message in str(info.value)
 
 
+def fails(path: Path, text: str, match: str) -> None:
+    """Writes ``text`` as the config at ``path`` and checks that loading it fails with ``match``."""
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
 def test_negative_steps_and_missing_files_are_named(tmp_path):
     path = write_config(tmp_path, GOOD_OBJECTIVES)
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("max_steps = 5", "max_steps = -3"), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"train\.max_steps: must be > 0, got -3"):
-        load_config(path)
-    path.write_text(text.replace('run = "run.trec"\ndepth = 10', 'run = "nope.trec"\ndepth = 10'), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"eval\.suites\.toy\.run: file not found: .*nope\.trec"):
-        load_config(path)
-    path.write_text(text.replace('model = "."', 'model = "./no-such-model"'), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"backbones\[0\]\.model: model folder not found"):
-        load_config(path)
-    path.write_text(text.replace("[train]", "[train]\nlearning_rate = \"fast\""), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"train\.learning_rate: expected float"):
-        load_config(path)
+    fails(path, text.replace("max_steps = 5", "max_steps = -3"), r"train\.max_steps: must be > 0, got -3")
+    fails(path, text.replace('run = "run.trec"\ndepth = 10', 'run = "nope.trec"\ndepth = 10'), r"eval\.suites\.toy\.run: file not found: .*nope\.trec")
+    fails(path, text.replace('model = "."', 'model = "./no-such-model"'), r"backbones\[0\]\.model: model folder not found")
+    fails(path, text.replace("[train]", "[train]\nlearning_rate = \"fast\""), r"train\.learning_rate: expected float")
 
 
 def test_max_positives_is_a_training_source_key(tmp_path):
@@ -137,12 +136,9 @@ def test_max_positives_is_a_training_source_key(tmp_path):
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace('run = "run.trec"\n[[backbones]]', 'run = "run.trec"\nmax_positives = 2\n[[backbones]]'), encoding="utf-8")
     assert load_config(path).train_sources[0].max_positives == 2
-    path.write_text(text.replace('run = "run.trec"\n[[backbones]]', 'run = "run.trec"\nmax_positives = 0\n[[backbones]]'), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"train_sources\[0\]\.max_positives: must be > 0, got 0"):
-        load_config(path)
-    path.write_text(text.replace("depth = 10\n", "depth = 10\nmax_positives = 2\n"), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"eval\.suites\.toy\.max_positives: unknown key"):
-        load_config(path)
+    fails(path, text.replace('run = "run.trec"\n[[backbones]]', 'run = "run.trec"\nmax_positives = 0\n[[backbones]]'),
+          r"train_sources\[0\]\.max_positives: must be > 0, got 0")
+    fails(path, text.replace("depth = 10\n", "depth = 10\nmax_positives = 2\n"), r"eval\.suites\.toy\.max_positives: unknown key")
 
 
 def test_bad_config_fails_before_any_training(tmp_path, capsys):
