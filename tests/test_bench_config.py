@@ -141,6 +141,17 @@ def test_max_positives_is_a_training_source_key(tmp_path):
     fails(path, text.replace("depth = 10\n", "depth = 10\nmax_positives = 2\n"), r"eval\.suites\.toy\.max_positives: unknown key")
 
 
+def test_backbone_layers_count_or_indices(tmp_path):
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace('model = "."', 'model = "."\nlayers = [5, 0]'), encoding="utf-8")
+    assert load_config(path).backbones[0].layers == (0, 5)
+    path.write_text(text.replace('model = "."', 'model = "."\nlayers = 2'), encoding="utf-8")
+    assert load_config(path).backbones[0].layers == 2
+    for bad in ("[1, 1]", "[]", "[-1]", "0"):
+        fails(path, text.replace('model = "."', f'model = "."\nlayers = {bad}'), r"backbones\[0\]\.layers: ")
+
+
 def test_bad_config_fails_before_any_training(tmp_path, capsys):
     from st_distill.cli import main
 

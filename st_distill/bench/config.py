@@ -183,11 +183,15 @@ class ObjectiveConfig:
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    """One backbone: ``model`` (path, hub id or ``package:MODULE``), optional layer truncation."""
+    """One backbone: ``model`` (path, hub id or ``package:MODULE``), optional layer truncation.
+
+    ``layers``: keep the first ``layers`` transformer layers (an int), or the layers at the given
+    0-based indices (a list, e.g. ``[0, 5]``: the first and the last of six).
+    """
 
     name: str
     model: str
-    layers: int | None = None
+    layers: int | tuple[int, ...] | None = None
     train: dict[str, Any] = field(default_factory=dict)
 
 
@@ -379,6 +383,15 @@ class _Parser:
         if check and not _satisfies(value, check):
             raise self.error(where, f"must be {check}, got {value!r}")
         return value
+
+    def layers(self, raw: dict, key: str) -> int | tuple[int, ...] | None:
+        """A backbone's ``layers``: a count > 0, or a list of distinct layer indices >= 0 (kept in order)."""
+        if not isinstance(raw.get("layers"), list):
+            return self.value(raw, key, "layers", int, None, "> 0")
+        values = raw["layers"]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values) or len(set(values)) < len(values):
+            raise self.error(_join(key, "layers"), f"expected a layer count or a non-empty list of distinct layer indices >= 0, got {values!r}")
+        return tuple(sorted(values))
 
     def choice(self, raw: dict, key: str, name: str, choices: tuple[str, ...], default: str) -> str:
         value = self.value(raw, key, name, str, default)
@@ -657,7 +670,7 @@ class _Parser:
                 BackboneConfig(
                     name=name,
                     model=model,
-                    layers=self.value(item, where, "layers", int, None, "> 0"),
+                    layers=self.layers(item, where),
                     train=self.train_overrides(item.get("train", {}), f"{where}.train"),
                 )
             )
