@@ -6,7 +6,7 @@ A :class:`TextStore` is an uncompressed Arrow IPC file opened with a memory map,
 - **an index into a plain ``id<TAB>text`` file** (what :meth:`TextStore.from_file` makes of a
   clean ``.tsv``): the ids and each text's byte offset and length in the source file, which
   stays where it is and is memory-mapped too. Nothing is copied: indexing MS MARCO's 3.1 GB
-  collection writes about 170 MB. The source's size and modification time are recorded; a
+  collection writes about 200 MB. The source's size and modification time are recorded; a
   store whose source has changed refuses to open.
 - **a copy** ``(id, text)`` (gzipped or BEIR ``.jsonl`` sources, dicts, Hugging Face datasets,
   and ``.tsv`` files that need cleaning: blank lines, surrounding whitespace, ``\r\n``).
