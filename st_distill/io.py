@@ -13,16 +13,6 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def open_text(path: str | os.PathLike) -> IO[str]:
-    """Opens a text file for reading, decompressing it on the fly when its name ends in ``.gz``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def open_bytes(path: str | os.PathLike) -> IO[bytes]:
     """Opens a file for reading bytes, decompressing it on the fly when its name ends in ``.gz``."""
     path = Path(path)

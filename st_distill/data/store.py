@@ -202,8 +202,8 @@ class TextStore(Mapping):
         """Builds a store from an ``id<TAB>text`` TSV or a BEIR ``.jsonl`` file (``.gz`` too).
 
         A clean plain TSV (every line ``id<TAB>text``, UTF-8, no blank line, no surrounding
-        whitespace: MS MARCO's files) is indexed in place: the file is scanned with numpy over
-        a memory map, on all cores, and only ids and offsets are written; the source must then
+        whitespace: MS MARCO's files) is indexed in place: the file is read in blocks and scanned
+        with numpy on all cores, and only ids and offsets are written; the source must then
         stay where it is, unchanged. Other TSV files stream through pyarrow's CSV reader into a
         copy, so an 8.8M-passage collection never becomes Python objects. A file with any
         malformed line is handed to the validating line reader
