@@ -67,13 +67,18 @@ def test_unique_pairs_inverse():
 
 def test_max_length_truncation(tiny_model):
     assert tiny_model.max_length == 64
-    long_doc = "tokens " * 200
-    pairs = [("q", long_doc), ("q", long_doc + " an extra tail far past the limit"), ("q", "a short document")]
+    long_doc = "word " * 100
+    tail = " an extra tail far past the limit"
+    pairs = [("q", long_doc), ("q", long_doc + tail), ("q", "a short document")]
+    # the premise, checked on the tokenizer rather than assumed: both documents pass 64 tokens,
+    # and both fit in 256, so only the larger limit sees the tail
+    lengths = [len(tiny_model.tokenizer(q, d)["input_ids"]) for q, d in pairs[:2]]
+    assert 64 < lengths[0] < lengths[1] <= 256, lengths
     ours = score_pairs(tiny_model, pairs, show_progress_bar=False)
     np.testing.assert_allclose(ours, _predict(tiny_model, pairs), atol=1e-4, rtol=0)
     assert ours[0] == ours[1]  # both cut at 64 tokens: the tail beyond the limit is never seen
     short_logits = score_pairs(tiny_model, pairs[:2], activation=False, show_progress_bar=False)
-    tiny_model.max_length = 256  # now the 200 tokens and the tail are all read
+    tiny_model.max_length = 256  # now the 100 words and the tail are all read
     longer = score_pairs(tiny_model, pairs[:2], activation=False, show_progress_bar=False)
     np.testing.assert_allclose(longer, _predict(tiny_model, pairs[:2], activation=False), atol=1e-4, rtol=0)
     assert longer[0] != short_logits[0] and longer[0] != longer[1]
