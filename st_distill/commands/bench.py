@@ -35,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.bench.config import load_config
-    from st_distill.bench.runner import PhaseBlocked, describe_plan, plan_cells, run_bench, select_shard
+    from st_distill.bench.plan import describe_plan, plan_cells, select_shard
+    from st_distill.bench.runner import PhaseBlocked, run_bench
 
     config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
     if args.dry_run:
