@@ -11,8 +11,10 @@ often appears more than once and texts vary a lot in length:
 - on CPU a batch also stops at :data:`CPU_TOKENS_PER_BATCH` padded tokens: smaller matrices stay
   in cache, and measured on MiniLM-L6 over TREC DL pairs, batches of ~2,000 tokens run 20-25%
   faster per pair than 64 pairs of ~100 tokens (GPUs prefer the largest batch, so no cap there);
-- the forward runs under ``torch.inference_mode`` and, on CUDA, under autocast to
-  bfloat16 (float16 where bfloat16 is not supported); scores are cast back to float32.
+- the forward runs under ``torch.inference_mode`` and under autocast to bfloat16 where the device
+  computes it natively (:func:`st_distill.precision.native_bf16`: CPUs with AMX or AVX512-BF16,
+  CUDA GPUs with bfloat16; float16 on older GPUs), with the score projection kept in float32
+  (:func:`st_distill.precision.float32_head`); scores are float32. Elsewhere the forward is float32.
 
 Teachers (:mod:`st_distill.teachers`) and the re-ranking evaluation both score through it.
 """
@@ -27,6 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from st_distill.precision import autocast as autocast_context
+from st_distill.precision import autocast_dtype, float32_head
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -78,7 +83,7 @@ def _pad(tokenizer: Any, encoded: dict[str, list[list[int]]], rows: np.ndarray) 
     return dict(tokenizer.pad(batch, padding=True, return_tensors="pt"))
 
 
-def _batches(lengths: np.ndarray, order: np.ndarray, batch_size: int, max_tokens: int | None) -> list[np.ndarray]:
+def length_batches(lengths: np.ndarray, order: np.ndarray, batch_size: int, max_tokens: int | None) -> list[np.ndarray]:
     """Cuts length-sorted (descending) rows into batches of at most ``batch_size`` rows and ``max_tokens`` padded tokens.
 
     A batch pads to its first (longest) row, so its padded size is ``rows * lengths[first]``; a
@@ -94,14 +99,6 @@ def _batches(lengths: np.ndarray, order: np.ndarray, batch_size: int, max_tokens
     return batches
 
 
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """Autocast to bfloat16 (float16 where unsupported) on CUDA; nothing elsewhere."""
-    if not enabled or device.type != "cuda":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device_type="cuda", dtype=dtype)
-
-
 def score_pairs(
     model: CrossEncoder,
     pairs: Sequence[Pair],
@@ -113,8 +110,11 @@ def score_pairs(
 ) -> np.ndarray:
     """Scores ``(query, document)`` pairs with a CrossEncoder, each unique pair once, in token-length-sorted batches.
 
-    The scores equal ``model.predict(pairs)`` (same activation) up to float rounding on CPU; on
-    CUDA the forward runs in bfloat16 (or float16) unless ``autocast=False``.
+    The scores equal ``model.predict(pairs)`` (same activation) up to float rounding with
+    ``autocast=False`` or on a device without native bfloat16; with autocast (the default) the
+    forward runs in bfloat16 where the CPU or GPU computes it natively (float16 on GPUs without
+    bfloat16), the score projection in float32: on all-MiniLM-L6-v2 over the TREC DL 2019 pairs
+    the logits then differ from float32 by at most a few hundredths (benchmarks/RESULTS.md).
 
     Args:
         model: The CrossEncoder. Its device, ``max_length`` and activation are used as they are.
@@ -124,8 +124,8 @@ def score_pairs(
             label) as ``predict`` does; ``False`` returns the raw logits.
         show_progress_bar: Show a progress bar over the pairs. ``None`` shows it when logging is at
             INFO or DEBUG level, as ``predict`` does.
-        autocast: On CUDA, run the forward under autocast to bfloat16 (float16 on GPUs without
-            bfloat16). Ignored on other devices.
+        autocast: Run the forward under autocast to bfloat16 where the device computes it natively
+            (:func:`st_distill.precision.autocast`); ``False`` (or a device without it): float32.
         tokens_per_batch: Cap on a batch's padded tokens (rows x longest row). ``None``:
             :data:`CPU_TOKENS_PER_BATCH` on CPU, no cap on other devices.
 
@@ -165,12 +165,13 @@ def score_pairs(
     device = model.device
     if tokens_per_batch is None and device.type == "cpu":
         tokens_per_batch = CPU_TOKENS_PER_BATCH
-    batches = _batches(lengths, order, batch_size, tokens_per_batch if encoded is not None else None)
+    batches = length_batches(lengths, order, batch_size, tokens_per_batch if encoded is not None else None)
     scores = np.empty((len(unique), num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
+    reduced = autocast and autocast_dtype(device) is not None
     try:
-        with torch.inference_mode(), tqdm(
+        with torch.inference_mode(), float32_head(model) if reduced else contextlib.nullcontext(), tqdm(
             total=len(unique), unit="pair", desc="Scoring pairs", disable=not show_progress_bar
         ) as progress:
             for rows in batches:
@@ -180,7 +181,7 @@ def score_pairs(
                 else:
                     features = model.preprocess([unique[i] for i in rows])
                 features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
-                with _autocast(device, autocast):
+                with autocast_context(device, autocast):
                     logits = model(features)["scores"]
                 logits = logits.float()
                 if activation and model.activation_fn is not None:

@@ -74,3 +74,12 @@ def torch_one_thread():
     yield
     torch.set_num_threads(threads)
 
+
+
+@pytest.fixture(autouse=True)
+def float32_by_default(monkeypatch):
+    """Tests compare scores with float32 references, so bfloat16 autocast (which st_distill.precision turns
+    on for CPUs with AMX or AVX512-BF16) runs only in the tests that ask for it, on any machine."""
+    from st_distill import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)

@@ -138,9 +138,9 @@ def test_restores_training_mode(tiny_model):
 def test_token_budget_batches(tiny_model, monkeypatch):
     lengths = np.array([50, 10, 30, 30, 120, 10])
     order = np.argsort(-lengths, kind="stable")  # 120, 50, 30, 30, 10, 10
-    batches = scoring._batches(lengths, order, batch_size=3, max_tokens=100)
+    batches = scoring.length_batches(lengths, order, batch_size=3, max_tokens=100)
     assert [b.tolist() for b in batches] == [[4], [0, 2], [3, 1, 5]]  # 120 alone; 2 x 50; 3 x 30 (<= 3 rows)
-    assert [b.tolist() for b in scoring._batches(lengths, order, 4, None)] == [[4, 0, 2, 3], [1, 5]]
+    assert [b.tolist() for b in scoring.length_batches(lengths, order, 4, None)] == [[4, 0, 2, 3], [1, 5]]
 
     pairs = _pairs()
     shapes: list[tuple[int, int]] = []
@@ -155,3 +155,45 @@ def test_token_budget_batches(tiny_model, monkeypatch):
     monkeypatch.undo()
     assert all(rows * width <= 128 or rows == 1 for rows, width in shapes) and sum(r for r, _ in shapes) == len(pairs)
     np.testing.assert_allclose(ours, _predict(tiny_model, pairs), atol=1e-4, rtol=0)
+
+
+def test_bf16_where_native_keeps_the_head_in_float32(tiny_model, monkeypatch):
+    from st_distill import precision
+
+    pairs = _pairs()
+    full = score_pairs(tiny_model, pairs, activation=False, show_progress_bar=False)
+    heads = []
+    forward = type(tiny_model).forward
+
+    def recording_forward(self, features, **kwargs):
+        heads.append((torch.get_autocast_dtype("cpu"), torch.is_autocast_enabled("cpu"), list(self.keep_in_fp32_modules)))
+        return forward(self, features, **kwargs)
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)  # bfloat16 autocast runs (emulated) on any CPU
+    monkeypatch.setattr(type(tiny_model), "forward", recording_forward)
+    reduced = score_pairs(tiny_model, pairs, activation=False, show_progress_bar=False)
+    assert heads and all(h == (torch.bfloat16, True, ["0.model.classifier"]) for h in heads)
+    assert tiny_model.keep_in_fp32_modules == []  # restored
+    assert reduced.dtype == np.float32 and not np.array_equal(reduced, full)
+    np.testing.assert_allclose(reduced, full, atol=0.05, rtol=0)
+    # float32 on request, even where bfloat16 is native
+    np.testing.assert_array_equal(score_pairs(tiny_model, pairs, activation=False, show_progress_bar=False, autocast=False), full)
+
+
+def test_precision_choices(tiny_model, monkeypatch):
+    from st_distill import precision
+
+    assert precision.autocast_dtype("cpu") is None and not torch.is_autocast_enabled("cpu")
+    with precision.autocast("cpu"):
+        assert not torch.is_autocast_enabled("cpu")  # float32 where bfloat16 is not native
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.autocast_dtype("cpu") == torch.bfloat16
+    with precision.autocast("cpu"):
+        assert torch.is_autocast_enabled("cpu")
+    with precision.autocast("cpu", enabled=False):
+        assert not torch.is_autocast_enabled("cpu")
+    assert precision.score_head(tiny_model) == "0.model.classifier"
+    monkeypatch.undo()
+    assert not precision.native_bf16("meta")
+    cpu_probe = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    assert precision.native_bf16("cpu") == bool(cpu_probe)

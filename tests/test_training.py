@@ -1,11 +1,11 @@
-"""Tests of the bench's student construction: layer truncation by count or by indices."""
+"""Tests of the bench's students: layer truncation, score heads, trained layers, and the fast training forward."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from st_distill.bench.training import make_student, truncate_layers
+from st_distill.bench.training import fast_forward, freeze_layers, make_student, truncate_layers
 
 
 @pytest.mark.parametrize("layers, kept", [(1, [0]), ([1], [1]), ([0, 1], [0, 1])])
@@ -28,3 +28,135 @@ def test_truncation_keeps_the_chosen_layers_and_reloads(tiny_model_path, tmp_pat
 def test_truncation_rejects_layers_the_model_lacks(tiny_model, layers):
     with pytest.raises(ValueError, match="cannot keep layers"):
         truncate_layers(tiny_model, layers)
+
+
+PAIRS = [("what is a cat", "A cat is a small domesticated carnivorous mammal with soft fur."),
+         ("what is a cat", "short"),
+         ("how tall is the eiffel tower", "The Eiffel Tower in Paris is 330 metres tall and was built for the 1889 fair " * 2),
+         ("boiling point", "Water boils at lower temperatures at altitude."),
+         ("q", "a b c d e f g h i j k l m n o p")]
+
+
+def test_mean_head_scores_the_mean_pooled_embedding(tiny_model_path, tmp_path, torch_one_thread):
+    from sentence_transformers.base.modules import Dense, Transformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+    from transformers import AutoModel, AutoTokenizer
+
+    student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="mean")
+    assert [type(m) for m in student] == [Transformer, Pooling, Dense]
+    assert student[0].transformer_task == "feature-extraction" and student[1].pooling_mode == "mean"
+    assert student.num_labels == 1 and student[2].module_output_name == "scores"
+    # reference: the backbone's token states, averaged over real tokens, times the dense layer
+    tokenizer, backbone = AutoTokenizer.from_pretrained(tiny_model_path), AutoModel.from_pretrained(tiny_model_path).eval()
+    batch = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        states = backbone(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (states * mask).sum(1) / mask.sum(1)
+        expected = student[2].linear(pooled).squeeze(-1)
+    logits = student.predict(PAIRS, activation_fn=torch.nn.Identity(), convert_to_tensor=True)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    # the new layer depends on the seed only, and the model reloads as a CrossEncoder
+    again = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="mean")
+    assert torch.equal(again[2].linear.weight, student[2].linear.weight)
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    student.save_pretrained(str(tmp_path / "mean"))
+    reloaded = CrossEncoder(str(tmp_path / "mean"), device="cpu")
+    torch.testing.assert_close(torch.as_tensor(reloaded.predict(PAIRS)), torch.as_tensor(student.predict(PAIRS)))
+
+
+def test_unknown_head(tiny_model_path):
+    with pytest.raises(ValueError, match="unknown head 'max'"):
+        make_student(tiny_model_path, seed=0, head="max")
+
+
+@pytest.mark.parametrize("head", ["cls", "mean"])
+def test_train_layers_freezes_the_rest(tiny_model_path, head, torch_one_thread):
+    # keep layers 0 and 1 of two, train layer 1 only (numbered as in the backbone)
+    student = make_student(tiny_model_path, seed=0, layers=[0, 1], max_length=32, device="cpu", head=head, train_layers=[1])
+    backbone = student[0].auto_model.base_model
+    before = {n: p.detach().clone() for n, p in student.named_parameters()}
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert trainable and all("embeddings" not in n and ".layer.0." not in n for n in trainable)
+    assert any(".layer.1." in n for n in trainable)
+    assert any("classifier" in n or "linear" in n for n in trainable)  # the head trains
+    assert not any(p.requires_grad for p in backbone.embeddings.parameters())
+    optimizer = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=0.1)
+    features = student.preprocess(PAIRS)
+    student(features)["scores"].sum().backward()
+    optimizer.step()
+    changed = {n for n, p in student.named_parameters() if not torch.equal(p, before[n])}
+    assert changed <= trainable  # nothing frozen moved
+    assert any(".layer.1." in n for n in changed) and any("classifier" in n or "linear" in n for n in changed)
+
+
+def test_train_layers_must_be_kept(tiny_model_path):
+    with pytest.raises(ValueError, match=r"layer\(s\) \[0\] are not among the student's layers \[1\]"):
+        make_student(tiny_model_path, seed=0, layers=[1], device="cpu", train_layers=[0])
+    with pytest.raises(ValueError, match="cannot train layers"):
+        freeze_layers(make_student(tiny_model_path, seed=0, device="cpu"), [2])
+
+
+@pytest.mark.parametrize("head", ["cls", "mean"])
+def test_fast_forward_chunks_give_the_batch_scores_and_gradients(tiny_model_path, head, torch_one_thread):
+    student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head=head)
+    student.eval()  # no dropout: the two passes must agree exactly
+    features = student.preprocess(PAIRS)
+    whole = student(dict(features))["scores"].view(-1)
+    whole.square().sum().backward()
+    reference = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+    student.zero_grad()
+    seen = []
+    forward = type(student).forward
+
+    def counting(self, part, **kwargs):
+        seen.append(tuple(part["input_ids"].shape))
+        return forward(self, part, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(student), "forward", counting)
+        with fast_forward(student, bf16=False, tokens_per_chunk=40):
+            chunked = student(dict(features))["scores"].view(-1)
+        assert "forward" not in vars(student)  # the class's forward is back
+    lengths = features["attention_mask"].sum(1).tolist()
+    assert sorted(r for r, _ in seen) and sum(r for r, _ in seen) == len(PAIRS) and len(seen) > 1
+    assert all(r * t <= 40 or r == 1 for r, t in seen)  # each chunk within budget, cut to its longest row
+    assert sorted(t for _, t in seen) != [max(lengths)] * len(seen)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    chunked.square().sum().backward()
+    for name, grad in reference.items():
+        torch.testing.assert_close(dict(student.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)
+
+
+def test_fast_forward_left_padding_is_scored_whole(tiny_model, torch_one_thread):
+    features = tiny_model.preprocess(PAIRS)
+    features = {k: v.flip(1) if isinstance(v, torch.Tensor) and v.dim() == 2 else v for k, v in features.items()}
+    calls = []
+    forward = type(tiny_model).forward
+
+    def counting(self, part, **kwargs):
+        calls.append(part["input_ids"].shape[0])
+        return forward(self, part, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(tiny_model), "forward", counting)
+        with fast_forward(tiny_model, bf16=False, tokens_per_chunk=40):
+            tiny_model(features)
+    assert calls == [len(PAIRS)]
+
+
+def test_fast_forward_bf16_keeps_the_head_and_scores_float32(tiny_model_path, monkeypatch, torch_one_thread):
+    from st_distill import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)  # bfloat16 autocast runs (emulated) on any CPU
+    student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu").eval()
+    features = student.preprocess(PAIRS)
+    with torch.no_grad():
+        full = student(dict(features))["scores"].view(-1)
+        with fast_forward(student, bf16=True, tokens_per_chunk=None):
+            assert student.keep_in_fp32_modules == ["0.model.classifier"]
+            reduced = student(dict(features))["scores"].view(-1)
+    assert student.keep_in_fp32_modules == []
+    assert reduced.dtype == torch.float32 and not torch.equal(reduced, full)  # it did run in bfloat16
+    torch.testing.assert_close(reduced, full, atol=0.05, rtol=0)

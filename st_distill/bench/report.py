@@ -14,6 +14,10 @@ and writes into ``<results>/report/``:
 - ``significance.json``: every test (raw and adjusted p-value, queries, difference).
 - ``<suite>.png``: a bar chart per suite (main measure, error bars = std over seeds).
 - ``loss_<phase>.png``: training-loss curves (mean over seeds) per backbone.
+- ``curves/<suite>.png`` (cells trained with ``[eval.curve]``): the learning curves, the main
+  measure against training pairs, one line per objective (mean over seeds), one panel per
+  backbone, with the first stage, a random order and the teacher as horizontal lines where
+  ``eval/<suite>/`` has them (``first_stage.json``, ``random.json``, ``teacher.json``).
 
 Outputs contain no timestamps, so ``st-distill report DIR`` regenerates them byte for byte.
 """
@@ -38,7 +42,10 @@ from st_distill.io import atomic_write, write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReportTable", "collect_cells", "build_table", "write_report"]
+__all__ = ["ReportTable", "collect_cells", "build_table", "learning_curves", "write_report"]
+
+#: Reference lines of the learning curves: ``eval/<suite>/<file>.json`` -> label and style.
+CURVE_REFERENCES = (("first_stage", "first stage", "--"), ("random", "random order", ":"), ("teacher", "teacher", "-."))
 
 UP, DOWN = "▲", "▼"
 
@@ -303,6 +310,60 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path) -> 
     return path
 
 
+def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path) -> list[Path]:
+    """Draws ``<folder>/<suite>.png`` for every suite with learning-curve points (``curve.jsonl`` of the cells).
+
+    ``measure`` against training pairs, one line per objective (the mean over seeds at the pair
+    counts every seed reached), one panel per backbone; the first stage, random order and teacher
+    of ``eval/<suite>/`` as horizontal lines, those that exist.
+
+    Returns:
+        The PNG files written (none when no cell has a curve).
+    """
+    from st_distill.bench.curves import read_curve
+
+    lines: dict[str, dict[str, dict[str, list[dict[int, float]]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for cell in cells:
+        c = cell["cell"]
+        label = c["objective"] + (f"[{c['variant']}]" if c.get("variant") else "")
+        by_suite: dict[str, dict[int, float]] = defaultdict(dict)
+        for point in read_curve(results / cell["folder"] / "curve.jsonl"):
+            for suite, values in point["suites"].items():
+                if measure in values:
+                    by_suite[suite][int(point["pairs"])] = float(values[measure])
+        for suite, points in by_suite.items():
+            lines[suite][c["backbone"]][label].append(points)
+    if not lines:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for suite, backbones in sorted(lines.items()):
+        fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4), squeeze=False)
+        for ax, (backbone, objectives) in zip(axes[0], sorted(backbones.items())):
+            for label, runs in sorted(objectives.items()):
+                pairs = sorted(set.intersection(*(set(r) for r in runs)))
+                ax.plot(pairs, [np.mean([r[p] for r in runs]) for p in pairs], marker="o", markersize=3, label=label)
+            for name, text, style in CURVE_REFERENCES:
+                path = results / "eval" / suite / f"{name}.json"
+                value = _read_json(path).get(measure) if path.is_file() else None
+                if value is not None:
+                    ax.axhline(value, color="gray", linestyle=style, linewidth=1.2, label=f"{text} {value:.3f}")
+            ax.set_title(f"{suite}: {backbone}")
+            ax.set_xlabel("training pairs")
+            ax.set_ylabel(measure)
+            ax.legend(fontsize="small", loc="best")
+        fig.tight_layout()
+        path = folder / f"{suite}.png"
+        _save_png(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def write_report(results: str | os.PathLike, phase: str | None = None, metrics: list[str] | None = None) -> dict[str, Path]:
     """Writes the report of one phase under ``<results>/report/`` and returns the files written.
 
@@ -313,7 +374,8 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
             evaluated (``eval.metrics``).
 
     Returns:
-        ``{"markdown": ..., "csv": ..., "latex": ..., "significance": ..., "<suite>": png, "loss": png}``.
+        ``{"markdown": ..., "csv": ..., "latex": ..., "significance": ..., "<suite>": png, "loss": png,
+        "curve:<suite>": png}``.
     """
     results = Path(results)
     bench, cells = collect_cells(results, phase)
@@ -344,4 +406,6 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         loss = _loss_curves(results, cells, phase, folder)
         if loss is not None:
             written["loss"] = loss
+        for path in learning_curves(results, cells, main, folder / (f"curves{suffix}" if suffix else "curves")):
+            written[f"curve:{path.stem}"] = path
     return written

@@ -1,29 +1,63 @@
 """Training one model of the grid with sentence-transformers' ``CrossEncoderTrainer``.
 
-:func:`make_student` loads a backbone as a one-label ``CrossEncoder`` (optionally keeping only its
-first layers, for fast students); :func:`train_model` trains it on a built dataset with a registry
-objective's loss, checkpointing as it goes so that a killed run resumes from its last checkpoint.
+:func:`make_student` loads a backbone as a one-label ``CrossEncoder`` (a classifier on [CLS], or mean
+pooling and a dense layer; optionally keeping only some layers, and training only some);
+:func:`train_model` trains it on a built dataset with a registry objective's loss, checkpointing as
+it goes so that a killed run resumes from its last checkpoint. Training steps run through
+:func:`fast_forward`: bfloat16 autocast where the device computes it natively, and on CPU in float32
+each step's pairs scored in token-length-sorted chunks (benchmarks/perf/train_throughput.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from st_distill.io import atomic_write
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from sentence_transformers.cross_encoder import CrossEncoder
+    from transformers import TrainerCallback
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["make_student", "train_model", "truncate_layers", "rows_per_batch"]
+__all__ = ["HEADS", "make_student", "train_model", "truncate_layers", "freeze_layers", "fast_forward", "rows_per_batch"]
+
+#: Score heads :func:`make_student` builds: the library's classifier on the [CLS] vector, or mean
+#: pooling of the token embeddings and a dense layer to one score.
+HEADS = ("cls", "mean")
+
+#: On CPU in float32, a training step scores its pairs in length-sorted chunks of at most this many
+#: padded tokens (rows x longest row). benchmarks/perf/train_throughput.py measured it on MiniLM-L6,
+#: 16 TREC DL pairs a step: 1.14x the pairs per CPU-second in float32, nothing more under bfloat16
+#: autocast (bf16 alone 1.74x, bf16 with chunks 1.61-1.63x), so bfloat16 steps are not chunked.
+CPU_TRAIN_TOKENS_PER_CHUNK = 1024
+
+
+def _layer_stack(model: CrossEncoder) -> tuple[Any, str, Any]:
+    """``(owner, attribute, module list)`` of the transformer layers of ``model``'s backbone.
+
+    Raises:
+        ValueError: If the backbone has no ``encoder.layer`` or ``layers`` module list.
+    """
+    from torch import nn
+
+    base = model[0].auto_model.base_model
+    owner, attribute = (base.encoder, "layer") if hasattr(getattr(base, "encoder", None), "layer") else (base, "layers")
+    stack = getattr(owner, attribute, None)
+    if not isinstance(stack, nn.ModuleList):
+        raise ValueError(f"cannot select layers of {type(base).__name__}: no encoder.layer or layers module list")
+    return owner, attribute, stack
 
 
 def truncate_layers(model: CrossEncoder, layers: int | Sequence[int]) -> None:
@@ -43,11 +77,7 @@ def truncate_layers(model: CrossEncoder, layers: int | Sequence[int]) -> None:
     """
     from torch import nn
 
-    base = model[0].auto_model.base_model
-    owner, attribute = (base.encoder, "layer") if hasattr(getattr(base, "encoder", None), "layer") else (base, "layers")
-    stack = getattr(owner, attribute, None)
-    if not isinstance(stack, nn.ModuleList):
-        raise ValueError(f"cannot truncate {type(base).__name__}: no encoder.layer or layers module list")
+    owner, attribute, stack = _layer_stack(model)
     keep = list(range(layers)) if isinstance(layers, int) else sorted(layers)
     if not keep or keep[-1] >= len(stack) or keep[0] < 0:
         raise ValueError(f"cannot keep layers {layers} of a {len(stack)}-layer model")
@@ -58,26 +88,157 @@ def truncate_layers(model: CrossEncoder, layers: int | Sequence[int]) -> None:
         config.layer_types = [config.layer_types[i] for i in keep]
 
 
+def freeze_layers(model: CrossEncoder, train_layers: Sequence[int]) -> None:
+    """Leaves only the given transformer layers (positions in ``model``'s layer list) and the score head trainable.
+
+    The embeddings and every other layer get ``requires_grad = False`` (the trainer's optimiser skips
+    them, and the backward pass stops at the lowest trainable layer); everything after the layer
+    stack (the [CLS] pooler and classifier, or the pooling and dense head) keeps training.
+
+    Raises:
+        ValueError: If a position is outside the layer list.
+    """
+    owner, attribute, stack = _layer_stack(model)
+    wanted = set(train_layers)
+    if not wanted or min(wanted) < 0 or max(wanted) >= len(stack):
+        raise ValueError(f"cannot train layers {sorted(wanted)} of a {len(stack)}-layer model")
+    backbone = model[0].auto_model.base_model
+    frozen = {id(p) for p in backbone.parameters()}
+    for position in wanted:
+        frozen -= {id(p) for p in stack[position].parameters()}
+    head = [name for name, module in backbone.named_children() if name == "pooler"]  # BERT's [CLS] pooler feeds the classifier
+    for name in head:
+        frozen -= {id(p) for p in getattr(backbone, name).parameters()}
+    for parameter in model.parameters():
+        if id(parameter) in frozen:
+            parameter.requires_grad_(False)
+
+
 def make_student(
-    model: str, seed: int, layers: int | Sequence[int] | None = None, max_length: int | None = None, device: str | None = None
+    model: str,
+    seed: int,
+    layers: int | Sequence[int] | None = None,
+    max_length: int | None = None,
+    device: str | None = None,
+    head: str = "cls",
+    train_layers: Sequence[int] | None = None,
 ) -> CrossEncoder:
     """Loads a backbone as a fresh one-label ``CrossEncoder``, its new head initialised from ``seed``.
 
     Args:
         model: Path or hub id of the backbone.
-        seed: Seeds torch/numpy/random before loading, so the classifier head is reproducible.
+        seed: Seeds torch/numpy/random before loading, so the new head is reproducible.
         layers: Keep only the first ``layers`` layers, or the layers at these indices (see :func:`truncate_layers`).
         max_length: Maximum sequence length of (query, document) pairs.
         device: Device; default as sentence-transformers decides.
+        head: ``"cls"``: the library's sequence-classification model (a new classifier on the [CLS]
+            vector). ``"mean"``: ``Transformer`` (feature extraction), ``Pooling("mean")`` and
+            ``Dense(hidden, 1, module_output_name="scores")``: a bi-encoder checkpoint's mean-pooled
+            embedding, which it was trained to make meaningful, feeds the new score layer.
+        train_layers: Indices of the layers that train, numbered as in the backbone (so with
+            ``layers=[0, 5]``, ``train_layers=[5]`` trains the last one); the embeddings and the other
+            layers are frozen, the head trains (see :func:`freeze_layers`). ``None``: everything trains.
+
+    Raises:
+        ValueError: On an unknown head, or ``train_layers`` naming a layer the student does not keep.
     """
     from sentence_transformers.cross_encoder import CrossEncoder
     from transformers import set_seed
 
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; expected one of {', '.join(HEADS)}")
     set_seed(seed)
-    student = CrossEncoder(model, num_labels=1, max_length=max_length, device=device)
+    if head == "cls":
+        student = CrossEncoder(model, num_labels=1, max_length=max_length, device=device)
+    else:
+        from sentence_transformers.base.modules import Dense, Transformer
+        from sentence_transformers.sentence_transformer.modules import Pooling
+
+        transformer = Transformer(model, transformer_task="feature-extraction", max_seq_length=max_length)
+        width = transformer.get_embedding_dimension()
+        modules = [transformer, Pooling(width, "mean"), Dense(width, 1, activation_function=None, module_output_name="scores")]
+        student = CrossEncoder(modules=modules, device=device)
     if layers is not None:
         truncate_layers(student, layers)
+    if train_layers is not None:
+        depth = len(_layer_stack(student)[2])
+        kept = list(range(depth)) if layers is None else list(range(layers)) if isinstance(layers, int) else sorted(layers)
+        missing = sorted(set(train_layers) - set(kept))
+        if missing:
+            raise ValueError(f"train_layers {list(train_layers)}: layer(s) {missing} are not among the student's layers {kept}")
+        freeze_layers(student, [kept.index(i) for i in train_layers])
     return student
+
+
+@contextlib.contextmanager
+def fast_forward(model: CrossEncoder, bf16: bool = True, tokens_per_chunk: int | None = None) -> Iterator[None]:
+    """While active, ``model(features)`` runs as a training step should on this hardware.
+
+    - ``bf16``: under autocast to bfloat16 where the device computes it natively
+      (:func:`st_distill.precision.native_bf16`), the score projection in float32
+      (:func:`st_distill.precision.float32_head`); float32 elsewhere. Scores come out float32.
+    - ``tokens_per_chunk``: a padded batch is scored in chunks of similar-length rows, each cut to its
+      longest row and holding at most this many padded tokens, and the scores are put back in the
+      batch's order. Rows are right-padded and the attention mask hides padding, so the scores are
+      those of the whole batch; a step pads far less (29% of the tokens of a random batch of 16 TREC
+      DL pairs are padding). Only ``"scores"`` is returned then, which is what every loss reads.
+
+    The model's own ``forward`` is restored on exit.
+    """
+    import torch
+
+    from st_distill.precision import autocast, autocast_dtype, float32_head
+    from st_distill.scoring import length_batches
+
+    device = model.device
+    reduced = bf16 and autocast_dtype(device) == torch.bfloat16
+    forward = model.forward
+
+    def chunked(features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        mask = features.get("attention_mask")
+        with autocast(device, enabled=reduced):
+            if tokens_per_chunk is None or not isinstance(mask, torch.Tensor) or mask.dim() != 2 or not _right_padded(mask):
+                output = forward(features, **kwargs)
+                output["scores"] = output["scores"].float()
+                return output
+            rows, width = mask.shape
+            lengths = mask.sum(1)
+            order = np.argsort(-lengths.cpu().numpy(), kind="stable")
+            scores = []
+            for chunk in length_batches(lengths.cpu().numpy(), order, rows, tokens_per_chunk):
+                index = torch.as_tensor(chunk, device=mask.device)
+                longest = int(lengths[index].max())
+                part = {key: _rows(value, index, rows, width, longest) for key, value in features.items()}
+                scores.append(forward(part, **kwargs)["scores"].float())
+        inverse = torch.empty(rows, dtype=torch.long, device=mask.device)
+        inverse[torch.as_tensor(order, device=mask.device)] = torch.arange(rows, device=mask.device)
+        return {"scores": torch.cat(scores)[inverse]}
+
+    own = vars(model).get("forward")  # an instance-level forward already there (a wrapper), if any
+    model.forward = chunked
+    try:
+        with float32_head(model) if reduced else contextlib.nullcontext():
+            yield
+    finally:
+        if own is None:
+            del model.forward
+        else:
+            model.forward = own
+
+
+def _right_padded(mask: Any) -> bool:
+    """Whether every row of a 0/1 attention mask is ones then zeros."""
+    return bool((mask[:, :-1] >= mask[:, 1:]).all())
+
+
+def _rows(value: Any, index: Any, rows: int, width: int, longest: int) -> Any:
+    """The chunk's part of one feature: rows ``index``, cut to ``longest`` tokens when it is per token."""
+    import torch
+
+    if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] != rows:
+        return value
+    value = value[index]
+    return value[:, :longest] if value.dim() >= 2 and value.shape[1] == width else value
 
 
 def rows_per_batch(passages_per_batch: int, passages_per_row: int, world_size: int = 1) -> int:
@@ -101,12 +262,16 @@ def train_model(
     checkpoints: str | os.PathLike,
     log_path: str | os.PathLike,
     started_marker: str | os.PathLike | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    chunked: bool | int = True,
 ) -> dict[str, Any]:
     """Trains ``model`` with ``loss`` on ``dataset`` through ``CrossEncoderTrainer``, resumable.
 
     Checkpoints go to ``checkpoints`` every ``args["save_steps"]`` steps (only the last is kept);
     when one exists the run resumes from it (model, optimiser, scheduler, data position). The
-    trainer's log history is written to ``log_path`` as JSON lines.
+    trainer's log history is written to ``log_path`` as JSON lines. Steps run under
+    :func:`fast_forward`: with ``args["bf16"]``, in bfloat16 where the device computes it natively
+    (float32 elsewhere, with a log line); on CPU in float32, in length-sorted chunks unless ``chunked=False``.
 
     Args:
         model: The student.
@@ -114,17 +279,33 @@ def train_model(
         dataset: The training dataset in the loss's format.
         args: Merged training arguments (``max_steps``, ``learning_rate``, ``warmup_steps``,
             ``weight_decay``, ``max_grad_norm``, ``bf16``, ``save_steps``, ``logging_steps``, ``optimizer``).
+            ``bf16`` asks for bfloat16 autocast where the hardware computes it natively; an optional
+            ``head_learning_rate`` is the score layer's own (a new layer on a pretrained body
+            learns at a higher rate than the body should move).
         seed: Trainer seed (data order, dropout).
         batch_rows: Dataset rows per device batch.
         checkpoints: Checkpoint folder.
         log_path: Where the training log goes.
         started_marker: A file touched when training starts (progress and tests).
+        callbacks: ``TrainerCallback`` objects added to the trainer (e.g. learning-curve evaluation).
+        chunked: ``True``: on CPU in float32, score each step's pairs in chunks of
+            :data:`CPU_TRAIN_TOKENS_PER_CHUNK` padded tokens (:func:`fast_forward`); an int: chunks of
+            that many padded tokens on any device and precision; ``False``: each step's batch whole.
 
     Returns:
         ``{"steps", "seconds", "resumed_from", "train_loss"}``.
     """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
+    from st_distill.precision import native_bf16, score_head
+
+    bf16 = bool(args["bf16"])
+    head_lr = args.get("head_learning_rate")
+    head = score_head(model) if head_lr is not None else None
+    if head_lr is not None and head is None:
+        raise ValueError("head_learning_rate: the model has no score layer (a Linear with num_labels outputs)")
+    if bf16 and not native_bf16(model.device):
+        logger.info("bf16 asked for, but %s has no native bfloat16: training in float32", model.device)
     checkpoints = Path(checkpoints)
     resume = _last_checkpoint(checkpoints)
     training_args = CrossEncoderTrainingArguments(
@@ -135,8 +316,9 @@ def train_model(
         warmup_steps=args["warmup_steps"],
         weight_decay=args["weight_decay"],
         max_grad_norm=args["max_grad_norm"],
-        optim=args.get("optimizer", "adamw_torch"),
-        bf16=args["bf16"],
+        **({"optim": args["optimizer"]} if args.get("optimizer") else {}),  # else the library's default (fused AdamW)
+        **({"learning_rate_mapping": {rf"(^|\.){re.escape(head)}\.": head_lr}} if head else {}),
+        bf16=False,  # autocast comes from fast_forward, where the device computes bfloat16 natively
         seed=seed,
         data_seed=seed,
         save_strategy="steps",
@@ -148,13 +330,18 @@ def train_model(
         dataloader_drop_last=False,
         dataloader_pin_memory=model.device.type == "cuda",  # pinning needs an accelerator
     )
-    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss)
+    trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss, callbacks=list(callbacks))
     if started_marker is not None:
         Path(started_marker).touch()
     if resume:
         logger.info("resuming from %s", resume)
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume)
+    if chunked is True:  # chunks pay in float32 on CPU (fewer padded tokens), not under bfloat16 autocast (measured)
+        tokens = CPU_TRAIN_TOKENS_PER_CHUNK if model.device.type == "cpu" and not (bf16 and native_bf16(model.device)) else None
+    else:
+        tokens = int(chunked) or None
+    with fast_forward(model, bf16=bf16, tokens_per_chunk=tokens):
+        output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     if trainer.is_world_process_zero():
         with atomic_write(log_path) as f:

@@ -1,0 +1,151 @@
+"""Learning curves: a cell's re-ranking quality on small suites as it trains.
+
+:class:`LearningCurve` is a ``TrainerCallback``: before the first step, every ``every_pairs``
+training pairs, and after the last step, it re-ranks each suite's first-stage run with the model
+being trained (:func:`st_distill.evaluation.rerank_run`, so in bfloat16 where the hardware has it)
+and appends a point to a JSON-lines file::
+
+    {"step": 40, "pairs": 640, "train_seconds": 51.2, "train_cpu_seconds": 98.0,
+     "suites": {"trec-dl-2019": {"nDCG@10": 0.4421}}}
+
+``train_seconds`` and ``train_cpu_seconds`` count training only (evaluations left out), so curves
+read as quality per second of training. The report draws them against training pairs
+(:func:`st_distill.bench.report.learning_curves`). On a resumed run, points after the checkpoint's
+step are dropped and measured again.
+
+Example:
+    ::
+
+        curve = LearningCurve({"dev": loaded}, ["nDCG@10"], every_pairs=320, pairs_per_step=16, path="curve.jsonl")
+        train_model(model, loss, dataset, args, ..., callbacks=[curve])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from st_distill.io import atomic_write
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LearningCurve", "read_curve"]
+
+
+def read_curve(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The points of a curve file, in step order (``[]`` when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return sorted((json.loads(line) for line in f if line.strip()), key=lambda p: p["step"])
+
+
+class LearningCurve(TrainerCallback):
+    """Re-ranks small suites every ``every_pairs`` training pairs and records the metrics.
+
+    Args:
+        suites: ``{name: suite}``; each suite has ``queries``, ``corpus``, ``qrels``, ``run`` (the
+            first stage, already cut to its depth) and ``relevance_level``
+            (:class:`st_distill.bench.phases.sources.Loaded`).
+        metrics: Measures to compute (``"nDCG@10"``...), as in the bench's ``[eval]``.
+        every_pairs: Training pairs (passages, over all devices) between two points.
+        pairs_per_step: Training pairs of one optimiser step, over all devices.
+        path: The JSON-lines file the points go to.
+        batch_size: Pairs per scoring forward pass.
+        enabled: ``False`` on the ranks of a distributed run that do not evaluate.
+    """
+
+    def __init__(
+        self,
+        suites: Mapping[str, Any],
+        metrics: Sequence[str],
+        every_pairs: int,
+        pairs_per_step: int,
+        path: str | os.PathLike,
+        batch_size: int = 64,
+        enabled: bool = True,
+    ) -> None:
+        if every_pairs <= 0 or pairs_per_step <= 0:
+            raise ValueError(f"every_pairs and pairs_per_step must be positive, got {every_pairs} and {pairs_per_step}")
+        self.suites = dict(suites)
+        self.metrics = tuple(metrics)
+        self.every_pairs = every_pairs
+        self.pairs_per_step = pairs_per_step
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.enabled = enabled
+        self.points: list[dict[str, Any]] = []
+        self._clock = (0.0, 0.0)  # training wall and CPU seconds counted so far
+        self._since: tuple[float, float] | None = None
+
+    # -- the trainer's events ------------------------------------------------------------------
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if not self.enabled:
+            return
+        step = state.global_step
+        stored = read_curve(self.path)
+        self.points = [p for p in stored if p["step"] <= step]
+        if len(self.points) < len(stored):
+            self._write()
+        last = self.points[-1] if self.points else None
+        self._clock = (last["train_seconds"], last["train_cpu_seconds"]) if last else (0.0, 0.0)
+        if last is None or last["step"] < step:
+            self._evaluate(model, step)
+        self._start()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if not self.enabled:
+            return
+        pairs = state.global_step * self.pairs_per_step
+        if pairs // self.every_pairs > self.points[-1]["pairs"] // self.every_pairs:
+            self._evaluate(model, state.global_step)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self.enabled and self.points[-1]["step"] < state.global_step:
+            self._evaluate(model, state.global_step)
+
+    # -- measuring -----------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._since = (time.perf_counter(), time.process_time())
+
+    def _stop(self) -> None:
+        if self._since is not None:
+            wall, cpu = time.perf_counter() - self._since[0], time.process_time() - self._since[1]
+            self._clock = (self._clock[0] + wall, self._clock[1] + cpu)
+            self._since = None
+
+    def _write(self) -> None:
+        with atomic_write(self.path) as f:
+            for p in self.points:
+                f.write(json.dumps(p, sort_keys=True) + "\n")
+
+    def _evaluate(self, model, step: int) -> None:
+        from st_distill.evaluation import evaluate, parse_measures, rerank_run
+
+        self._stop()
+        started = time.perf_counter()
+        suites = {}
+        for name, suite in self.suites.items():
+            depth = max(len(docs) for docs in suite.run.values())
+            reranked, _ = rerank_run(model, suite.run, suite.queries, suite.corpus, depth=depth,
+                                     batch_size=self.batch_size, show_progress_bar=False)
+            result = evaluate(reranked, suite.qrels, self.metrics, rel_level=suite.relevance_level)
+            parsed = (str(m) for m in parse_measures(self.metrics, suite.relevance_level))
+            suites[name] = {measure: result.aggregate[key] for measure, key in zip(self.metrics, parsed)}
+        point = {"step": step, "pairs": step * self.pairs_per_step, "train_seconds": round(self._clock[0], 2),
+                 "train_cpu_seconds": round(self._clock[1], 2), "suites": suites}
+        self.points.append(point)
+        self._write()
+        logger.info("learning curve at %d pairs (%.0f s of training; evaluated in %.0f s): %s", point["pairs"],
+                    point["train_seconds"], time.perf_counter() - started, suites)
+        self._start()
