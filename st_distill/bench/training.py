@@ -31,11 +31,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HEADS", "make_student", "train_model", "truncate_layers", "freeze_layers", "fast_forward", "rows_per_batch"]
+__all__ = ["HEADS", "make_student", "load_student", "sample_pairs", "train_model", "truncate_layers", "freeze_layers",
+           "fast_forward", "rows_per_batch"]
 
-#: Score heads :func:`make_student` builds: the library's classifier on the [CLS] vector, or mean
-#: pooling of the token embeddings and a dense layer to one score.
-HEADS = ("cls", "mean")
+#: Score heads :func:`make_student` builds: the library's classifier on the [CLS] vector; mean
+#: pooling of the token embeddings and a dense layer to one score; the cosine of the two segments'
+#: mean embeddings (:class:`st_distill.heads.SegmentCosine`) and a dense layer.
+HEADS = ("cls", "mean", "cosine")
 
 #: On CPU in float32, a training step scores its pairs in length-sorted chunks of at most this many
 #: padded tokens (rows x longest row). benchmarks/perf/train_throughput.py measured it on MiniLM-L6,
@@ -122,6 +124,7 @@ def make_student(
     device: str | None = None,
     head: str = "cls",
     train_layers: Sequence[int] | None = None,
+    calibration_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> CrossEncoder:
     """Loads a backbone as a fresh one-label ``CrossEncoder``, its new head initialised from ``seed``.
 
@@ -135,9 +138,17 @@ def make_student(
             vector). ``"mean"``: ``Transformer`` (feature extraction), ``Pooling("mean")`` and
             ``Dense(hidden, 1, module_output_name="scores")``: a bi-encoder checkpoint's mean-pooled
             embedding, which it was trained to make meaningful, feeds the new score layer.
+            ``"cosine"``: ``Transformer``, :class:`~st_distill.heads.SegmentCosine` (the cosine of the
+            query's and the document's mean token embeddings, encoded jointly) and ``Dense(1, 1)``:
+            a bi-encoder checkpoint that ranks before any training (BERT-style tokenizers only).
         train_layers: Indices of the layers that train, numbered as in the backbone (so with
             ``layers=[0, 5]``, ``train_layers=[5]`` trains the last one); the embeddings and the other
             layers are frozen, the head trains (see :func:`freeze_layers`). ``None``: everything trains.
+        calibration_pairs: For ``head="cosine"``: (query, document) pairs of the training data (e.g.
+            :func:`sample_pairs`); the dense layer starts as the z-score of the cosine over them
+            (weight ``1/std``, bias ``-mean/std``), so scores start centred with unit spread, which a
+            pointwise loss (BCE) needs as much as the ranking losses. Without them: weight 20 (the
+            library's contrastive scale), bias 0, which only ranking losses are indifferent to.
 
     Raises:
         ValueError: On an unknown head, or ``train_layers`` naming a layer the student does not keep.
@@ -154,12 +165,22 @@ def make_student(
         from sentence_transformers.base.modules import Dense, Transformer
         from sentence_transformers.sentence_transformer.modules import Pooling
 
-        transformer = Transformer(model, transformer_task="feature-extraction", max_seq_length=max_length)
+        from st_distill.heads import SegmentCosine
+
+        # num_labels = 1 in the config: CrossEncoder reads it from the transformer when no Dense says otherwise
+        transformer = Transformer(model, transformer_task="feature-extraction", max_seq_length=max_length,
+                                  config_kwargs={"num_labels": 1})
         width = transformer.get_embedding_dimension()
-        modules = [transformer, Pooling(width, "mean"), Dense(width, 1, activation_function=None, module_output_name="scores")]
+        if head == "mean":
+            modules = [transformer, Pooling(width, "mean"), Dense(width, 1, activation_function=None, module_output_name="scores")]
+        else:
+            score = Dense(1, 1, activation_function=None, module_input_name="segment_cosine", module_output_name="scores")
+            modules = [transformer, SegmentCosine(), score]
         student = CrossEncoder(modules=modules, device=device)
     if layers is not None:
         truncate_layers(student, layers)
+    if head == "cosine":
+        _calibrate_cosine(student, calibration_pairs)
     if train_layers is not None:
         depth = len(_layer_stack(student)[2])
         kept = list(range(depth)) if layers is None else list(range(layers)) if isinstance(layers, int) else sorted(layers)
@@ -168,6 +189,63 @@ def make_student(
             raise ValueError(f"train_layers {list(train_layers)}: layer(s) {missing} are not among the student's layers {kept}")
         freeze_layers(student, [kept.index(i) for i in train_layers])
     return student
+
+
+def _calibrate_cosine(student: CrossEncoder, pairs: Sequence[tuple[str, str]] | None) -> None:
+    """Sets the cosine head's dense layer to the z-score of the cosine over ``pairs`` (weight 20, bias 0 without)."""
+    import torch
+
+    weight, bias = 20.0, 0.0
+    if pairs:
+        was_training = student.training
+        student.eval()
+        with torch.inference_mode():
+            features = student.preprocess(list(pairs))
+            features = {k: v.to(student.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+            cosines = student[1](student[0](features))["segment_cosine"].float().view(-1)
+        student.train(was_training)
+        std = float(cosines.std()) if len(cosines) > 1 else 0.0
+        if std > 0:
+            weight, bias = 1.0 / std, -float(cosines.mean()) / std
+    with torch.no_grad():
+        student[2].linear.weight.fill_(weight)
+        student[2].linear.bias.fill_(bias)
+
+
+def sample_pairs(dataset: Dataset, n: int = 64) -> list[tuple[str, str]]:
+    """Up to ``n`` (query, document) pairs from rows spread evenly over a built dataset, any format.
+
+    Pointwise rows give (query, document); n-tuple rows (query, positive, negative_1...) one pair per
+    document column; listwise rows (query, docs) one pair per document.
+    """
+    columns = [c for c in dataset.column_names if c not in ("query", "label", "scores")]
+    pairs: list[tuple[str, str]] = []
+    step = max(1, len(dataset) // max(1, n))
+    for index in range(0, len(dataset), step):
+        row = dataset[index]
+        for column in columns:
+            docs = row[column] if isinstance(row[column], list) else [row[column]]
+            pairs.extend((row["query"], doc) for doc in docs)
+        if len(pairs) >= n:
+            break
+    return pairs[:n]
+
+
+def load_student(path: str | os.PathLike, max_length: int | None = None, device: str | None = None) -> CrossEncoder:
+    """Loads a saved student, trusting the module classes of st-distill (:mod:`st_distill.heads`) and no others.
+
+    Raises:
+        ValueError: When the model's ``modules.json`` names a module outside sentence-transformers and st-distill.
+    """
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    modules = Path(path) / "modules.json"
+    types = [m["type"] for m in json.loads(modules.read_text(encoding="utf-8"))] if modules.is_file() else []
+    foreign = [t for t in types if not t.startswith(("sentence_transformers.", "st_distill."))]
+    if foreign:
+        raise ValueError(f"{modules}: module classes outside sentence-transformers and st-distill: {foreign}")
+    own = any(t.startswith("st_distill.") for t in types)
+    return CrossEncoder(str(path), max_length=max_length, device=device, trust_remote_code=own)
 
 
 @contextlib.contextmanager
