@@ -42,6 +42,7 @@ _RAW_SCHEMA = pa.schema(
         ("neg_pid", pa.string()),
     ]
 )
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude that rounds to infinity in float32
 _ROWS_COLUMNS = {"qid": "query_row", "pos_pid": "positive_row", "neg_pid": "negative_row"}
 
 
@@ -126,9 +127,9 @@ def _read_fast(
     """The clean-file pass: pyarrow's multi-threaded CSV reader; raises :class:`_Invalid` (or ArrowInvalid) on any bad row.
 
     The whole file is read at once (blocks parsed on all cores); with ``max_rows`` it streams
-    and stops early. A non-finite score is found through the column's sum (NaN and infinities
-    propagate into it; an overflowing sum of finite scores only sends the file to the exact
-    line-by-line pass).
+    and stops early. A non-finite score (or one beyond float32's range, infinite once cast) is
+    found through the column's sum (NaN and infinities propagate into it; an overflowing sum of
+    finite scores only sends the file to the exact line-by-line pass).
     """
     options = dict(
         read_options=pacsv.ReadOptions(column_names=TRIPLE_COLUMNS, block_size=16 << 20),
@@ -145,14 +146,15 @@ def _read_fast(
             if rows >= max_rows:
                 break
         table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
-    for name in ("pos_score", "neg_score"):
-        column = table.column(name)
-        if column.null_count or not math.isfinite(pc.sum(column).as_py() or 0.0):
-            raise _Invalid
     for name in unchecked_ids:
         if pc.any(pc.equal(pc.binary_length(table.column(name)), 0)).as_py():
             raise _Invalid
-    return _finish(table)
+    table = _finish(table)
+    for name in ("pos_score", "neg_score"):  # float32 now: a score beyond its range became infinite
+        column = table.column(name)
+        if column.null_count or not math.isfinite(pc.sum(column).as_py() or 0.0):
+            raise _Invalid
+    return table
 
 
 def _finish(table: pa.Table) -> pa.Table:
@@ -272,6 +274,10 @@ def _parsed_chunks(
         if pos is None or neg is None:
             bad = fields[0] if pos is None else fields[1]
             errors.append((number, f"score {bad!r} is not a finite number", "non-finite score"))
+            continue
+        if max(abs(pos), abs(neg)) >= _FLOAT32_OVERFLOW:
+            bad = fields[0] if abs(pos) >= _FLOAT32_OVERFLOW else fields[1]
+            errors.append((number, f"score {bad!r} is beyond float32's range", "non-finite score"))
             continue
         empty = [name for name, value in zip(TRIPLE_COLUMNS[2:], fields[2:]) if not value]
         if empty:
