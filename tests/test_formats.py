@@ -197,6 +197,17 @@ def test_every_line_reader_drops_a_leading_bom(tmp_path, reader, name, text, gz)
     assert reader(put("bom-" + name, BOM + text)) == reader(put(name, text))
 
 
+@pytest.mark.parametrize("name", ["q.tsv", "q.tsv.gz", "q.jsonl"])  # indexed in place, copied, read by line
+def test_text_store_drops_a_leading_bom(tmp_path, name):
+    from st_distill.data.store import TextStore
+
+    text = '{"_id": "q1", "text": "hello"}\n' if name.endswith(".jsonl") else "q1\thello\nq2\tbye\n"
+    data = (BOM + text).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert list(TextStore.from_file(path, tmp_path / "store.arrow"))[0] == "q1"
+
+
 @pytest.mark.parametrize("name", ["t.tsv", "t.tsv.gz"])  # the fast (pyarrow) and the line-by-line pass
 def test_triples_drop_a_leading_bom(tmp_path, name):
     data = (BOM + "1.5\t0.5\tq1\td1\td2\n").encode()

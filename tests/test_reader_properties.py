@@ -393,38 +393,20 @@ def folder(tmp_path_factory):
     return tmp_path_factory.mktemp("properties")
 
 
+@pytest.mark.parametrize(
+    "name, valid, line, reader, reference",
+    [
+        ("run.trec", valid_run_line, run_line, read_trec_run, run_reference),
+        ("llm.trec", valid_run_line, run_line, read_llm_ranking, llm_reference),
+        ("qrels.txt", valid_qrels_line, qrels_line, read_qrels, qrels_reference),
+        ("texts.tsv", valid_tsv_line, tsv_line, read_tsv, tsv_reference),
+        ("corpus.jsonl", valid_jsonl_line, jsonl_line, read_jsonl, jsonl_reference),
+        # a plain file goes through pyarrow's reader (and the line pass when a line is bad), a .gz through the line pass
+        ("triples.tsv", valid_triples_line, triples_line, triples_reader, triples_reference),
+        ("triples.tsv.gz", valid_triples_line, triples_line, triples_reader, triples_reference),
+    ],
+)
 @SETTINGS
-@given(data=files(valid_run_line, run_line))
-def test_trec_run_reader(folder, data):
-    check(folder / "run.trec", data, read_trec_run, run_reference)
-
-
-@SETTINGS
-@given(data=files(valid_run_line, run_line))
-def test_llm_ranking_reader(folder, data):
-    check(folder / "llm.trec", data, read_llm_ranking, llm_reference)
-
-
-@SETTINGS
-@given(data=files(valid_qrels_line, qrels_line))
-def test_qrels_reader(folder, data):
-    check(folder / "qrels.txt", data, read_qrels, qrels_reference)
-
-
-@SETTINGS
-@given(data=files(valid_tsv_line, tsv_line))
-def test_tsv_reader(folder, data):
-    check(folder / "texts.tsv", data, read_tsv, tsv_reference)
-
-
-@SETTINGS
-@given(data=files(valid_jsonl_line, jsonl_line))
-def test_beir_jsonl_reader(folder, data):
-    check(folder / "corpus.jsonl", data, read_jsonl, jsonl_reference)
-
-
-@SETTINGS
-@given(data=files(valid_triples_line, triples_line), gz=st.booleans())
-def test_teacher_triples_reader(folder, data, gz):
-    # plain files go through pyarrow's reader (and the line pass when a line is bad), .gz through the line pass
-    check(folder / ("triples.tsv.gz" if gz else "triples.tsv"), data, triples_reader, triples_reference)
+@given(data=st.data())
+def test_reader_agrees_with_reference(folder, name, valid, line, reader, reference, data):
+    check(folder / name, data.draw(files(valid, line), label="file"), reader, reference)
