@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig, Collection
+from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels
 
 __all__ = ["Cell", "plan_cells", "inputs_of", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
@@ -64,8 +65,8 @@ def plan_cells(config: BenchConfig, phase: str | None = None) -> list[Cell]:
 
 def inputs_of(config: BenchConfig) -> dict[str, Any]:
     """The parts of ``config`` that the shared files depend on, as plain JSON values."""
-    parts = {"train_sources": [asdict(s) for s in config.train_sources], "negatives": asdict(config.negatives),
-             "teacher": asdict(config.teacher), "suites": {name: asdict(s) for name, s in config.eval.suites.items()}}
+    parts = {"train_sources": [s.model_dump() for s in config.train_sources], "negatives": config.negatives.model_dump(),
+             "teacher": config.teacher.model_dump(), "suites": {name: s.model_dump() for name, s in config.eval.suites.items()}}
     return json.loads(json.dumps(parts, default=str))
 
 
@@ -158,8 +159,8 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         total_pairs += pairs
         chosen = "".join(f", {key} selected by phase {name!r}" for name, key in selecting[cell.phase])
         lines.append(
-            f"    {cell.key}: {s['train']['max_steps']} steps x {rows} rows x {s['passages_per_row']} passages"
-            f" = {pairs:,} pairs, lr {s['train']['learning_rate']:g}{chosen}"
+            f"    {cell.key}: {_plural(s['train']['max_steps'], 'step')} x {_plural(rows, 'row')} x "
+            f"{_plural(s['passages_per_row'], 'passage')} = {_plural(pairs, 'pair')}, lr {s['train']['learning_rate']:g}{chosen}"
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     if config.teacher.source in ("models", "train"):
@@ -168,13 +169,21 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
     return "\n".join(lines)
 
 
+def _plural(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
 def _judged(c: Collection) -> tuple[int | None, int | None]:
     """Judged queries of a collection (capped by ``max_queries``) and their judged documents, from its qrels; None when not local."""
-    path = c.beir / "qrels" / f"{c.split}.tsv" if c.beir is not None else c.qrels
+    if c.beir is not None:
+        path = c.beir_folder / "qrels" / f"{c.split}.tsv" if c.beir_folder is not None else None
+    else:
+        path = c.qrels
     if path is None or not Path(path).is_file():
         return None, None
     judged = list(read_qrels(path).values())[: c.max_queries]
@@ -184,6 +193,8 @@ def _judged(c: Collection) -> tuple[int | None, int | None]:
 def _describe_collection(c: Collection) -> str:
     if c.ir_datasets:
         where = f"ir_datasets {c.ir_datasets}"
+    elif isinstance(c.beir, str):
+        where = f"BEIR dataset {c.beir} ({c.split}), " + (f"cached in {c.beir_folder}" if c.beir_folder else f"to download into {beir_cache_folder(c.beir)}")
     elif c.beir:
         where = f"BEIR {c.beir} ({c.split})"
     else:

@@ -46,6 +46,7 @@ from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, lock
+from st_distill.data.download import fetch_beir
 from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
@@ -122,25 +123,44 @@ class Runner:
     # -- bookkeeping -------------------------------------------------------------------------------
 
     def check_inputs(self) -> None:
-        """Records the config's inputs in ``inputs.json``, or checks them against the recorded ones.
+        """Checks the config's inputs against those recorded in ``inputs.json`` (if any); writes nothing.
 
         Raises:
             ValueError: When the folder's shared files were made from other inputs.
         """
-        now = inputs_of(self.config)
         path = self.ws / INPUTS_FILE
         if path.is_file():
+            now = inputs_of(self.config)
             before = json.loads(path.read_text(encoding="utf-8"))
             changed = [key for key in now if before.get(key) != now[key]]
             if changed:
                 raise ValueError(f"{self.ws}: its data, teacher scores and first-stage runs were made with other "
                                  f"{', '.join(changed)} settings than the config's now; use a new --output, or delete "
                                  f"{', '.join(SHARED_FOLDERS)}, cells/ and {INPUTS_FILE} there to rebuild them")
-        elif self.dist.is_main:
-            write_json(path, now)
 
-    def write_bench_json(self) -> None:
+    def check_finished(self, cells: list[Cell]) -> None:
+        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now.
+
+        Raises:
+            ValueError: Naming the first finished cell whose stored settings differ.
+        """
+        selected_for: dict[str, dict] = {}
+        for cell in cells:
+            final = self.ws / "cells" / cell.key
+            if not (final / DONE).is_file():
+                continue
+            if cell.phase not in selected_for:
+                selected_for[cell.phase] = self.selections(cell.phase)
+            stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
+            if stored != json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase]))):
+                raise ValueError(f"{final}: finished with other settings than the config's now; "
+                                 "use another output_dir, or delete this cell to recompute it")
+
+    def write_record(self) -> None:
+        """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
+        if not (self.ws / INPUTS_FILE).is_file():
+            write_json(self.ws / INPUTS_FILE, inputs_of(c))
         write_json(self.ws / "bench.json", {
             "name": c.name,
             "phases": [{"name": p.name, "backbones": list(p.backbones), "objectives": list(p.objectives), "seeds": list(p.seeds),
@@ -262,13 +282,18 @@ class Runner:
         """
         from tqdm.auto import tqdm
 
-        self.ws.mkdir(parents=True, exist_ok=True)
-        self.check_inputs()
-        if self.dist.is_main:
-            self.write_bench_json()
         cells = select_shard(plan_cells(self.config, phase), *shard)
+        self.check_inputs()
+        self.check_finished(cells)
+        if self.dist.is_main:
+            self.ws.mkdir(parents=True, exist_ok=True)
+            self.write_record()
+            for collection in (*self.config.train_sources, *self.config.eval.suites.values()):
+                if isinstance(collection.beir, str):
+                    fetch_beir(collection.beir)
+        self.dist.barrier()
         done = sum((self.ws / "cells" / c.key / DONE).is_file() for c in cells)
-        logger.info("bench %s: %d cell(s) in this shard, %d already done", self.config.name, len(cells), done)
+        logger.info("bench %s: %d cell(s) planned here, %d already done", self.config.name, len(cells), done)
         if len(cells) > done and self.config.teacher.source == "train" and not (self.ws / "teacher" / "model" / DONE).is_file():
             train_teacher(self.config, self.ws, self.sources() if self.dist.is_main else None, self.dist)
         if self.dist.is_main and len(cells) > done:
@@ -277,16 +302,11 @@ class Runner:
         progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not self.dist.is_main)
         selected_for: dict[str, dict] = {}
         for cell in cells:
+            if (self.ws / "cells" / cell.key / DONE).is_file():
+                continue  # its settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
-            final = self.ws / "cells" / cell.key
-            if (final / DONE).is_file():
-                stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
-                if stored != json.loads(json.dumps(settings)):
-                    raise ValueError(f"{final}: finished with other settings than the config's now; "
-                                     "use another output_dir, or delete this cell to recompute it")
-                continue
             logger.info("cell %d/%d: %s", done + ran + 1, len(cells), cell.key)
             progress.set_postfix_str(cell.key)
             started = time.perf_counter()
