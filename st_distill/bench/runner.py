@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
+from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase
 from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, first_stage_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
@@ -47,6 +47,8 @@ from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, lock
 from st_distill.io import write_json
+from st_distill.logs import progress_enabled
+from st_distill.models import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +276,7 @@ class Runner:
         if self.dist.is_main and len(cells) > done:
             first_stage_metrics(self.config, self.ws, self.suites())
         ran = 0
-        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not self.dist.is_main)
+        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
         for cell in cells:
             if cell.phase not in selected_for:

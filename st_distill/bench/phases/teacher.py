@@ -9,7 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
+from st_distill.bench.config import BenchConfig
+from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.plan import passages_per_row
