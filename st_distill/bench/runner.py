@@ -41,7 +41,7 @@ from typing import Any
 
 from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, first_stage_metrics
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
@@ -274,7 +274,7 @@ class Runner:
         if len(cells) > done and self.config.teacher.source == "train" and not (self.ws / "teacher" / "model" / DONE).is_file():
             train_teacher(self.config, self.ws, self.sources() if self.dist.is_main else None, self.dist)
         if self.dist.is_main and len(cells) > done:
-            first_stage_metrics(self.config, self.ws, self.suites())
+            reference_metrics(self.config, self.ws, self.suites())
         ran = 0
         progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
@@ -316,7 +316,8 @@ def run_bench(
         report: Write ``report/`` once this shard is done.
 
     Returns:
-        Cell counts: ``{"done", "ran", "total"}``.
+        Cell counts ``{"done", "ran", "total"}``, and ``"report"``: the report's Markdown table, where
+        one was written.
     """
     runner = Runner(config)
     counts = runner.run(phase, shard)
@@ -325,5 +326,5 @@ def run_bench(
 
         reported = phase or config.phases[-1].name
         written = write_report(config.output_dir, reported)
-        logger.info("report: %s", written["markdown"])
+        counts["report"] = str(written["markdown"])
     return counts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "run the benchmark grid of a config (default: the packaged quickstart), resumable, then write the report"
 
@@ -51,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"st-distill bench: {exc}")
         return 3
     print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} in this shard; results in {config.output_dir}")
+    if "report" in counts:
+        print(f"\n{Path(counts['report']).read_text(encoding='utf-8')}")
     return 0
