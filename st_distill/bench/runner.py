@@ -270,7 +270,8 @@ class Runner:
             self.write_bench_json()
         cells = select_shard(plan_cells(self.config, phase), *shard)
         done = sum((self.ws / "cells" / c.key / DONE).is_file() for c in cells)
-        logger.info("bench %s: %d cell(s) in this shard, %d already done", self.config.name, len(cells), done)
+        where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
+        logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
         if len(cells) > done and self.config.teacher.source == "train" and not (self.ws / "teacher" / "model" / DONE).is_file():
             train_teacher(self.config, self.ws, self.sources() if self.dist.is_main else None, self.dist)
         if self.dist.is_main and len(cells) > done:
