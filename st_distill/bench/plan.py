@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 from st_distill.bench.config import BenchConfig, Collection
 from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels
+from st_distill.io import file_sha256
+from st_distill.models import RESOURCE_PREFIX, resolve_resource
 
-__all__ = ["Cell", "plan_cells", "inputs_of", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+__all__ = ["Cell", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,50 @@ def plan_cells(config: BenchConfig, phase: str | None = None) -> list[Cell]:
 
 
 def inputs_of(config: BenchConfig) -> dict[str, Any]:
-    """The parts of ``config`` that the shared files depend on, as plain JSON values."""
+    """The parts of ``config`` that the shared files depend on, as plain JSON values.
+
+    Input files are recorded by what they are, not where the package happens to be installed: a
+    file shipped in the package as its ``resource://`` name and content hash, a user's file as
+    its path, size and modification time (see :func:`describe_input`). Reinstalling st-distill
+    (editable or not) or moving the results folder leaves the record unchanged.
+    """
     parts = {"train_sources": [s.model_dump() for s in config.train_sources], "negatives": config.negatives.model_dump(),
              "teacher": config.teacher.model_dump(), "suites": {name: s.model_dump() for name, s in config.eval.suites.items()}}
-    return json.loads(json.dumps(parts, default=str))
+    return json.loads(json.dumps(_describe_paths(parts), default=str))
+
+
+def describe_input(path: Path) -> dict[str, Any] | str:
+    """How an input file or folder is recorded in ``inputs.json``.
+
+    Returns:
+        ``{"resource": "resource://...", "sha256": ...}`` for one shipped in the package (a
+        folder's hash covers its files' names and contents); ``{"path", "size", "mtime_ns"}`` for
+        a user's file; the path alone for a user's folder, or a path that does not exist (yet).
+    """
+    root = resolve_resource(RESOURCE_PREFIX).resolve()
+    resolved = path.resolve()
+    if resolved.is_relative_to(root):
+        name = RESOURCE_PREFIX + resolved.relative_to(root).as_posix()
+        if resolved.is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in resolved.rglob("*") if p.is_file()):
+                digest.update(f"{file.relative_to(resolved).as_posix()}\0{file_sha256(file)}\n".encode())
+            return {"resource": name, "sha256": digest.hexdigest()}
+        return {"resource": name, "sha256": file_sha256(resolved)}
+    if resolved.is_file():
+        stat = resolved.stat()
+        return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return str(resolved)
+
+
+def _describe_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _describe_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe_paths(item) for item in value]
+    if isinstance(value, Path):
+        return describe_input(value)
+    return value
 
 
 def select_shard(cells: list[Cell], index: int, count: int) -> list[Cell]:

@@ -39,15 +39,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
+from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, first_stage_metrics
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, lock
 from st_distill.data.download import fetch_beir
 from st_distill.io import write_json
+from st_distill.logs import progress_enabled
+from st_distill.models import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -293,13 +295,14 @@ class Runner:
                     fetch_beir(collection.beir)
         self.dist.barrier()
         done = sum((self.ws / "cells" / c.key / DONE).is_file() for c in cells)
-        logger.info("bench %s: %d cell(s) planned here, %d already done", self.config.name, len(cells), done)
+        where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
+        logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
         if len(cells) > done and self.config.teacher.source == "train" and not (self.ws / "teacher" / "model" / DONE).is_file():
             train_teacher(self.config, self.ws, self.sources() if self.dist.is_main else None, self.dist)
         if self.dist.is_main and len(cells) > done:
-            first_stage_metrics(self.config, self.ws, self.suites())
+            reference_metrics(self.config, self.ws, self.suites())
         ran = 0
-        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not self.dist.is_main)
+        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
         for cell in cells:
             if (self.ws / "cells" / cell.key / DONE).is_file():
@@ -334,7 +337,8 @@ def run_bench(
         report: Write ``report/`` once this shard is done.
 
     Returns:
-        Cell counts: ``{"done", "ran", "total"}``.
+        Cell counts ``{"done", "ran", "total"}``, and ``"report"``: the report's Markdown table, where
+        one was written.
     """
     runner = Runner(config)
     counts = runner.run(phase, shard)
@@ -343,5 +347,5 @@ def run_bench(
 
         reported = phase or config.phases[-1].name
         written = write_report(config.output_dir, reported)
-        logger.info("report: %s", written["markdown"])
+        counts["report"] = str(written["markdown"])
     return counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 HELP = "run the benchmark grid of a config (default: the packaged quickstart), resumable, then write the report"
 
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         return 3
     scope = "in the grid" if args.shard == (0, 1) and args.phase is None else f"in {_scope(args)}"
     print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} {scope}; results in {config.output_dir}")
+    if "report" in counts:
+        print(f"\n{Path(counts['report']).read_text(encoding='utf-8')}")
     return 0
 
 
