@@ -415,6 +415,38 @@ def test_dry_run_exits_2_on_missing_inputs_and_errors(tmp_path, capsys):
     assert "train.max_step: unknown key (known: max_steps, passages_per_batch," in capsys.readouterr().err
 
 
+def finished_grid(config, out: Path, other_settings=None) -> None:
+    """A results folder where every cell of ``config`` is finished (``other_settings``: a cell finished
+    with another learning rate), with the record of its inputs."""
+    import json
+
+    from st_distill.bench.plan import inputs_of
+
+    out.mkdir()
+    (out / "inputs.json").write_text(json.dumps(inputs_of(config)), encoding="utf-8")
+    for cell in plan_cells(config):
+        folder = out / "cells" / cell.key
+        folder.mkdir(parents=True)
+        settings = json.loads(json.dumps(cell_settings(config, cell)))
+        if cell == other_settings:
+            settings["train"]["learning_rate"] = 0.5
+        (folder / "metrics.json").write_text(json.dumps({"settings": settings}), encoding="utf-8")
+        (folder / "DONE").touch()
+
+
+def test_a_finished_run_says_what_its_count_covers(tmp_path, capsys):
+    """Issue 10: "6 in this shard" on an unsharded run."""
+    from st_distill.cli import main
+
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    out = tmp_path / "out"
+    finished_grid(load_config(path, output_dir=out), out)
+    assert main(["bench", str(path), "--output", str(out), "--no-report"]) == 0
+    assert f"0 cell(s) run, 4 already done, 4 in the grid; results in {out}" in capsys.readouterr().out
+    assert main(["bench", str(path), "--output", str(out), "--no-report", "--shard", "1/2"]) == 0
+    assert "0 cell(s) run, 2 already done, 2 in shard 1/2;" in capsys.readouterr().out
+
+
 def test_a_rejected_run_leaves_the_record_as_it_was(tmp_path):
     """Issue 11 item 7: config.toml and bench.json change only when a run is accepted."""
     import json
@@ -424,22 +456,16 @@ def test_a_rejected_run_leaves_the_record_as_it_was(tmp_path):
     path = write_config(tmp_path, GOOD_OBJECTIVES)
     out = tmp_path / "out"
     config = load_config(path, output_dir=out)
-    cells = plan_cells(config)
-    for cell in cells:  # a finished grid, one cell of which was trained with other settings
-        folder = out / "cells" / cell.key
-        folder.mkdir(parents=True)
-        settings = json.loads(json.dumps(cell_settings(config, cell)))
-        if cell is cells[-1]:
-            settings["train"]["learning_rate"] = 0.5
-        (folder / "metrics.json").write_text(json.dumps({"settings": settings}), encoding="utf-8")
-        (folder / "DONE").touch()
+    finished_grid(config, out, other_settings=plan_cells(config)[-1])
     record = {"bench.json": b'{"name": "before"}', "config.toml": b"# the config the cells were trained with\n"}
     for name, content in record.items():
         (out / name).write_bytes(content)
+    record["inputs.json"] = (out / "inputs.json").read_bytes()
     with pytest.raises(ValueError, match="finished with other settings"):
         Runner(config).run()
-    assert {name: (out / name).read_bytes() for name in record} == record and not (out / "inputs.json").exists()
-    (out / "inputs.json").write_text('{"teacher": "another one"}', encoding="utf-8")
+    assert {name: (out / name).read_bytes() for name in record} == record
+    record["inputs.json"] = b'{"teacher": "another one"}'
+    (out / "inputs.json").write_bytes(record["inputs.json"])
     with pytest.raises(ValueError, match="made with other train_sources, negatives, teacher, suites settings"):
         Runner(config).run()
     assert {name: (out / name).read_bytes() for name in record} == record
