@@ -46,6 +46,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -561,15 +562,26 @@ class BackboneConfig(_Section):
         return self
 
 
+def _mteb_task(value: Any) -> Any:
+    """A task name or folder (text), or an MTEB task object (from Python; it has ``metadata``)."""
+    if isinstance(value, str) or hasattr(value, "metadata"):
+        return value
+    raise ValueError(f"expected an MTEB task name or folder, got {value!r}")
+
+
+MtebTask = Annotated[Any, BeforeValidator(_mteb_task), WithJsonSchema({"type": "string"})]
+
+
 class MtebSuite(_Section):
     """MTEB tasks evaluated after training, with :func:`st_distill.evaluation.mteb.evaluate_mteb`.
 
     ``tasks`` are MTEB task names, local BEIR folders or ``NAME=FOLDER``; ``first_stage`` is a TREC
     run, a folder of MTEB predictions or a first-stage model name (``None``: Reranking tasks only);
     ``top_k`` candidates are re-ranked per query. Paths are resolved against the config's folder.
+    From Python, ``tasks`` may also hold MTEB task objects.
     """
 
-    tasks: Names
+    tasks: Annotated[tuple[MtebTask, ...], MinLen(1)]
     first_stage: Text | None = None
     top_k: PositiveInt = 100
 
@@ -579,7 +591,9 @@ class MtebSuite(_Section):
         """Each value as an absolute path when it names a file or folder beside the config (also
         after ``NAME=``), else unchanged: an MTEB task or model name."""
 
-        def resolve(text: str) -> str:
+        def resolve(text: Any) -> Any:
+            if not isinstance(text, str):
+                return text
             prefix, sep, rest = text.rpartition("=")
             path = _base(info) / (rest if sep else text)
             return f"{prefix}{sep}{path}" if path.exists() else text
