@@ -324,8 +324,9 @@ def test_output_dir_must_be_a_results_folder(tmp_path, monkeypatch):
     path = write_config(tmp_path, GOOD_OBJECTIVES)
     assert "exists and is not a folder" in error_of(path, output_dir=tmp_path / "q.tsv")
     assert "holds other files (bench.toml, c.tsv, home, ...) and is not a results folder" in error_of(path, output_dir=tmp_path)
-    # allowed: a new folder, an empty one, a results folder
-    for folder, content in (("new", None), ("empty", ""), ("results", "bench.json"), ("started", "inputs.json")):
+    # allowed: a new folder, an empty one, a results folder; a folder where another shard is writing inputs.json (its hidden temporary file)
+    for folder, content in (("new", None), ("empty", ""), ("results", "bench.json"), ("started", "inputs.json"),
+                            ("starting", ".inputs.json.x1y2.tmp")):
         out = tmp_path / folder
         if content is not None:
             out.mkdir()

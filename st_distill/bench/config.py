@@ -772,7 +772,7 @@ class BenchConfig(_Section):
 
 def _output_dir(path: Path) -> Path:
     """The results folder, refused where a run would write into ``/``, the home folder, or a folder
-    holding other things than a results folder (one with ``bench.json`` or ``inputs.json``)."""
+    holding other (visible) things than a results folder (one with ``bench.json`` or ``inputs.json``)."""
     where = path.expanduser().resolve()
     if where in (Path("/"), Path.home().resolve()):
         raise _fail(f"{path} is {'the root folder' if where == Path('/') else 'the home folder'}: "
@@ -780,7 +780,8 @@ def _output_dir(path: Path) -> Path:
     if where.exists():
         if not where.is_dir():
             raise _fail(f"{path} exists and is not a folder", "output_dir")
-        entries = sorted(p.name for p in where.iterdir())
+        # hidden entries do not count: another shard's temporary file as it writes inputs.json
+        entries = sorted(p.name for p in where.iterdir() if not p.name.startswith("."))
         if entries and not ((where / "bench.json").is_file() or (where / "inputs.json").is_file()):
             shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
             raise _fail(f"{path} holds other files ({shown}) and is not a results folder (no bench.json or "
