@@ -216,3 +216,13 @@ def test_readme_id_datasets_example_runs(shared_data):
     row = pointwise[0]
     qid = next(iter(run))
     assert row["query"] == namespace["queries"][qid] and row["score"] == pytest.approx(max(run[qid].values()))
+
+
+def test_streams_without_features(published):
+    train, queries, documents = published
+    rows = list(train)
+    stream = IterableDataset.from_generator(lambda: iter(rows))
+    assert stream.column_names is None
+    assert run_from_ids(stream) == run_from_ids(train)
+    with pytest.raises(ValueError, match="no Features"):
+        with_texts(stream, queries, documents)

@@ -147,14 +147,12 @@ def with_texts(
     from datasets import Dataset, Features, List, Value
     from sentence_transformers.util import resolve_ids
 
-    lookups = id_lookups(
-        dataset.column_names or [], _as_lookup(queries), _as_lookup(corpus)
-    )
+    if not isinstance(dataset, Dataset) and dataset.features is None:
+        raise ValueError("the IterableDataset has no Features; cast it first (dataset.cast(Features({...})))")
+    lookups = id_lookups(dataset.column_names, _as_lookup(queries), _as_lookup(corpus))
     transform = resolve_ids(lookups, keep_columns=LABEL_COLUMNS, max_list_length=max_list_length, output_format="lists")
     if isinstance(dataset, Dataset):
         return dataset.with_format(None).with_transform(transform)
-    if dataset.features is None:
-        raise ValueError("the IterableDataset has no Features; cast it first (dataset.cast(Features({...})))")
     sample = transform(next(dataset.iter(batch_size=1)))
     features = {}
     for name, values in sample.items():
@@ -233,7 +231,7 @@ def run_from_ids(
         ValueError: On a missing column, no document column, a row whose scores do not match its
             documents in number, or a score that is not a finite number; the message names the row.
     """
-    columns = list(dataset.column_names or [])
+    columns = list(dataset.column_names or next(iter(dataset), {}))  # a stream without Features: its first row's
     if query_column not in columns:
         raise ValueError(f"id dataset has no query column {query_column!r} (columns: {columns})")
     if document_columns is None:
