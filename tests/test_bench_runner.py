@@ -123,6 +123,13 @@ def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_m
     assert "0 cell(s) run, 2 already done" in capsys.readouterr().out
     assert {c: (c / "metrics.json").stat().st_mtime_ns for c in finished_cells(out)} == mtimes
     assert {p: p.read_bytes() for p in (out / "report").rglob("*") if p.is_file()} == before
+    # a results folder moved elsewhere is still the same run
+    moved = tmp_path / "moved" / "out"
+    moved.parent.mkdir()
+    out.rename(moved)
+    assert main(["bench", str(config), "--output", str(moved)]) == 0
+    assert "0 cell(s) run, 2 already done" in capsys.readouterr().out
+    moved.rename(out)
     # a changed config does not silently reuse cells made with other settings
     config.write_text(config.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
     assert main(["bench", str(config), "--output", str(out)]) == 2
@@ -196,3 +203,26 @@ name = "main"
         assert selection[objective]["train"] == {"learning_rate": best}
         main_cell = json.loads((out / "cells" / "main" / "tiny" / objective / "seed-0" / "metrics.json").read_text(encoding="utf-8"))
         assert main_cell["settings"]["train"]["learning_rate"] == best
+
+
+def test_inputs_record_packaged_files_by_name_and_content(tmp_path, monkeypatch):
+    """A reinstall moves the packaged resources; inputs.json must not notice (it did: the install path was recorded)."""
+    import shutil
+    import types
+
+    import st_distill.models
+    from st_distill.bench.config import load_config
+    from st_distill.bench.plan import inputs_of
+
+    before = inputs_of(load_config())
+    assert before["train_sources"][0]["queries"]["resource"] == "resource://quickstart/trec-dl-2021/queries.tsv"
+    assert str(ROOT) not in json.dumps(before)  # no install location anywhere in the record
+    elsewhere = tmp_path / "site-packages" / "st_distill" / "resources"
+    shutil.copytree(ROOT / "st_distill" / "resources", elsewhere)
+    monkeypatch.setattr(st_distill.models, "resources", types.SimpleNamespace(files=lambda package: elsewhere))
+    config = load_config()
+    assert str(config.train_sources[0].queries).startswith(str(elsewhere))  # the config did read the other copy
+    assert inputs_of(config) == before
+    # a packaged file whose content changed is a different input
+    (elsewhere / "quickstart" / "trec-dl-2021" / "queries.tsv").write_text("1\tanother query\n", encoding="utf-8")
+    assert inputs_of(load_config()) != before
