@@ -93,6 +93,9 @@ def check_cells(out: Path) -> None:
         assert metrics["cell"]["objective"] == cell.parent.name
         dl19 = metrics["suites"]["dl19"]
         assert set(dl19["aggregate"]) == {"nDCG@10", "RR@10"} and len(dl19["per_query"]["nDCG@10"]) == 43
+        # how closely the student follows the teacher's own re-ranking of the suite (eval/dl19/teacher.trec)
+        assert dl19["fidelity"]["queries"] == 43 and -1 <= dl19["fidelity"]["spearman"] <= 1
+        assert dl19["fidelity"]["kl_divergence"] >= 0 and 0 <= dl19["fidelity"]["top10_overlap"] <= 1
         assert metrics["train"]["steps"] == metrics["settings"]["train"]["max_steps"]
         run_lines = (cell / "runs" / "dl19.trec").read_text(encoding="utf-8").splitlines()
         assert len(run_lines) == 43 * 10
@@ -226,3 +229,13 @@ def test_inputs_record_packaged_files_by_name_and_content(tmp_path, monkeypatch)
     # a packaged file whose content changed is a different input
     (elsewhere / "quickstart" / "trec-dl-2021" / "queries.tsv").write_text("1\tanother query\n", encoding="utf-8")
     assert inputs_of(load_config()) != before
+
+
+def test_student_fidelity_against_the_teachers_run():
+    from st_distill.bench.phases.evaluate import student_fidelity
+
+    teacher = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 1.0, "y": 0.0}, "q3": {"z": 1.0}}
+    same = student_fidelity({"q1": {"a": 13.0, "b": 12.0, "c": 11.0, "extra": 0.0}, "q2": {"x": 5.0, "y": 4.0}}, teacher)
+    assert same["queries"] == 2 and same["spearman"] == pytest.approx(1.0) and same["kl_divergence"] == pytest.approx(0.0, abs=1e-9)
+    reversed_ = student_fidelity({"q1": {"a": 1.0, "b": 2.0, "c": 3.0}, "q2": {"x": 0.0, "y": 1.0}}, teacher)
+    assert reversed_["spearman"] == pytest.approx(-1.0) and reversed_["kendall"] == pytest.approx(-1.0)

@@ -54,3 +54,8 @@ def test_levels_of_the_distillation_objectives(tmp_path):
     # KL(softmax(t) || uniform), at temperature 2 scaled by T^2
     kl = [np.sum(p * np.log(p * len(p))) for p in (_softmax(np.asarray(s) / 2) for s in LISTS)]
     assert constant_score_level("kldistill", lists, {"temperature": 2.0}) == pytest.approx(4 * np.mean(kl), rel=1e-5)
+
+
+def test_level_of_mse_is_the_mean_squared_teacher_score(tmp_path):
+    rows = _save(tmp_path / "p", {"query": ["a", "a", "b"], "document": ["x", "y", "z"], "score": [2.0, -1.0, 0.5]})
+    assert constant_score_level("mse", rows) == pytest.approx(np.mean([4.0, 1.0, 0.25]))

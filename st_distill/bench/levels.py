@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["constant_score_level"]
 
 #: Rows of the built dataset the level is computed over.
@@ -50,6 +52,9 @@ def constant_score_level(objective: str, dataset_folder: str | Path, loss_args: 
         return float(args.get("margin", 1.0))
     if objective == "infonce":
         return math.log(negatives + 1)
+    if objective == "mse":  # an all-zero student's squared error: the mean squared teacher score
+        targets = np.asarray(table["score"], dtype=np.float64)
+        return float(np.mean(targets**2))
     if "scores" not in table.column_names:
         return None
     scores = [torch.tensor(row, dtype=torch.float32) for row in table["scores"]]

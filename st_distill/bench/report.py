@@ -283,7 +283,7 @@ def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
     return written
 
 
-def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path) -> Path | None:
+def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, objectives: list[str]) -> Path | None:
     """One panel per (backbone, objective): the training loss against steps (mean over seeds), with
     the loss of a constant-score student marked (:func:`st_distill.bench.levels.constant_score_level`).
     Objectives have their own y-axes: their losses live on scales that differ by orders of magnitude."""
@@ -307,6 +307,8 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path) -> 
         loss_args.setdefault(c["objective"], cell.get("settings", {}).get("loss", {}))
     if not curves:
         return None
+    rank = {name: i for i, name in enumerate(objectives)}
+    curves = dict(sorted(curves.items(), key=lambda item: (item[0][0], rank.get(item[0][1].split("[")[0], len(rank)), item[0][1])))
     columns = min(3, len(curves))
     rows = math.ceil(len(curves) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
@@ -368,7 +370,7 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         main = (metrics or bench["report"]["metrics"])[0]
         for path in _bar_charts(table, main, folder / (f"charts{suffix}" if suffix else "charts")):
             written[path.stem] = path
-        loss = _loss_curves(results, cells, phase, folder)
+        loss = _loss_curves(results, cells, phase, folder, bench["objectives"])
         if loss is not None:
             written["loss"] = loss
     return written

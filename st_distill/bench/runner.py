@@ -261,7 +261,8 @@ class Runner:
             from sentence_transformers.cross_encoder import CrossEncoder
 
             model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
-            suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs")
+            suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
+                                    ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
             mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
             summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
             write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),

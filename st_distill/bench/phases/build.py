@@ -47,8 +47,8 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         scores = (teacher_scores or {}).get(name)
-        if fmt.kind == "listwise":
-            if t.rankings is not None:
+        if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
+            if t.rankings is not None and fmt.kind == "listwise":
                 kwargs["candidates"] = read_llm_ranking(t.rankings, query_ids=source.queries)
             else:
                 kwargs["candidates"] = source.run

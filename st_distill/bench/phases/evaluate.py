@@ -9,10 +9,10 @@ from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
-from st_distill.data.formats import Run, write_trec_run
+from st_distill.data.formats import Run, read_trec_run, write_trec_run
 from st_distill.io import write_json
 
-__all__ = ["REFERENCES", "evaluate_model", "evaluate_mteb_suite", "random_order", "reference_metrics"]
+__all__ = ["REFERENCES", "evaluate_model", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
 
 
 def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
@@ -28,11 +28,26 @@ def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, An
     }
 
 
-def evaluate_model(model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path) -> dict[str, Any]:
+def evaluate_model(
+    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Path | None = None,
+    temperature: float = 1.0,
+) -> dict[str, Any]:
     """Re-ranks every suite's first-stage run with ``model``; writes the runs; returns the metrics.
 
+    Args:
+        model: The cell's CrossEncoder.
+        suites: The evaluation suites.
+        metrics: ir_measures names.
+        batch_size: Pairs per forward pass.
+        runs_dir: Where the re-ranked runs (``<suite>.trec``) go.
+        ws: The results folder; where it holds the teacher's re-ranking of a suite
+            (``eval/<suite>/teacher.trec``, see :func:`reference_metrics`), the suite's entry gains
+            ``fidelity``: how closely the model's scores follow the teacher's on those lists
+            (:func:`st_distill.evaluation.fidelity`).
+        temperature: The softmax temperature of the fidelity's KL divergence.
+
     Returns:
-        ``{suite: {"aggregate": {measure: value}, "per_query": {measure: {qid: value}}, "queries": counts}}``.
+        ``{suite: {"aggregate": {measure: value}, "per_query": {measure: {qid: value}}, "queries": counts[, "fidelity": {...}]}}``.
     """
     from st_distill.evaluation import rerank_run
 
@@ -42,7 +57,21 @@ def evaluate_model(model, suites: dict[str, Loaded], metrics: tuple[str, ...], b
         reranked, _ = rerank_run(model, suite.run, suite.queries, suite.corpus, depth=depth, batch_size=batch_size)
         write_trec_run(reranked, runs_dir / f"{name}.trec", tag="st-distill")
         out[name] = _metrics(reranked, suite, metrics)
+        teacher = ws / "eval" / name / "teacher.trec" if ws is not None else None
+        if teacher is not None and teacher.is_file():
+            out[name]["fidelity"] = student_fidelity(reranked, read_trec_run(teacher), temperature)
     return out
+
+
+def student_fidelity(student: Run, teacher: Run, temperature: float = 1.0) -> dict[str, float]:
+    """:func:`st_distill.evaluation.fidelity` of a student's re-ranked run against the teacher's, over
+    the documents both scored."""
+    from st_distill.evaluation.distillation import fidelity
+
+    qids = [qid for qid in student if qid in teacher]
+    docs = {qid: [docid for docid in student[qid] if docid in teacher[qid]] for qid in qids}
+    qids = [qid for qid in qids if docs[qid]]
+    return fidelity([[teacher[q][d] for d in docs[q]] for q in qids], [[student[q][d] for d in docs[q]] for q in qids], temperature)
 
 
 def evaluate_mteb_suite(model, suite: MtebSuite, folder: Path) -> dict[str, dict[str, float]]:
