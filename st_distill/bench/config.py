@@ -513,8 +513,9 @@ class ObjectiveConfig(_Section):
     def _fits_the_objective(self) -> "ObjectiveConfig":
         from st_distill.objectives import get_objective
 
-        kind = get_objective(self.name).dataset_format.kind
-        if self.n_negatives is not None and kind == "pointwise":
+        fmt = get_objective(self.name).dataset_format
+        kind = fmt.kind
+        if self.n_negatives is not None and kind == "pointwise" and not fmt.from_candidates:
             raise _fail(f"{self.name!r} is pointwise: it takes no negatives per row", "n_negatives")
         if self.data == "triples" and kind == "listwise":
             raise _fail(f"{self.name!r} is listwise: it cannot train on triples", "data")
