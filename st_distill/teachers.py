@@ -858,9 +858,15 @@ def load_cached_scores(
                     "document changed); give the texts (queries=, corpus=) to read the scores of the current ones"
                 )
         keys = tables[next(iter(tables))].select(KEYS)
+    given = keys.num_rows
     for table in tables.values():
         keys = keys.join(table.select(KEYS), keys=KEYS, join_type="inner", use_threads=False)
     keys = keys.group_by(KEYS, use_threads=False).aggregate([]).sort_by([("qid", "ascending"), ("docid", "ascending")])
+    if queries is not None and keys.num_rows < given:
+        logger.warning(
+            "%s: %d cached pairs have no score of every teacher for the texts given (a text changed, or not every "
+            "teacher scored them); they are left out", cache_dir, given - keys.num_rows,
+        )
     per_teacher = {name: _align(keys, table) for name, table in tables.items()}
     scores, recipe = combine(per_teacher, method)
     recipe.update(fingerprints=dict(chosen), pairs=keys.num_rows)

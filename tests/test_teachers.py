@@ -167,6 +167,12 @@ def test_teacher_command_scores_resumes_and_writes_a_run(shared_data, tiny_model
     assert sum(len(docs) for docs in scores.values()) == 9
     assert main(argv) == 0
     assert "0 pairs scored, 9 from the cache" in capsys.readouterr().out
+    (shard,) = (tmp_path / "cache").glob("*/shard-00000.parquet")
+    shard.write_bytes(shard.read_bytes()[:-1] + b"!")  # altered after it was written
+    assert main(argv) == 2
+    assert f"{shard}: checksum mismatch" in capsys.readouterr().err
+    assert main([*argv, "--repair"]) == 0
+    assert "9 pairs scored, 0 from the cache" in capsys.readouterr().out
     assert main(["teacher", *argv[1:9], "--cache", str(tmp_path / "c2")]) == 2  # no teacher given
     assert "give at least one --cross-encoder or --bi-encoder" in capsys.readouterr().err
 

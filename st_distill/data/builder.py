@@ -289,6 +289,8 @@ def build_dataset(
     """
     started = time.perf_counter()
     name, fmt = _format(objective)
+    if normalize is not None:
+        check_normalization(normalize)
     n = fmt.n_negatives if n_negatives is None else n_negatives
     if fmt.kind == "pointwise":
         n = 1 if n is None else n
@@ -314,7 +316,9 @@ def build_dataset(
         targets, report.normalize = _targets(name, fmt, normalize, teacher_scores, teacher, candidates)
         if teacher_scores is not None and not isinstance(teacher_scores, Mapping):
             recipe = teacher_scores.ensemble
-            report.teacher = {"ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints")}
+            report.teacher = {
+                "ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints"),
+            }
         rows = _rows(
             fmt, n, queries, corpus, qrels, negatives, candidates, targets,
             relevance_threshold, max_positives, max_queries, seed, skipped,
