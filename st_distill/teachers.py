@@ -67,6 +67,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from st_distill.data.formats import Run
 from st_distill.data.normalize import Normalization, check_normalization
 from st_distill.io import atomic_write, write_json
+from st_distill.logs import progress_enabled
 
 if TYPE_CHECKING:
     import torch
@@ -770,7 +771,7 @@ def score_with_teachers(
     if shard_size < 1:
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     if show_progress_bar is None:
-        show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        show_progress_bar = progress_enabled(logger)
     cache = TeacherCache(cache_dir)
     table = _keyed(unique_pairs(pairs), queries, corpus)
     result = TeacherScores(pairs=table.select(["qid", "docid"]), per_teacher={}, scores=np.empty(0, np.float32), normalize=normalize)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from st_distill.bench.config import ConfigError, load_config, resolve_model
-from st_distill.bench.runner import cell_settings, plan_cells, select_shard
+from st_distill.bench.config import ConfigError, load_config
+from st_distill.models import resolve_model
+from st_distill.bench.plan import cell_settings, plan_cells, select_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "st_distill" / "resources" / "quickstart" / "config.toml"

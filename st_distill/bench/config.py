@@ -26,9 +26,10 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,9 +56,7 @@ __all__ = [
 
 #: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
 DEFAULT_CONFIG = "resource://quickstart/config.toml"
-RESOURCE_PREFIX = "resource://"
 HF_PREFIX = "hf://"
-PACKAGE_PREFIX = "package:"
 
 #: Training arguments a config may set in ``[train]``, per objective, per backbone, per phase or in a
 #: sweep, with their checks. ``None`` in a cell's merged arguments means "the registry's default".
@@ -277,28 +276,6 @@ class BenchConfig:
 
 # --------------------------------------------------------------------------------------------------
 # Loading
-
-
-def resolve_resource(spec: str) -> Path:
-    """The path of a ``resource://`` file shipped in :mod:`st_distill.resources`."""
-    return Path(str(resources.files("st_distill.resources").joinpath(spec[len(RESOURCE_PREFIX) :])))
-
-
-def resolve_model(spec: str, base: Path | None = None) -> str:
-    """Turns a model spec into what ``CrossEncoder``/``SentenceTransformer`` load.
-
-    ``package:MODULE`` -> ``MODULE.get_model_path()``; an existing path (relative to ``base``) ->
-    its absolute path; anything else (a hub id) unchanged.
-    """
-    if spec.startswith(PACKAGE_PREFIX):
-        module = importlib.import_module(spec[len(PACKAGE_PREFIX) :])
-        return str(module.get_model_path())
-    if spec.startswith(RESOURCE_PREFIX):
-        return str(resolve_resource(spec))
-    path = Path(spec).expanduser()
-    if base is not None and not path.is_absolute():
-        path = base / path
-    return str(path.resolve()) if path.exists() else spec
 
 
 def load_config(

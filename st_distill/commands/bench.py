@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 HELP = "run the benchmark grid of a config (default: the packaged quickstart), resumable, then write the report"
 
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.bench.config import load_config
-    from st_distill.bench.runner import PhaseBlocked, describe_plan, plan_cells, run_bench, select_shard
+    from st_distill.bench.plan import describe_plan, plan_cells, select_shard
+    from st_distill.bench.runner import PhaseBlocked, run_bench
 
     config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
     if args.dry_run:
@@ -50,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"st-distill bench: {exc}")
         return 3
     print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} in this shard; results in {config.output_dir}")
+    if "report" in counts:
+        print(f"\n{Path(counts['report']).read_text(encoding='utf-8')}")
     return 0
