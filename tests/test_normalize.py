@@ -169,3 +169,13 @@ def test_normalisation_is_chosen_at_teacher_time_and_applied_at_build_time_witho
     assert "0 pairs scored, 10 from the cache" in capsys.readouterr().out
     assert json.loads((tmp_path / "cache" / "manifest.json").read_text())["normalize"] == "zscore"
     np.testing.assert_array_equal(load_cached_scores(tmp_path / "cache").scores, raw.scores)  # the cache stays raw
+
+
+def test_mse_rows_carry_normalised_teacher_scores():
+    dataset, report = build_dataset("mse", QUERIES, CORPUS, candidates=TEACHER, teacher_scores=TEACHER, n_negatives=3, normalize="zscore")
+    expected = reference(TEACHER, "zscore")
+    by_text = {text: docid for docid, text in CORPUS.items()}
+    qid_of = {text: qid for qid, text in QUERIES.items()}
+    assert report.normalize == "zscore" and report.rows == sum(map(len, TEACHER.values()))
+    for row in dataset:
+        assert row["score"] == pytest.approx(expected[qid_of[row["query"]]][by_text[row["document"]]], abs=1e-6)
