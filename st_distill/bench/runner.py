@@ -40,13 +40,14 @@ from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig
-from st_distill.bench.phases.build import build_phase
+from st_distill.bench.phases.build import build_phase, check_built
 from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, lock
 from st_distill.data.download import fetch_beir
+from st_distill.data.builder import REPORT_FILE
 from st_distill.io import write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
@@ -60,7 +61,9 @@ class PhaseBlocked(RuntimeError):
     """A phase needs the selection of an earlier sweep phase whose cells are not all finished yet."""
 
 
-def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
+def _model_card(model, config: BenchConfig, cell: Cell, settings: dict, built: dict) -> None:
+    """Names the objective, the data and the teacher in the model card; ``built`` is the dataset's
+    ``report.json`` (its teachers' fingerprints and the normalisation of their scores)."""
     t = config.teacher
     teacher = {
         "none": "none (hard labels only)",
@@ -72,6 +75,11 @@ def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
 
     if get_objective(cell.objective).dataset_format.teacher is None:
         teacher = "none (hard labels only)"
+    else:
+        prints = (built.get("teacher") or {}).get("fingerprints") or {}
+        if prints:
+            teacher += "; st-distill fingerprints " + ", ".join(f"{name} {key[:12]}" for name, key in prints.items())
+        teacher += f"; targets: {built.get('normalize') or 'raw'} teacher scores"
     card = model.model_card_data
     card.model_name = f"{cell.backbone} cross-encoder trained with the st-distill objective '{cell.objective}' (teacher: {teacher})"
     data = " + ".join(s.name for s in config.train_sources)
@@ -120,6 +128,7 @@ class Runner:
                         self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
                     build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
         self.dist.barrier()
+        check_built(self.config, self.ws, objective)
         return load_built_dataset(final)
 
     # -- bookkeeping -------------------------------------------------------------------------------
@@ -251,7 +260,8 @@ class Runner:
                 checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl", started_marker=work / STARTED,
             )
             if self.dist.is_main:
-                _model_card(model, self.config, cell, settings)
+                _model_card(model, self.config, cell, settings,
+                            json.loads((self.ws / "data" / cell.objective / REPORT_FILE).read_text(encoding="utf-8")))
                 model.save_pretrained(str(work / "model"))
                 write_json(work / "train.json", summary)
                 shutil.rmtree(work / "checkpoints", ignore_errors=True)
