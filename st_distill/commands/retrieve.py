@@ -16,6 +16,7 @@ import argparse
 import logging
 
 from st_distill.commands.arguments import non_negative_float, positive_int, unit_interval
+from st_distill.models import model_argument
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bm25.add_argument("--b", type=unit_interval, default=0.4, help="BM25 b, in [0, 1] (default 0.4)")
     bm25.add_argument("--stemmer", default="english", help="Snowball language, or 'none' (default english)")
     dense = parser.add_argument_group("dense")
-    dense.add_argument("--model", help="SentenceTransformer: Hugging Face id or local path")
+    dense.add_argument("--model", type=model_argument,
+                       help="SentenceTransformer: Hugging Face id, local folder, or package:MODULE")
     dense.add_argument("--batch-size", type=positive_int, default=64, help="texts per encoding batch (default 64)")
     dense.add_argument("--device", help="torch device (default: the model's choice)")
 
