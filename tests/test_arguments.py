@@ -105,3 +105,20 @@ def test_a_folder_given_as_an_input_file_is_named_as_such(tmp_path, capsys):
     argv = ["retrieve", "--corpus", str(tmp_path), "--queries", str(tmp_path), "--output", str(tmp_path / "run.trec")]
     assert cli.main(argv) == 2
     assert f"{tmp_path}: is a directory, expected a file" in capsys.readouterr().err
+
+
+TEACHER = ["teacher", "--queries", "q.tsv", "--corpus", "c.tsv", "--run", "run.trec", "--cross-encoder", "no-such-model"]
+
+
+@pytest.mark.parametrize("option, value", [("--depth", "-1"), ("--depth", "0"), ("--max-length", "0"),
+                                           ("--shard-size", "0"), ("--batch-size", "-2")])
+def test_teacher_sizes_are_checked_where_they_enter(tmp_path, capsys, option, value):
+    with pytest.raises(SystemExit):
+        cli.main([*TEACHER, "--cache", str(tmp_path / "cache"), option, value])
+    assert f"argument {option}: expected an integer >= 1, got {value!r}" in capsys.readouterr().err
+
+
+def test_teacher_cache_that_is_a_file_fails_before_any_work(tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    assert cli.main([*TEACHER, "--cache", str(tmp_path / "a-file")]) == 2  # nothing read, nothing scored
+    assert f"{tmp_path / 'a-file'}: exists and is not a folder" in capsys.readouterr().err

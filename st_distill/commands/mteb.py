@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from st_distill.commands.arguments import positive_int
 from st_distill.models import model_argument
 
 HELP = "evaluate a CrossEncoder with MTEB (reranking over a first stage) and write its ModelMeta"
@@ -38,11 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what to re-rank: a TREC run file, a folder of MTEB {Task}_predictions.json files, or an MTEB "
         "model name run as first stage; TASK=SOURCE gives one per task (repeat). Omit for Reranking tasks",
     )
-    evaluate.add_argument("--top-k", type=int, default=100, help="first-stage candidates re-ranked per query (default 100)")
+    evaluate.add_argument("--top-k", type=positive_int, default=100, help="first-stage candidates re-ranked per query (default 100)")
     evaluate.add_argument("--output-folder", default="mteb-results", help="MTEB results cache folder (default mteb-results)")
     evaluate.add_argument("--model-name", help="organization/model to file results under (default local/<folder>)")
     evaluate.add_argument("--revision", help="model revision to record (default: a hash of local weights)")
-    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--batch-size", type=positive_int, default=32, help="pairs per forward pass (default 32)")
     evaluate.add_argument("--keep-existing", action="store_true", help="reuse results already in the cache")
     evaluate.add_argument("--scores", help="also write {task: {metric: value}} to this JSON file")
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 
+from st_distill.commands.arguments import positive_int
+
 from st_distill.data.normalize import NORMALIZATIONS
 
 HELP = "score (query, doc) pairs with CrossEncoder / bi-encoder teachers into a resumable, content-keyed cache"
@@ -62,19 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_text_arguments(parser)
     pairs = parser.add_argument_group("pairs")
     pairs.add_argument("--run", required=True, metavar="FILE", help="TREC run whose (query, doc) pairs are scored")
-    pairs.add_argument("--depth", type=int, help="score only each query's top DEPTH documents of the run")
+    pairs.add_argument("--depth", type=positive_int, help="score only each query's top DEPTH documents of the run")
     teachers = parser.add_argument_group("teachers (one or more)")
     teachers.add_argument("--cross-encoder", action="append", default=[], metavar="MODEL[@REV]",
                           help="CrossEncoder teacher (raw logits): hub id, local folder or package:MODULE; repeat for several")
     teachers.add_argument("--bi-encoder", action="append", default=[], metavar="MODEL[@REV]",
                           help="SentenceTransformer teacher (similarity); repeat for several")
     teachers.add_argument("--similarity", choices=["cosine", "dot"], default="cosine", help="bi-encoder score (default cosine)")
-    teachers.add_argument("--max-length", type=int, help="maximum sequence length of every teacher")
-    teachers.add_argument("--batch-size", type=int, default=64)
+    teachers.add_argument("--max-length", type=positive_int, help="maximum sequence length of every teacher")
+    teachers.add_argument("--batch-size", type=positive_int, default=64, help="pairs per forward pass (default 64)")
     teachers.add_argument("--device", help="e.g. cpu, cuda (default: the library's choice)")
     parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder (Parquet shards + manifest.json)")
     parser.add_argument("--ensemble", choices=["mean", "zscore"], default="mean", help="how several teachers combine")
-    parser.add_argument("--shard-size", type=int, default=4096, help="pairs per cache shard (default 4096)")
+    parser.add_argument("--shard-size", type=positive_int, default=4096, help="pairs per cache shard (default 4096)")
     parser.add_argument(
         "--normalize", choices=NORMALIZATIONS, default="raw",
         help="how builds from this cache turn the raw scores into targets (recorded in the manifest; the cache "
@@ -88,10 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_trec_run, top_k, write_trec_run
     from st_distill.data.normalize import normalize_run
+    from st_distill.io import require_output_file, require_output_folder
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher, score_with_teachers
 
     if not (args.cross_encoder or args.bi_encoder):
         raise ValueError("give at least one --cross-encoder or --bi-encoder teacher")
+    require_output_folder(args.cache)  # before any scoring: a file there would fail only at the end
+    if args.output:
+        require_output_file(args.output)
     queries, corpus, _ = load_texts(args)
     pairs = top_k(read_trec_run(args.run), args.depth)
     common = dict(max_length=args.max_length, batch_size=args.batch_size, device=args.device)
