@@ -167,3 +167,17 @@ def test_registry_caches_the_50_document_objectives(tiny_model):
         if long_lists:
             assert objective.dataset_format.n_negatives + 1 == 50 and loss.mini_batch_size == 16
     assert objective.loss(tiny_model, cached=False).cached is False  # a config can turn it off
+
+
+def test_a_batch_within_one_mini_batch_skips_the_cache(tiny_model, monkeypatch):
+    from st_distill.losses import base
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cache ran")
+
+    monkeypatch.setattr(base._ListGradCache, "run", fail)
+    tiny_model.eval()
+    reference = KLDistillLoss(tiny_model)([QUERIES, LISTS], TEACHER)
+    assert torch.allclose(KLDistillLoss(tiny_model, mini_batch_size=9, cached=True)([QUERIES, LISTS], TEACHER), reference, atol=1e-5)
+    with pytest.raises(AssertionError, match="the cache ran"):
+        KLDistillLoss(tiny_model, mini_batch_size=8, cached=True)([QUERIES, LISTS], TEACHER)

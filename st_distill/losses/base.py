@@ -159,7 +159,8 @@ class ListScoringMixin:
     the library's GradCache engine runs instead (see :class:`_ListGradCache`): peak memory is that
     of one mini-batch whatever the number of documents, for about one extra forward pass, and the
     loss and gradients are those of ``cached=False`` at the same ``mini_batch_size``, dropout
-    included (tested).
+    included (tested). A batch of at most ``mini_batch_size`` pairs is scored without the cache,
+    which would only add the extra pass.
     """
 
     model: CrossEncoder
@@ -202,7 +203,8 @@ class ListScoringMixin:
         gradient (all of it, held by the first part): back-propagate the sum of the parts, as
         :class:`~sentence_transformers.cross_encoder.CrossEncoderTrainer` does.
         """
-        if not self.cached:
+        if not self.cached or sum(len(docs) for docs in docs_lists) <= self.mini_batch_size:
+            # One mini-batch holds the whole batch: caching would change nothing but cost a forward pass.
             scores, mask = score_lists(self.model, queries, docs_lists, self.mini_batch_size, prompt=prompt, task=task)
             return compute(scores, mask)
         return _ListGradCache(self.model, self.mini_batch_size, compute).run(queries, docs_lists, prompt=prompt, task=task)
