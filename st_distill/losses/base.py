@@ -17,7 +17,7 @@ from contextlib import nullcontext
 from typing import Any
 
 import torch
-from sentence_transformers.base.losses.gradcache import CachedLossMixin, RandContext, _create_minibatch
+from sentence_transformers.base.losses.gradcache import CachedLossMixin, RandContext
 from sentence_transformers.cross_encoder import CrossEncoder
 from sentence_transformers.util import batch_to_device
 from torch import Tensor, nn
@@ -236,11 +236,15 @@ class _ListGradCache(CachedLossMixin):
     def run(
         self, queries: Sequence[str], docs_lists: Sequence[Sequence[str]], prompt: str | None, task: str | None
     ) -> Tensor | dict[str, Tensor]:
-        """Tokenise all pairs once (each mini-batch is later cut to its own longest pair) and run the engine."""
+        """Run the engine on the batch's pairs; return the loss, or its named parts, see :meth:`ListScoringMixin.score_and_compute`.
+
+        The engine cuts its one input column into mini-batches along the ``pair_index`` tensor; each
+        mini-batch tokenises its own pairs when it is scored (as ``cached=False`` does), so neither
+        the tokens nor the tokenizer's buffers grow with the list.
+        """
         self.lengths = [len(docs) for docs in docs_lists]
         pairs = [(query, doc) for query, docs in zip(queries, docs_lists, strict=True) for doc in docs]
-        features = batch_to_device(self.model.preprocess(pairs, prompt=prompt, task=task), self.model.device)
-        total = self.forward_cached([features])
+        total = self.forward_cached([{"pair_index": torch.arange(len(pairs)), "pairs": pairs, "prompt": prompt, "task": task}])
         if self.parts is None:
             return total
         first, *others = self.parts
@@ -255,8 +259,10 @@ class _ListGradCache(CachedLossMixin):
         copy_random_state: bool,
         random_state: RandContext | None = None,
     ) -> tuple[Tensor, RandContext | None]:
-        """The pair logits ``[end - begin]`` of one mini-batch (the engine's ``embed_minibatch`` for a CrossEncoder)."""
-        features = _create_minibatch(sentence_feature, begin, end)
+        """The logits of pairs ``begin:end`` (the engine's ``embed_minibatch``, for a CrossEncoder)."""
+        pairs = sentence_feature["pairs"][begin:end]
+        features = self.model.preprocess(pairs, prompt=sentence_feature["prompt"], task=sentence_feature["task"])
+        features = batch_to_device(features, self.model.device)
         device_type, dtype, enabled = self.autocast_state
         with nullcontext() if random_state is None else random_state:
             with nullcontext() if with_grad else torch.no_grad(), torch.autocast(device_type, dtype=dtype, enabled=enabled):
