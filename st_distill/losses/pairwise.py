@@ -150,6 +150,23 @@ class MarginMSELoss(ListScoringMixin, losses.MarginMSELoss):
 
         Relations:
             - :class:`HingeLoss` takes the same tuples without teacher scores.
+
+        Example:
+            ::
+
+                from datasets import Dataset
+                from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer
+                from st_distill.losses import MarginMSELoss
+
+                model = CrossEncoder("microsoft/MiniLM-L12-H384-uncased", num_labels=1)
+                train_dataset = Dataset.from_dict({
+                    "query": ["What are pandas?"],
+                    "positive": ["Pandas are a kind of bear."],
+                    "negative_1": ["Pandas are kind of like fish."],
+                    "scores": [[8.1, -2.3]],
+                })
+                trainer = CrossEncoderTrainer(model=model, train_dataset=train_dataset, loss=MarginMSELoss(model))
+                trainer.train()
         """
         super().__init__(model, activation_fn=activation_fn, **kwargs)
         self.init_scoring(model, mini_batch_size, cached)
