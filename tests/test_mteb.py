@@ -401,7 +401,7 @@ def test_readme_mteb_commands_parse():
 def test_bench_mteb_suite_gives_mteb_ndcg_equal_to_st_distill_eval(task, bm25_run, model, shared_data, tmp_path):
     """The bench's [eval.mteb] suite goes through evaluate_mteb: same nDCG@10 as st-distill eval."""
     from st_distill.bench.config import MtebSuite
-    from st_distill.bench.runner import evaluate_mteb_suite
+    from st_distill.bench.phases.evaluate import evaluate_mteb_suite
     from st_distill.evaluation.rerank import rerank_and_evaluate
 
     suite = MtebSuite(tasks=(task,), first_stage=str(bm25_run), top_k=DEPTH)

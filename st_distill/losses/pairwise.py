@@ -7,7 +7,7 @@ from sentence_transformers.cross_encoder import CrossEncoder, losses
 from torch import Tensor, nn
 
 from st_distill.losses import functional as F
-from st_distill.losses.base import ListScoringMixin, as_lists
+from st_distill.losses.base import ListScoringMixin, as_lists, check_finite_labels
 
 
 class HingeLoss(ListScoringMixin, nn.Module):
@@ -184,9 +184,7 @@ class MarginMSELoss(ListScoringMixin, losses.MarginMSELoss):
         if labels is None:
             raise ValueError(f"{name} needs a teacher-score column ('scores'), but the batch has none.")
         rows = torch.stack(list(labels)) if isinstance(labels, (list, tuple)) else labels
-        if not torch.isfinite(rows).all():
-            bad = sorted({int(i) for i in (~torch.isfinite(rows.reshape(len(rows), -1))).nonzero()[:, 0]})
-            raise ValueError(f"{name}: teacher scores of batch row(s) {bad} contain NaN or infinite values.")
+        check_finite_labels(rows, name)
         queries, docs_lists = as_lists(inputs, name)
         negatives = len(docs_lists[0]) - 1
         if rows.shape == (len(queries), negatives + 1):

@@ -1,0 +1,135 @@
+"""Build phase: one training dataset per objective, in the registry's format, under ``data/<objective>/``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from st_distill.bench.config import HF_PREFIX, BenchConfig
+from st_distill.bench.phases.sources import Loaded
+from st_distill.bench.workspace import DONE, atomic_folder
+from st_distill.data.formats import top_k
+from st_distill.io import write_json
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_objective_dataset", "build_phase", "build_settings", "check_built", "normalization"]
+
+
+def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Loaded], teacher_scores: dict | None):
+    """Builds one objective's training dataset over every training source (concatenated).
+
+    Where a source's corpus is a memory-mapped text store (MS MARCO scale), the dataset joins
+    texts lazily (ids in the table, texts on access).
+    """
+    from datasets import concatenate_datasets
+
+    from st_distill.data.builder import build_dataset
+    from st_distill.data.negatives import negatives_from_run
+    from st_distill.data.store import TextStore
+    from st_distill.data.teacher_files import read_llm_ranking
+    from st_distill.objectives import get_objective
+
+    fmt = get_objective(objective).dataset_format
+    n = n_negatives if n_negatives is not None else (fmt.n_negatives or 1)
+    entry = next((o for o in config.objectives if o.name == objective), None)
+    from_triples = entry is not None and entry.data == "triples"
+    t = config.teacher
+    parts = []
+    specs = {spec.name: spec for spec in config.train_sources}
+    for name, source in sources.items():
+        spec = specs[name]
+        queries, corpus = source.queries, source.corpus
+        lazy = isinstance(corpus, TextStore)
+        if lazy and not isinstance(queries, TextStore):
+            queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
+        kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
+                                  "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
+        if fmt.teacher is not None and not from_triples:
+            kwargs["normalize"] = normalization(config, objective)
+        scores = (teacher_scores or {}).get(name)
+        if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
+            if t.rankings is not None and fmt.kind == "listwise":
+                kwargs["candidates"] = read_llm_ranking(t.rankings, query_ids=source.queries)
+            else:
+                kwargs["candidates"] = source.run
+            if fmt.teacher == "scores" or t.rankings is None:
+                kwargs["teacher_scores"] = scores
+        elif from_triples:
+            kwargs["triples"] = _teacher_triples(t.scores_file)
+        else:
+            if config.negatives.sampling == "top":
+                kwargs["negatives"] = negatives_from_run(
+                    source.run, source.qrels, k=n, depth=config.negatives.depth, strategy="top", relevance_threshold=source.relevance_level
+                )
+            else:
+                kwargs["candidates"] = top_k(source.run, config.negatives.depth)
+            if fmt.teacher == "scores":
+                kwargs["teacher_scores"] = scores
+        dataset, report = build_dataset(objective, queries, corpus, **kwargs)
+        logger.info("built %s from %s: %d rows, %d queries", objective, name, report.rows, report.queries)
+        parts.append((dataset, report))
+    dataset = parts[0][0] if len(parts) == 1 else concatenate_datasets([d for d, _ in parts])
+    return dataset, [r for _, r in parts]
+
+
+def _teacher_triples(spec):
+    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table."""
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+
+        subset = spec[len(HF_PREFIX):].split("/")[2]
+        return msmarco_margin_triples(load_msmarco_subset(subset))
+    return spec
+
+
+#: The objective's own build settings, stored with its dataset and checked when it is reused.
+SETTINGS = "settings.json"
+
+
+def normalization(config: BenchConfig, objective: str) -> str:
+    """How teacher scores become the labels of ``objective``: its own ``normalize``, else ``teacher.normalize``."""
+    return config.objective(objective).normalize or config.teacher.normalize
+
+
+def build_settings(config: BenchConfig, objective: str) -> dict[str, Any]:
+    """What, besides the shared inputs (``inputs.json``), decides ``data/<objective>/``'s content."""
+    entry = config.objective(objective)
+    return {"n_negatives": entry.n_negatives, "data": entry.data, "normalize": normalization(config, objective)}
+
+
+def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
+    """Checks that ``data/<objective>/`` was built with the config's settings for it.
+
+    Raises:
+        ValueError: When it was built with others (``n_negatives``, ``data``, ``normalize``).
+    """
+    final = ws / "data" / objective
+    built = json.loads((final / SETTINGS).read_text(encoding="utf-8")) if (final / SETTINGS).is_file() else None
+    settings = build_settings(config, objective)
+    if built != settings:
+        raise ValueError(f"{final}: built with other settings ({built}) than the config's now ({settings}); "
+                         "use a new --output, or delete this folder and the cells of this objective to rebuild it")
+
+
+def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
+    """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
+    from st_distill.data.builder import BuildReport, save_dataset
+
+    final = ws / "data" / objective
+    if (final / DONE).is_file():
+        check_built(config, ws, objective)
+        return final
+    dataset, reports = build_objective_dataset(config, objective, config.objective(objective).n_negatives, sources, teacher_scores)
+    with atomic_folder(final) as tmp:
+        report = reports[0]
+        if len(reports) > 1:
+            report = BuildReport(**{**reports[0].to_dict(), "rows": len(dataset), "queries": sum(r.queries for r in reports),
+                                    "skipped": {k: sum(r.skipped.get(k, 0) for r in reports) for r in reports for k in r.skipped}})
+        save_dataset(dataset, report, tmp)
+        write_json(tmp / "sources.json", {name: r.to_dict() for name, r in zip(sources, reports)})
+        write_json(tmp / SETTINGS, build_settings(config, objective))
+        (tmp / DONE).touch()
+    return final

@@ -1,0 +1,246 @@
+"""The plan of a bench run: its cells, their merged settings, shards, and the human-readable plan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from st_distill.bench.config import BenchConfig, Collection
+from st_distill.data.download import beir_cache_folder
+from st_distill.data.formats import read_qrels
+from st_distill.io import file_sha256
+from st_distill.models import RESOURCE_PREFIX, resolve_resource
+
+__all__ = ["Cell", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of the grid."""
+
+    phase: str
+    backbone: str
+    objective: str
+    seed: int
+    sweep: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def variant(self) -> str:
+        """The sweep values of this cell as ``key=value`` joined by ``,`` (empty outside sweeps)."""
+        return ",".join(f"{k}={v}" for k, v in self.sweep)
+
+    @property
+    def key(self) -> str:
+        """The cell's folder under ``cells/``."""
+        name = f"seed-{self.seed}" + (f"--{self.variant}" if self.variant else "")
+        return f"{self.phase}/{self.backbone}/{self.objective}/{name}"
+
+
+def plan_cells(config: BenchConfig, phase: str | None = None) -> list[Cell]:
+    """Every cell of the grid, in run order (phase, backbone, objective, seed, sweep value).
+
+    Args:
+        config: The bench config.
+        phase: Only this phase.
+
+    Raises:
+        ValueError: For an unknown phase name.
+    """
+    names = [p.name for p in config.phases]
+    if phase is not None and phase not in names:
+        raise ValueError(f"unknown phase {phase!r} (phases: {', '.join(names)})")
+    cells = []
+    for p in config.phases:
+        if phase is not None and p.name != phase:
+            continue
+        combos: list[tuple[tuple[str, Any], ...]] = [()]
+        for key, values in p.sweep.items():
+            combos = [(*combo, (key, value)) for combo in combos for value in values]
+        for backbone in p.backbones:
+            for objective in p.objectives:
+                for seed in p.seeds:
+                    cells.extend(Cell(p.name, backbone, objective, seed, combo) for combo in combos)
+    return cells
+
+
+def inputs_of(config: BenchConfig) -> dict[str, Any]:
+    """The parts of ``config`` that the shared files depend on, as plain JSON values.
+
+    Input files are recorded by what they are, not where the package happens to be installed: a
+    file shipped in the package as its ``resource://`` name and content hash, a user's file as
+    its path, size and modification time (see :func:`describe_input`). Reinstalling st-distill
+    (editable or not) or moving the results folder leaves the record unchanged.
+    """
+    parts = {"train_sources": [s.model_dump() for s in config.train_sources], "negatives": config.negatives.model_dump(),
+             "teacher": config.teacher.model_dump(), "suites": {name: s.model_dump() for name, s in config.eval.suites.items()}}
+    return json.loads(json.dumps(_describe_paths(parts), default=str))
+
+
+def describe_input(path: Path) -> dict[str, Any] | str:
+    """How an input file or folder is recorded in ``inputs.json``.
+
+    Returns:
+        ``{"resource": "resource://...", "sha256": ...}`` for one shipped in the package (a
+        folder's hash covers its files' names and contents); ``{"path", "size", "mtime_ns"}`` for
+        a user's file; the path alone for a user's folder, or a path that does not exist (yet).
+    """
+    root = resolve_resource(RESOURCE_PREFIX).resolve()
+    resolved = path.resolve()
+    if resolved.is_relative_to(root):
+        name = RESOURCE_PREFIX + resolved.relative_to(root).as_posix()
+        if resolved.is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in resolved.rglob("*") if p.is_file()):
+                digest.update(f"{file.relative_to(resolved).as_posix()}\0{file_sha256(file)}\n".encode())
+            return {"resource": name, "sha256": digest.hexdigest()}
+        return {"resource": name, "sha256": file_sha256(resolved)}
+    if resolved.is_file():
+        stat = resolved.stat()
+        return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return str(resolved)
+
+
+def _describe_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _describe_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe_paths(item) for item in value]
+    if isinstance(value, Path):
+        return describe_input(value)
+    return value
+
+
+def select_shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
+    """The slice of ``cells`` that shard ``index`` of ``count`` runs (0-based): every ``count``-th cell
+    of each phase, starting at ``index``. The assignment depends only on the plan, so array jobs
+    of one grid never run the same cell twice.
+
+    Raises:
+        ValueError: Unless ``0 <= index < count``.
+    """
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {index}/{count}: need 0 <= i < n")
+    out, position = [], {}
+    for cell in cells:
+        i = position.get(cell.phase, 0)
+        position[cell.phase] = i + 1
+        if i % count == index:
+            out.append(cell)
+    return out
+
+
+def passages_per_row(objective: str, n_negatives: int | None) -> int:
+    from st_distill.objectives import get_objective
+
+    fmt = get_objective(objective).dataset_format
+    if fmt.kind == "pointwise":
+        return 1
+    return 1 + (n_negatives if n_negatives is not None else fmt.n_negatives)
+
+
+def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The merged settings of a cell: training arguments, loss arguments, negatives per row, model.
+
+    Training arguments merge, later winning: the objective's registry defaults, ``[train]``, the
+    backbone's ``train``, the objective's ``train``, the phase's ``train``, the values an earlier
+    sweep phase selected for this objective, then this cell's own sweep values.
+    """
+    from st_distill.objectives import get_objective
+
+    objective = config.objective(cell.objective)
+    backbone = config.backbone(cell.backbone)
+    phase = next(p for p in config.phases if p.name == cell.phase)
+    registry = get_objective(cell.objective).defaults
+    train = {k: registry[k] for k in ("learning_rate", "passages_per_batch", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps", "optimizer") if k in registry}
+    for layer in (config.train, backbone.train, objective.train, phase.train, (selected or {}).get(cell.objective, {}), dict(cell.sweep)):
+        train.update(layer)
+    n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
+    return {
+        "backbone": {"model": backbone.model, "layers": backbone.layers},
+        "objective": cell.objective,
+        "n_negatives": n_negatives,
+        "loss": dict(sorted(objective.loss.items())),
+        "train": dict(sorted(train.items())),
+        "passages_per_row": passages_per_row(cell.objective, n_negatives),
+    }
+
+
+def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None = None) -> str:
+    """A human-readable plan: data, teacher, cells with their steps and estimated training pairs."""
+    lines = [f"bench {config.name!r} ({config.path}) -> {config.output_dir}"]
+    teacher_pairs = eval_pairs = 0
+    for source in config.train_sources:
+        queries, judged = _judged(source)
+        depth = max(source.depth, config.negatives.depth)
+        teacher_pairs = None if queries is None or teacher_pairs is None else teacher_pairs + queries * depth + judged
+        lines.append(f"  train source {source.name}: {_describe_collection(source)}; {_count(queries)} judged queries")
+    t = config.teacher
+    teacher = {"none": "none", "scores_file": f"scores file {t.scores_file}", "models": "score with " + ", ".join(f"{m.model} ({m.kind})" for m in t.models)}.get(t.source)
+    if t.source == "train":
+        teacher = f"train {t.train_backbone} with {t.train_objective} ({t.train.get('max_steps', config.train.get('max_steps'))} steps), then score"
+        if t.models:
+            teacher += " + " + ", ".join(m.model for m in t.models) + f" ({t.ensemble} ensemble)"
+    lines.append(f"  teacher: {teacher}" + (f"; LLM rankings {t.rankings}" if t.rankings else ""))
+    lines.append(f"  negatives: {config.negatives.sampling} from the first-stage top-{config.negatives.depth}")
+    for name, suite in config.eval.suites.items():
+        queries, _ = _judged(suite)
+        eval_pairs = None if queries is None or eval_pairs is None else eval_pairs + queries * suite.depth
+        lines.append(f"  eval suite {name}: {_describe_collection(suite)}; {_count(queries)} judged queries")
+    lines.append(f"  metrics: {', '.join(config.eval.metrics)}; report: {', '.join(config.report.metrics)} vs {config.report.baseline}")
+    total_pairs = 0
+    lines.append(f"  {len(cells)} cell(s):")
+    selecting = {}
+    for phase in config.phases:
+        selecting[phase.name] = [(p.name, key) for p in config.phases[: config.phases.index(phase)] if p.select_on for key in p.sweep]
+    for cell in cells:
+        s = cell_settings(config, cell, selected)
+        rows = max(1, s["train"]["passages_per_batch"] // s["passages_per_row"])
+        pairs = s["train"]["max_steps"] * rows * s["passages_per_row"]
+        total_pairs += pairs
+        chosen = "".join(f", {key} selected by phase {name!r}" for name, key in selecting[cell.phase])
+        lines.append(
+            f"    {cell.key}: {_plural(s['train']['max_steps'], 'step')} x {_plural(rows, 'row')} x "
+            f"{_plural(s['passages_per_row'], 'passage')} = {_plural(pairs, 'pair')}, lr {s['train']['learning_rate']:g}{chosen}"
+        )
+    lines.append(f"  estimated training pairs: {total_pairs:,}")
+    if config.teacher.source in ("models", "train"):
+        lines.append(f"  estimated teacher pairs (judged queries x depth + their judged documents, at most): {_count(teacher_pairs)}")
+    lines.append(f"  estimated re-ranked pairs per cell (at most): {_count(eval_pairs)}")
+    return "\n".join(lines)
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
+def _judged(c: Collection) -> tuple[int | None, int | None]:
+    """Judged queries of a collection (capped by ``max_queries``) and their judged documents, from its qrels; None when not local."""
+    if c.beir is not None:
+        path = c.beir_folder / "qrels" / f"{c.split}.tsv" if c.beir_folder is not None else None
+    else:
+        path = c.qrels
+    if path is None or not Path(path).is_file():
+        return None, None
+    judged = list(read_qrels(path).values())[: c.max_queries]
+    return len(judged), sum(len(docs) for docs in judged)
+
+
+def _describe_collection(c: Collection) -> str:
+    if c.ir_datasets:
+        where = f"ir_datasets {c.ir_datasets}"
+    elif isinstance(c.beir, str):
+        where = f"BEIR dataset {c.beir} ({c.split}), " + (f"cached in {c.beir_folder}" if c.beir_folder else f"to download into {beir_cache_folder(c.beir)}")
+    elif c.beir:
+        where = f"BEIR {c.beir} ({c.split})"
+    else:
+        where = f"queries {c.queries.name}, corpus {c.corpus.name}, qrels {c.qrels.name}"
+    run = f"run {c.run.name}" if c.run else f"first stage {c.first_stage}"
+    return f"{where}; {run} top-{c.depth}; relevant grade >= {c.relevance_level}"
