@@ -156,6 +156,9 @@ _POINTWISE = DatasetFormat(
 )
 _HARD_NTUPLE = dict(kind="ntuple", label_column=None, teacher=None, positive_first=True)
 _LISTWISE = dict(kind="listwise", label_column="scores", n_negatives=49)
+# 50-document lists train with gradient caching: the memory of 16 pairs at a time, whatever the list
+# length, for the same loss and gradients (see st_distill.losses.base.ListScoringMixin).
+_CACHED = {"mini_batch_size": 16, "cached": True}
 
 OBJECTIVES: dict[str, Objective] = {
     objective.name: objective
@@ -218,6 +221,7 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             defaults=_defaults(50, data=_LISTS),
             loss_class="st_distill.losses.distillation:DistillRankNetLoss",
+            loss_kwargs=dict(_CACHED),
         ),
         Objective(
             name="adrmse",
@@ -229,7 +233,7 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             defaults=_defaults(50, data=_LISTS),
             loss_class="st_distill.losses.distillation:ADRMSELoss",
-            loss_kwargs={"temperature": 1.0, "discount": "log2"},
+            loss_kwargs={"temperature": 1.0, "discount": "log2", **_CACHED},
         ),
         Objective(
             name="kldistill",
@@ -241,7 +245,7 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             defaults=_defaults(50, data="teacher logits of the first-stage top-50 (not part of the study)"),
             loss_class="st_distill.losses.distillation:KLDistillLoss",
-            loss_kwargs={"temperature": 1.0},
+            loss_kwargs={"temperature": 1.0, **_CACHED},
         ),
         Objective(
             name="kldistill+infonce",
@@ -263,6 +267,7 @@ OBJECTIVES: dict[str, Objective] = {
                 "teacher_weight": 1.0,
                 "hard_weight": 1.0,
                 "temperature": 1.0,
+                **_CACHED,
             },
         ),
         Objective(

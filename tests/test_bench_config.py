@@ -108,7 +108,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
         ('[[objectives]]\nname = "hinge"\ndata = "triples"\n', "objectives[0].data", "needs teacher.scores_file"),
         # issue 11 item 8: rejected at load, naming the key, not at run time
         ('[[objectives]]\nname = "bce"\n[[objectives]]\nname = "hinge"\nloss = { bogus = 1 }\n',
-         "objectives[1].loss.bogus", "unknown argument 'bogus' of HingeLoss (known: margin, mini_batch_size)"),
+         "objectives[1].loss.bogus", "unknown argument 'bogus' of HingeLoss (known: margin, mini_batch_size, cached)"),
         ('[[objectives]]\nname = "bce"\n[[objectives]]\nname = "hinge"\nloss = { margin = "big" }\n',
          "objectives[1].loss.margin", "expected float, got 'big'"),
         ('[[objectives]]\nname = "bce"\n[objectives.train]\noptimizer = "adamw_turbo"\n', "objectives[0].train.optimizer",

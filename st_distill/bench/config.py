@@ -7,7 +7,7 @@ evaluation suites and the phases of the grid. :func:`load_config` reads it and v
 fit the loss's signature, layer indices fit the backbone's depth) and raises :class:`ConfigError`
 naming the offending key path, e.g.
 ``objectives[2].name: unknown objective 'foo' (known: bce, hinge, ...)`` or
-``objectives[2].loss.bogus: unknown argument 'bogus' of HingeLoss (known: margin, mini_batch_size)``.
+``objectives[2].loss.bogus: unknown argument 'bogus' of HingeLoss (known: margin, mini_batch_size, cached)``.
 ``BenchConfig.model_json_schema()`` (``st-distill bench --schema``) is the JSON Schema of a config,
 for editors that check TOML files against one.
 
