@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 HELP = "run the benchmark grid of a config (default: the packaged quickstart), resumable, then write the report"
 
@@ -35,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.bench.config import load_config
+    from st_distill.bench.downloads import describe_downloads
     from st_distill.bench.plan import describe_plan, plan_cells, select_shard
     from st_distill.bench.runner import PhaseBlocked, run_bench
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         cells = select_shard(plan_cells(config, args.phase), *args.shard)
         print(describe_plan(config, cells))
+        print("\n".join(describe_downloads(config)))
         for missing in config.missing:
             print(f"  missing input: {missing}")
         return 0
@@ -50,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
     except PhaseBlocked as exc:
         print(f"st-distill bench: {exc}")
         return 3
-    print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} in this shard; results in {config.output_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job
+        print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} in this shard; results in {config.output_dir}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,10 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         scores = (teacher_scores or {}).get(name)
         if fmt.kind == "listwise":
             if t.rankings is not None:
-                kwargs["candidates"] = read_llm_ranking(t.rankings, query_ids=source.queries)
+                # ids are checked against the source's queries only when all of them are loaded:
+                # with max_queries, a ranking of a query past the cut is expected, and left out
+                ranking = read_llm_ranking(t.rankings, query_ids=source.queries if spec.max_queries is None else None)
+                kwargs["candidates"] = {qid: docs for qid, docs in ranking.items() if qid in source.queries}
             else:
                 kwargs["candidates"] = source.run
             if fmt.teacher == "scores" or t.rankings is None:
@@ -75,11 +79,17 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
 def _teacher_triples(spec):
     """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table."""
     if isinstance(spec, str) and spec.startswith(HF_PREFIX):
-        from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
-
-        subset = spec[len(HF_PREFIX):].split("/")[2]
-        return msmarco_margin_triples(load_msmarco_subset(subset))
+        return _hub_triples(spec)
     return spec
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_triples(spec: str):
+    """Loads a hub subset once per process, however many objectives (bce, hinge, marginmse) train on it."""
+    from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+
+    org, name, subset = spec[len(HF_PREFIX):].split("/")
+    return msmarco_margin_triples(load_msmarco_subset(subset, repo=f"{org}/{name}"))
 
 
 def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
 from st_distill.data.formats import Run, write_trec_run
 from st_distill.io import write_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["evaluate_model", "evaluate_mteb_suite", "first_stage_metrics"]
 
@@ -59,4 +62,5 @@ def first_stage_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]
     for name, suite in suites.items():
         path = ws / "eval" / name / "first_stage.json"
         if not path.is_file():
+            logger.info("first-stage metrics of %s", name)
             write_json(path, _metrics(suite.run, suite, config.eval.metrics)["aggregate"])
