@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 from st_distill import __version__
+from st_distill.logs import configure_logging
 
 # sub-command name -> module under st_distill.commands. Each module defines
 # HELP (one line), add_arguments(parser) and run(args) -> int.
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train cross-encoder re-rankers by distillation with sentence-transformers.",
     )
     parser.add_argument("--version", action="version", version=f"st-distill {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level, third-party libraries and every model-loading report included")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"st_distill.commands.{module_name}")
@@ -49,11 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``st-distill`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(args.verbose)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

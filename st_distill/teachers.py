@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 
 from st_distill.data.formats import Run
 from st_distill.io import atomic_write, file_sha256, write_json
+from st_distill.logs import progress_enabled
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -455,7 +456,7 @@ def score_with_teachers(
     if ensemble not in ENSEMBLES:
         raise ValueError(f"unknown ensemble {ensemble!r}: expected one of {', '.join(ENSEMBLES)}")
     if show_progress_bar is None:
-        show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        show_progress_bar = progress_enabled(logger)
     table = unique_pairs(pairs)
     cache = TeacherCache(cache_dir)
     result = TeacherScores(pairs=table, per_teacher={}, scores=np.empty(0, np.float32))

@@ -171,7 +171,7 @@ def test_ddp_grid_killed_in_a_cell_resumes_and_matches_one_process(tmp_path, no_
     done = subprocess.run(accelerate, capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     # rank 0 alone reports, and every cell once
-    assert re.findall(r"\d+ cell\(s\) run.*", done.stdout) == [f"2 cell(s) run, 0 already done, 2 in this shard; results in {ddp}"]
+    assert re.findall(r"\d+ cell\(s\) run.*", done.stdout) == [f"2 cell(s) run, 0 already done, 2 in the grid; results in {ddp}"]
     assert not list(ddp.rglob("*.partial")) and not list(ddp.rglob("checkpoints")) and not list(ddp.rglob(".*.tmp"))
 
     reference, distributed = cells_of(single), cells_of(ddp)
@@ -205,7 +205,7 @@ def test_two_shards_share_the_prepared_steps_and_split_the_cells(tmp_path, no_dr
                 shards.append(subprocess.Popen([sys.executable, *CLI, str(config), "--output", str(out), "--no-report", "--shard", f"{i}/2"],
                                                stdout=f, stderr=subprocess.STDOUT, env=ENV))
         deadline = time.monotonic() + 240
-        while not all("1 cell(s) in this shard" in log.read_text() for log in logs):
+        while not all(re.search(r"1 cell\(s\) in shard \d/2", log.read_text()) for log in logs):
             assert all(p.poll() is None for p in shards), [log.read_text()[-2000:] for log in logs]
             assert time.monotonic() < deadline, "the shards never reached the shared steps"
             time.sleep(0.05)
@@ -218,12 +218,12 @@ def test_two_shards_share_the_prepared_steps_and_split_the_cells(tmp_path, no_dr
     both = "".join(text)
     assert both.count("teacher phase: dl21") == 1  # the teacher scored the pairs once
     assert both.count("built marginmse from dl21") == 1
-    assert both.count("first-stage metrics of dl19") == 1
-    assert [t.count("cell(s) run") for t in text] == [1, 1] and all("1 cell(s) run, 0 already done" in t for t in text)
+    assert both.count("first stage metrics of dl19") == 1 and both.count("teacher metrics of dl19") == 1
+    assert [t.count("cell(s) run") for t in text] == [1, 1] and all(f"1 cell(s) run, 0 already done, 1 in shard {i}/2" in t for i, t in enumerate(text))
     ran = sorted(re.search(r"cell 1/1: (\S+)", t).group(1) for t in text)
     assert ran == ["main/tiny/marginmse/seed-0", "main/tiny/marginmse/seed-1"]
     assert sorted(cells_of(out)) == ran and not list(out.rglob("*.partial"))
     assert json.loads((out / "inputs.json").read_text())["teacher"]["source"] == "models"
     capsys.readouterr()
     assert main(["bench", str(config), "--output", str(out)]) == 0
-    assert "0 cell(s) run, 2 already done, 2 in this shard" in capsys.readouterr().out
+    assert "0 cell(s) run, 2 already done, 2 in the grid" in capsys.readouterr().out

@@ -31,7 +31,7 @@ whose config changed either of them stops with an error naming what changed.
 Several processes may share one results folder:
 
 - shards (``--shard I/N``, e.g. array jobs): each runs its own cells; the shared steps (the
-  inputs record, teacher, datasets, first-stage runs and metrics) are made under a file lock
+  record, BEIR downloads, teacher, datasets, first-stage runs, reference metrics) are made under a file lock
   (``.locks/prepare``), so the first shard builds them and the others find them done;
 - the ranks of one ``torchrun`` / ``accelerate launch`` job (:class:`~st_distill.bench.workspace.Distributed`):
   every rank trains each cell (DDP, the global batch split across ranks); rank 0 alone builds
@@ -48,14 +48,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
+from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, first_stage_metrics
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed
+from st_distill.data.download import fetch_beir
 from st_distill.io import write_json
+from st_distill.logs import progress_enabled
+from st_distill.models import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +127,23 @@ class Runner:
             build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
 
     def prepare(self, cells: list[Cell]) -> None:
-        """The shared steps ``cells`` need: the inputs record, the teacher phase, their objectives'
-        datasets, and each suite's first-stage metrics.
+        """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
+        BEIR downloads, and what ``cells`` need: the teacher phase, their objectives' datasets and
+        each suite's reference metrics.
 
         Rank 0 does them holding the results folder's lock, so that shards sharing the folder
-        (``--shard``) build each once and never see another's half-made files; the teacher phase's
-        training runs on every rank. The other ranks wait for rank 0 at the end.
+        (``--shard``) build each once and never see another's half-made files; it checks the
+        config's inputs against the recorded ones under the lock too, so two shards cannot both
+        record theirs. The teacher phase's training runs on every rank; the other ranks wait for
+        rank 0 at the end.
         """
         with self.dist.main_locked(self.ws / ".locks" / "prepare"):
             if self.dist.is_main:
                 self.check_inputs()
-                self.write_bench_json()
+                self.write_record()
+                for collection in (*self.config.train_sources, *self.config.eval.suites.values()):
+                    if isinstance(collection.beir, str):
+                        fetch_beir(collection.beir)
             if not cells:
                 return
             if self.config.teacher.source == "train":
@@ -142,30 +151,49 @@ class Runner:
             if self.dist.is_main:
                 for objective in dict.fromkeys(c.objective for c in cells):
                     self.build(objective)
-                first_stage_metrics(self.config, self.ws, self.suites())
+                reference_metrics(self.config, self.ws, self.suites())
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
     def check_inputs(self) -> None:
-        """Records the config's inputs in ``inputs.json``, or checks them against the recorded ones.
+        """Checks the config's inputs against those recorded in ``inputs.json`` (if any); writes nothing.
 
         Raises:
             ValueError: When the folder's shared files were made from other inputs.
         """
-        now = inputs_of(self.config)
         path = self.ws / INPUTS_FILE
         if path.is_file():
+            now = inputs_of(self.config)
             before = json.loads(path.read_text(encoding="utf-8"))
             changed = [key for key in now if before.get(key) != now[key]]
             if changed:
                 raise ValueError(f"{self.ws}: its data, teacher scores and first-stage runs were made with other "
                                  f"{', '.join(changed)} settings than the config's now; use a new --output, or delete "
                                  f"{', '.join(SHARED_FOLDERS)}, cells/ and {INPUTS_FILE} there to rebuild them")
-        else:
-            write_json(path, now)
 
-    def write_bench_json(self) -> None:
+    def check_finished(self, cells: list[Cell]) -> None:
+        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now.
+
+        Raises:
+            ValueError: Naming the first finished cell whose stored settings differ.
+        """
+        selected_for: dict[str, dict] = {}
+        for cell in cells:
+            final = self.ws / "cells" / cell.key
+            if not (final / DONE).is_file():
+                continue
+            if cell.phase not in selected_for:
+                selected_for[cell.phase] = self.selections(cell.phase)
+            stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
+            if stored != json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase]))):
+                raise ValueError(f"{final}: finished with other settings than the config's now; "
+                                 "use another output_dir, or delete this cell to recompute it")
+
+    def write_record(self) -> None:
+        """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
+        if not (self.ws / INPUTS_FILE).is_file():
+            write_json(self.ws / INPUTS_FILE, inputs_of(c))
         write_json(self.ws / "bench.json", {
             "name": c.name,
             "phases": [{"name": p.name, "backbones": list(p.backbones), "objectives": list(p.objectives), "seeds": list(p.seeds),
@@ -276,7 +304,8 @@ class Runner:
         from sentence_transformers.cross_encoder import CrossEncoder
 
         model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
-        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs")
+        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
+                                ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
         mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
         summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
         write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
@@ -297,28 +326,21 @@ class Runner:
         """
         from tqdm.auto import tqdm
 
-        self.ws.mkdir(parents=True, exist_ok=True)
         cells = select_shard(plan_cells(self.config, phase), *shard)
+        self.check_finished(cells)
         # rank 0's view of what is finished, so that every rank runs the same cells
         todo = self.dist.broadcast([c for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()])
-        todo_set = set(todo)
         done = len(cells) - len(todo)
-        logger.info("bench %s: %d cell(s) in this shard, %d already done", self.config.name, len(cells), done)
+        where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
+        logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
         self.prepare(todo)
         ran = 0
-        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not self.dist.is_main)
+        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
-        for cell in cells:
+        for cell in todo:  # the finished cells' settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
-            final = self.ws / "cells" / cell.key
-            if cell not in todo_set:
-                stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
-                if stored != json.loads(json.dumps(settings)):
-                    raise ValueError(f"{final}: finished with other settings than the config's now; "
-                                     "use another output_dir, or delete this cell to recompute it")
-                continue
             logger.info("cell %d/%d: %s", done + ran + 1, len(cells), cell.key)
             progress.set_postfix_str(cell.key)
             started = time.perf_counter()
@@ -346,7 +368,8 @@ def run_bench(
         report: Write ``report/`` once this shard is done.
 
     Returns:
-        Cell counts: ``{"done", "ran", "total"}``.
+        Cell counts ``{"done", "ran", "total"}``, and ``"report"``: the report's Markdown table, where
+        one was written.
     """
     runner = Runner(config)
     counts = runner.run(phase, shard)
@@ -355,5 +378,5 @@ def run_bench(
 
         reported = phase or config.phases[-1].name
         written = write_report(config.output_dir, reported)
-        logger.info("report: %s", written["markdown"])
+        counts["report"] = str(written["markdown"])
     return counts

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from st_distill.io import atomic_write
+from st_distill.logs import progress_enabled
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -148,7 +149,7 @@ def train_model(
         save_total_limit=1,
         logging_steps=args["logging_steps"],
         report_to="none",
-        disable_tqdm=not logger.isEnabledFor(logging.INFO),
+        disable_tqdm=not progress_enabled(logger),
         dataloader_drop_last=False,
         dataloader_pin_memory=model.device.type == "cuda",  # pinning needs an accelerator
         # a model on the CPU trains there; under torchrun this is also what makes the trainer run

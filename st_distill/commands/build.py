@@ -11,6 +11,10 @@ Examples::
     st-distill build adrmse --queries queries.tsv --corpus collection.tsv \\
         --llm-ranking rankzephyr.run --output data/adrmse
 
+    # pointwise MSE on raw teacher logits: each query's top 32 candidates, one row per pair
+    st-distill build mse --queries queries.tsv --corpus collection.tsv --candidates bm25.trec \\
+        --teacher-cache cache/teacher --n-negatives 31 --output data/mse
+
     # MarginMSE at MS MARCO scale from Hofstätter's teacher file, texts joined lazily
     st-distill build marginmse --queries queries.train.tsv --corpus collection.tsv \\
         --triples bert_cat_ensemble_msmarcopassage_train_scores_ids.tsv --lazy --output data/marginmse
@@ -27,7 +31,7 @@ HELP = "build the datasets.Dataset of a training objective (memory-mappable Arro
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("objective", help="registry objective, e.g. bce, hinge, marginmse, infonce, distillranknet, adrmse")
+    parser.add_argument("objective", help="registry objective, e.g. bce, hinge, marginmse, infonce, distillranknet, adrmse, kldistill, mse")
     add_text_arguments(parser)
     labels = parser.add_argument_group("labels and candidates")
     labels.add_argument("--qrels", metavar="FILE", help="judgements (TREC or BEIR qrels); default: the BEIR split's")
@@ -45,11 +49,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--teacher-run", metavar="FILE", help="teacher scores as a TREC run (st-distill teacher --output)")
     teacher.add_argument("--triples", metavar="FILE", help="Hofstätter-style file: pos_score neg_score qid pos_pid neg_pid")
     shape = parser.add_argument_group("shape")
-    shape.add_argument("--n-negatives", type=int, help="negatives per row / list length - 1 (default: the study's)")
+    shape.add_argument("--n-negatives", type=int, help="negatives per row / list length - 1 / mse candidates per query - 1 (default: the registry's)")
     shape.add_argument("--max-positives", type=int, help="at most this many positives per query")
     shape.add_argument("--max-queries", type=int, help="use only the first N queries that give rows")
     shape.add_argument("--seed", type=int, default=0)
     shape.add_argument("--lazy", action="store_true", help="store ids and join texts on access (text stores in OUTPUT/texts)")
+    shape.add_argument(
+        "--ids", action="store_true",
+        help="store string ids (query_id, doc_ids, ...) for sentence-transformers' util.resolve_ids instead of texts",
+    )
     shape.add_argument("--skip-invalid", action="store_true", help="skip bad lines of --triples with a counted warning")
     parser.add_argument(
         "--output", required=True, metavar="DIR", help="folder for dataset.arrow, report.json (and texts/ when --lazy)"
@@ -113,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         args.objective, queries, corpus, qrels=qrels, negatives=negatives, candidates=candidates,
         teacher_scores=teacher_scores, triples=args.triples, n_negatives=args.n_negatives,
         relevance_threshold=args.relevance_threshold, max_positives=args.max_positives, max_queries=args.max_queries,
-        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid,
+        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid, ids=args.ids,
     )
     save_dataset(dataset, report, args.output)
-    print(json.dumps({k: report.to_dict()[k] for k in ("objective", "columns", "queries", "rows", "skipped", "lazy")}, indent=2))
+    print(json.dumps({k: report.to_dict()[k] for k in ("objective", "columns", "queries", "rows", "skipped", "lazy", "ids")}, indent=2))
     return 0

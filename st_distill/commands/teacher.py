@@ -41,9 +41,11 @@ def load_texts(args: argparse.Namespace):
 
 
 def _model_spec(spec: str) -> tuple[str, str | None]:
-    """``NAME[@REVISION]`` -> ``(NAME, REVISION)``."""
+    """``MODEL[@REVISION]`` -> ``(resolved MODEL, REVISION)``; MODEL as :func:`st_distill.models.resolve_model` takes it."""
+    from st_distill.models import resolve_model
+
     name, _, revision = spec.partition("@")
-    return name, revision or None
+    return resolve_model(name), revision or None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pairs.add_argument("--depth", type=int, help="score only each query's top DEPTH documents of the run")
     teachers = parser.add_argument_group("teachers (one or more)")
     teachers.add_argument("--cross-encoder", action="append", default=[], metavar="MODEL[@REV]",
-                          help="CrossEncoder teacher (raw logits); repeat for several")
+                          help="CrossEncoder teacher (raw logits): hub id, local folder or package:MODULE; repeat for several")
     teachers.add_argument("--bi-encoder", action="append", default=[], metavar="MODEL[@REV]",
                           help="SentenceTransformer teacher (similarity); repeat for several")
     teachers.add_argument("--similarity", choices=["cosine", "dot"], default="cosine", help="bi-encoder score (default cosine)")

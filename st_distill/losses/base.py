@@ -14,7 +14,7 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from sentence_transformers.util import batch_to_device
 from torch import Tensor, nn
 
-__all__ = ["check_model", "as_lists", "score_lists", "pad_labels"]
+__all__ = ["check_model", "as_lists", "score_lists", "pad_labels", "check_finite_labels"]
 
 
 def check_model(loss: nn.Module, model: CrossEncoder) -> None:
@@ -124,8 +124,18 @@ def pad_labels(labels: Tensor | Sequence[Tensor] | None, lengths: list[int], los
         )
     rows = [row.reshape(-1).to(device=device, dtype=torch.float32) for row in labels]
     matrix = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=0.0)
-    if not torch.isfinite(matrix).all():
-        bad = sorted({int(i) for i in (~torch.isfinite(matrix)).nonzero()[:, 0]})
-        raise ValueError(f"{loss_name}: teacher scores of batch row(s) {bad} contain NaN or infinite values.")
+    check_finite_labels(matrix, loss_name)
     return matrix
+
+
+def check_finite_labels(labels: Tensor, loss_name: str) -> None:
+    """Raise ``ValueError`` naming the batch rows whose teacher scores hold a NaN or an infinity.
+
+    Args:
+        labels: ``[B]`` (one score per row) or ``[B, ...]`` (several per row) teacher scores.
+        loss_name: The loss named in the message.
+    """
+    if not torch.isfinite(labels).all():
+        bad = sorted({int(i) for i in (~torch.isfinite(labels.reshape(len(labels), -1))).nonzero()[:, 0]})
+        raise ValueError(f"{loss_name}: teacher scores of batch row(s) {bad} contain NaN or infinite values.")
 

@@ -7,7 +7,7 @@ from sentence_transformers.cross_encoder import CrossEncoder, losses
 from torch import Tensor, nn
 
 from st_distill.losses import functional as F
-from st_distill.losses.base import as_lists, check_model, score_lists
+from st_distill.losses.base import as_lists, check_finite_labels, check_model, score_lists
 
 
 class HingeLoss(nn.Module):
@@ -122,8 +122,5 @@ class MarginMSELoss(losses.MarginMSELoss):
         """
         if labels is None:
             raise ValueError(f"{type(self).__name__} needs a teacher-score column ('scores'), but the batch has none.")
-        rows = torch.stack(list(labels)) if isinstance(labels, (list, tuple)) else labels
-        if not torch.isfinite(rows).all():
-            bad = sorted({int(i) for i in (~torch.isfinite(rows.reshape(len(rows), -1))).nonzero()[:, 0]})
-            raise ValueError(f"{type(self).__name__}: teacher scores of batch row(s) {bad} contain NaN or infinite values.")
+        check_finite_labels(torch.stack(list(labels)) if isinstance(labels, (list, tuple)) else labels, type(self).__name__)
         return super().forward(inputs, labels, prompt=prompt, task=task)

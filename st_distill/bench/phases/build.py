@@ -48,8 +48,8 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         scores = (teacher_scores or {}).get(name)
-        if fmt.kind == "listwise":
-            if t.rankings is not None:
+        if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
+            if t.rankings is not None and fmt.kind == "listwise":
                 # ids are checked against the source's queries only when all of them are loaded:
                 # with max_queries, a ranking of a query past the cut is expected, and left out
                 ranking = read_llm_ranking(t.rankings, query_ids=source.queries if spec.max_queries is None else None)

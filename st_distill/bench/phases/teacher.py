@@ -10,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
+from st_distill.bench.config import BenchConfig
+from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.plan import passages_per_row
@@ -19,10 +20,10 @@ from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_teacher", "teacher_phase"]
+__all__ = ["teacher_models", "train_teacher", "teacher_phase"]
 
 
-def _teacher_models(config: BenchConfig, ws: Path) -> list:
+def teacher_models(config: BenchConfig, ws: Path) -> list:
     """The teachers to score with (the teacher phase's trained model, see :func:`train_teacher`, first)."""
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher
 
@@ -101,7 +102,7 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> 
 
     if config.teacher.source not in ("models", "train"):
         return {}
-    teachers = _teacher_models(config, ws)
+    teachers = teacher_models(config, ws)
     scores = {}
     for name, source in sources.items():
         pairs = {qid: dict(docs) for qid, docs in source.run.items()}
