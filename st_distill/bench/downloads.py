@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from st_distill.bench.config import HF_PREFIX, BenchConfig, Collection
-from st_distill.models import resolve_model
 from st_distill.data.sources import HUB_DOWNLOADS, IR_DATASETS_DOWNLOADS, Download
+from st_distill.models import resolve_model
 
 __all__ = ["describe_downloads"]
 

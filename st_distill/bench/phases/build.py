@@ -59,7 +59,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
             if fmt.teacher == "scores" or t.rankings is None:
                 kwargs["teacher_scores"] = scores
         elif from_triples:
-            kwargs["triples"] = _teacher_triples(t.scores_file)
+            kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
             if config.negatives.sampling == "top":
                 kwargs["negatives"] = negatives_from_run(
@@ -76,11 +76,26 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     return dataset, [r for _, r in parts]
 
 
-def _teacher_triples(spec):
-    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table."""
+def _teacher_triples(spec, kept_queries=None):
+    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table.
+
+    With ``kept_queries`` (a source cut by ``max_queries``), the table of the triples of those
+    queries: the others are expected (the file covers every query), not unknown ids.
+    """
     if isinstance(spec, str) and spec.startswith(HF_PREFIX):
-        return _hub_triples(spec)
-    return spec
+        table = _hub_triples(spec)
+    elif kept_queries is not None:
+        from st_distill.data.teacher_files import read_teacher_triples
+
+        table = read_teacher_triples(spec)
+    else:
+        return spec
+    if kept_queries is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.is_in(table.column("qid"), value_set=pa.array(list(kept_queries), pa.string())))
+    return table
 
 
 @functools.lru_cache(maxsize=1)
