@@ -204,7 +204,7 @@ def grid(model_path: str, size: str, folder: Path, steps: int, max_length: int, 
     if done.returncode != 0:
         out["error"] = done.stderr[-3000:]
         return out
-    out["summary"] = done.stdout.strip().splitlines()[-1]
+    out["summary"] = next(line for line in done.stdout.splitlines() if "cell(s) run" in line)
     for metrics in sorted((folder / "grid" / "cells").rglob("metrics.json")):
         cell = json.loads(metrics.read_text())
         out[cell["cell"]["objective"]] = {"nDCG@10": round(cell["suites"]["trec-dl-2019"]["aggregate"]["nDCG@10"], 4),
