@@ -64,10 +64,12 @@ def unique_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
     return list(index), inverse
 
 
-def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> dict[str, list[list[int]]] | None:
+def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> tuple[dict[str, list[list[int]]], dict[str, Any]] | None:
     """Tokenises every pair in one call of the model's preprocessing, without padding.
 
-    Returns ``None`` when the model's input module does not produce plain token-id lists
+    Returns ``(per-pair token lists, per-call settings)``: the settings (e.g. ``logits_to_keep=1``
+    of a causal-LM reranker, so that only the last position's logits are computed) go with every
+    batch. Returns ``None`` when the model's input module does not produce plain token-id lists
     (a non-text processor), in which case the caller preprocesses batch by batch.
     """
     try:
@@ -78,7 +80,9 @@ def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> dict[str, list[list[
     ids = features.get("input_ids") if hasattr(features, "get") else None
     if not isinstance(ids, list) or (ids and not isinstance(ids[0], list)):
         return None
-    return {key: value for key, value in features.items() if isinstance(value, list) and len(value) == len(pairs)}
+    lists = {key: value for key, value in features.items() if isinstance(value, list) and len(value) == len(pairs)}
+    settings = {key: value for key, value in features.items() if isinstance(value, (int, bool)) and key not in lists}
+    return lists, settings
 
 
 def _pad(tokenizer: Any, encoded: dict[str, list[list[int]]], rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -202,7 +206,8 @@ def score_pairs(
         return np.zeros((0,) if num_labels == 1 else (0, num_labels), dtype=np.float32)
 
     unique, inverse = unique_pairs(pairs)
-    encoded = _pretokenise(model, unique)
+    pretokenised = _pretokenise(model, unique)
+    encoded, settings = pretokenised if pretokenised is not None else (None, {})
     if encoded is not None:
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(unique))
     else:  # no token lists to count: characters are the proxy, as in predict
@@ -224,8 +229,7 @@ def score_pairs(
         ) as progress:
             for rows in batches:
                 if encoded is not None:
-                    features: dict[str, Any] = _pad(tokenizer, encoded, rows)
-                    features["modality"] = "text"
+                    features: dict[str, Any] = {**_pad(tokenizer, encoded, rows), **settings, "modality": "text"}
                 else:
                     features = model.preprocess([unique[i] for i in rows])
                 features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}

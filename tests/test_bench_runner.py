@@ -239,3 +239,24 @@ def test_student_fidelity_against_the_teachers_run():
     assert same["queries"] == 2 and same["spearman"] == pytest.approx(1.0) and same["kl_divergence"] == pytest.approx(0.0, abs=1e-9)
     reversed_ = student_fidelity({"q1": {"a": 1.0, "b": 2.0, "c": 3.0}, "q2": {"x": 0.0, "y": 1.0}}, teacher)
     assert reversed_["spearman"] == pytest.approx(-1.0) and reversed_["kendall"] == pytest.approx(-1.0)
+
+
+def test_normalisation_reaches_the_built_data_and_a_change_is_not_reused(tmp_path, tiny_model_path):
+    from st_distill.bench.config import load_config
+    from st_distill.bench.runner import Runner
+    from st_distill.data.builder import load_built_dataset
+
+    config = write_config(tmp_path, tiny_model_path)
+    out = tmp_path / "out"
+    runner = Runner(load_config(config, output_dir=out))
+    runner.write_record()
+    raw = runner.dataset("marginmse")
+    text = config.read_text().replace('name = "marginmse"', 'name = "marginmse"\nnormalize = "zscore"')
+    config.write_text(text)
+    with pytest.raises(ValueError, match="built with other settings"):
+        Runner(load_config(config, output_dir=out)).dataset("marginmse")
+    zscored = Runner(load_config(config, output_dir=tmp_path / "out2")).dataset("marginmse")
+    assert json.loads((tmp_path / "out2" / "data" / "marginmse" / "report.json").read_text())["normalize"] == "zscore"
+    assert json.loads((tmp_path / "out2" / "data" / "marginmse" / "settings.json").read_text())["normalize"] == "zscore"
+    assert raw["query"] == zscored["query"] and raw["scores"] != zscored["scores"]
+    assert load_built_dataset(tmp_path / "out2" / "data" / "marginmse").num_rows == raw.num_rows

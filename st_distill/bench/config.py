@@ -519,6 +519,9 @@ class ObjectiveConfig(_Section):
             raise _fail(f"{self.name!r} is pointwise: it takes no negatives per row", "n_negatives")
         if self.data == "triples" and kind == "listwise":
             raise _fail(f"{self.name!r} is listwise: it cannot train on triples", "data")
+        if self.normalize not in (None, "raw") and (fmt.teacher is None or self.data == "triples"):
+            why = "it trains on hard labels" if fmt.teacher is None else "teacher triples are used as they are"
+            raise _fail(f"{self.name!r} takes no normalisation: {why}", "normalize")
         if self.loss:
             _loss_arguments(self.name, self.loss)
         return self

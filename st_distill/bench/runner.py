@@ -49,13 +49,14 @@ from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig
-from st_distill.bench.phases.build import build_phase
+from st_distill.bench.phases.build import build_phase, check_built
 from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed
 from st_distill.data.download import fetch_beir
+from st_distill.data.builder import REPORT_FILE
 from st_distill.io import write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
@@ -69,7 +70,9 @@ class PhaseBlocked(RuntimeError):
     """A phase needs the selection of an earlier sweep phase whose cells are not all finished yet."""
 
 
-def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
+def _model_card(model, config: BenchConfig, cell: Cell, settings: dict, built: dict) -> None:
+    """Names the objective, the data and the teacher in the model card; ``built`` is the dataset's
+    ``report.json`` (its teachers' fingerprints and the normalisation of their scores)."""
     t = config.teacher
     teacher = {
         "none": "none (hard labels only)",
@@ -81,6 +84,11 @@ def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
 
     if get_objective(cell.objective).dataset_format.teacher is None:
         teacher = "none (hard labels only)"
+    else:
+        prints = (built.get("teacher") or {}).get("fingerprints") or {}
+        if prints:
+            teacher += "; st-distill fingerprints " + ", ".join(f"{name} {key[:12]}" for name, key in prints.items())
+        teacher += f"; targets: {built.get('normalize') or 'raw'} teacher scores"
     card = model.model_card_data
     card.model_name = f"{cell.backbone} cross-encoder trained with the st-distill objective '{cell.objective}' (teacher: {teacher})"
     data = " + ".join(s.name for s in config.train_sources)
@@ -120,11 +128,13 @@ class Runner:
         return self._suites
 
     def build(self, objective: str) -> None:
-        """Builds (once) the dataset of ``objective``, scoring with the teachers first (once per run). Rank 0 only."""
+        """Builds (once) the dataset of ``objective``, scoring with the teachers first (once per run),
+        and checks that a dataset found there was built with the config's settings. Rank 0 only."""
         if not (self.ws / "data" / objective / DONE).is_file():
             if self._teacher_scores is None:
                 self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
             build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
+        check_built(self.config, self.ws, objective)
 
     def prepare(self, cells: list[Cell]) -> None:
         """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
@@ -293,7 +303,8 @@ class Runner:
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
-            _model_card(model, self.config, cell, settings)
+            _model_card(model, self.config, cell, settings,
+                        json.loads((self.ws / "data" / cell.objective / REPORT_FILE).read_text(encoding="utf-8")))
             model.save_pretrained(str(work / "model"))
             write_json(work / "train.json", summary)
             shutil.rmtree(work / "checkpoints", ignore_errors=True)

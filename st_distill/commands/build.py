@@ -26,6 +26,7 @@ import argparse
 import json
 
 from st_distill.commands.teacher import add_text_arguments
+from st_distill.data.normalize import NORMALIZATIONS
 
 HELP = "build the datasets.Dataset of a training objective (memory-mappable Arrow file + JSON report)"
 
@@ -48,6 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--teacher-cache", metavar="DIR", help="cache folder written by st-distill teacher")
     teacher.add_argument("--teacher-run", metavar="FILE", help="teacher scores as a TREC run (st-distill teacher --output)")
     teacher.add_argument("--triples", metavar="FILE", help="Hofstätter-style file: pos_score neg_score qid pos_pid neg_pid")
+    teacher.add_argument(
+        "--normalize", choices=NORMALIZATIONS,
+        help="how teacher scores become targets (default: the one recorded in --teacher-cache, else raw)",
+    )
     shape = parser.add_argument_group("shape")
     shape.add_argument("--n-negatives", type=int, help="negatives per row / list length - 1 / mse candidates per query - 1 (default: the registry's)")
     shape.add_argument("--max-positives", type=int, help="at most this many positives per query")
@@ -114,15 +119,16 @@ def run(args: argparse.Namespace) -> int:
         candidates = read_trec_run(args.candidates)
     if args.teacher_cache and args.teacher_run:
         raise ValueError("give --teacher-cache or --teacher-run, not both")
-    teacher_scores = load_cached_scores(args.teacher_cache) if args.teacher_cache else None
+    teacher_scores = load_cached_scores(args.teacher_cache, queries=queries, corpus=corpus) if args.teacher_cache else None
     if args.teacher_run:
         teacher_scores = read_trec_run(args.teacher_run)
     dataset, report = build_dataset(
         args.objective, queries, corpus, qrels=qrels, negatives=negatives, candidates=candidates,
         teacher_scores=teacher_scores, triples=args.triples, n_negatives=args.n_negatives,
         relevance_threshold=args.relevance_threshold, max_positives=args.max_positives, max_queries=args.max_queries,
-        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid, ids=args.ids,
+        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid, ids=args.ids, normalize=args.normalize,
     )
     save_dataset(dataset, report, args.output)
-    print(json.dumps({k: report.to_dict()[k] for k in ("objective", "columns", "queries", "rows", "skipped", "lazy", "ids")}, indent=2))
+    keys = ("objective", "columns", "queries", "rows", "skipped", "lazy", "ids", "normalize")
+    print(json.dumps({k: report.to_dict()[k] for k in keys}, indent=2))
     return 0

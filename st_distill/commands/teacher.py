@@ -10,13 +10,23 @@ Examples::
     # an ensemble of a CrossEncoder and a bi-encoder on standardised scores; re-running resumes
     st-distill teacher --beir scifact --split train --run scifact.bm25.trec --depth 20 \\
         --cross-encoder models/ce --bi-encoder models/bi --ensemble zscore --cache cache/scifact
+
+    # a causal-LM reranker (yes/no log-odds); builds from this cache use per-query z-scores as targets
+    st-distill teacher --beir scifact --run scifact.bm25.trec --depth 20 \\
+        --cross-encoder Qwen/Qwen3-Reranker-0.6B --normalize zscore --cache cache/scifact-qwen
+
+The cache is keyed by the teachers' weights and the texts: a changed model or passage is scored
+again. A shard that fails its checksum stops the run naming it; ``--repair`` moves it aside and
+scores its pairs again.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "score (query, doc) pairs with CrossEncoder / bi-encoder teachers into a resumable cache"
+from st_distill.data.normalize import NORMALIZATIONS
+
+HELP = "score (query, doc) pairs with CrossEncoder / bi-encoder teachers into a resumable, content-keyed cache"
 
 
 def add_text_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,11 +75,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", required=True, metavar="DIR", help="cache folder (Parquet shards + manifest.json)")
     parser.add_argument("--ensemble", choices=["mean", "zscore"], default="mean", help="how several teachers combine")
     parser.add_argument("--shard-size", type=int, default=4096, help="pairs per cache shard (default 4096)")
-    parser.add_argument("--output", metavar="FILE", help="also write the (ensemble) scores as a TREC run")
+    parser.add_argument(
+        "--normalize", choices=NORMALIZATIONS, default="raw",
+        help="how builds from this cache turn the raw scores into targets (recorded in the manifest; the cache "
+        "keeps raw scores, so changing it never rescores): per-query minmax / zscore / rank, global-zscore, "
+        "sigmoid, or raw (default)",
+    )
+    parser.add_argument("--repair", action="store_true", help="move shards that fail their checksum aside and rescore their pairs")
+    parser.add_argument("--output", metavar="FILE", help="also write the (ensemble) scores, normalised, as a TREC run")
 
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_trec_run, top_k, write_trec_run
+    from st_distill.data.normalize import normalize_run
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher, score_with_teachers
 
     if not (args.cross_encoder or args.bi_encoder):
@@ -82,10 +100,13 @@ def run(args: argparse.Namespace) -> int:
         BiEncoderTeacher(name, similarity=args.similarity, revision=rev, **common)
         for name, rev in map(_model_spec, args.bi_encoder)
     ]
-    result = score_with_teachers(teachers, pairs, queries, corpus, args.cache, ensemble=args.ensemble, shard_size=args.shard_size)
+    result = score_with_teachers(
+        teachers, pairs, queries, corpus, args.cache, ensemble=args.ensemble, shard_size=args.shard_size,
+        normalize=args.normalize, repair=args.repair,
+    )
     for teacher in teachers:
         print(f"{teacher.name}: {result.scored[teacher.name]} pairs scored, {result.cached[teacher.name]} from the cache")
     if args.output:
-        write_trec_run(result.to_run(), args.output, tag="st-distill-teacher")
-        print(f"wrote {result.pairs.num_rows} scores to {args.output}")
+        write_trec_run(normalize_run(result.to_run(), args.normalize), args.output, tag="st-distill-teacher")
+        print(f"wrote {result.pairs.num_rows} scores (normalize: {args.normalize}) to {args.output}")
     return 0

@@ -77,6 +77,7 @@ import pyarrow.compute as pc
 from st_distill.data.formats import Qrels, Run, ranked
 from st_distill.data.ids import id_columns, run_from_ids, texts_from_lookup
 from st_distill.data.negatives import Negatives, query_rng, relevant
+from st_distill.data.normalize import Normalization, check_normalization, normalize_run
 from st_distill.data.store import TextStore
 from st_distill.data.teacher_files import id_positions, read_teacher_triples
 from st_distill.io import write_json
@@ -112,6 +113,10 @@ class BuildReport:
         lazy: Whether texts are joined lazily (row numbers into text stores).
         ids: Whether the dataset holds string ids (``resolve_ids`` naming) instead of texts.
         sources: Where the data came from (kinds of inputs, file names).
+        normalize: How teacher scores became targets (see :mod:`st_distill.data.normalize`);
+            ``None`` when the objective trains on labels only.
+        teacher: The teachers behind the scores when they came as
+            :class:`~st_distill.teachers.TeacherScores`: ``{"ensemble", "teachers", "fingerprints"}``.
         seconds: Wall time of the build.
     """
 
@@ -126,6 +131,8 @@ class BuildReport:
     lazy: bool = False
     ids: bool = False
     sources: dict[str, Any] = field(default_factory=dict)
+    normalize: str | None = None
+    teacher: dict[str, Any] | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +217,23 @@ def _as_texts(texts: Mapping[str, str] | Any) -> Mapping[str, str]:
     return texts if isinstance(texts, Mapping) else texts_from_lookup(texts)
 
 
+def _targets(
+    name: str, fmt: DatasetFormat, normalize: Normalization | None, teacher_scores, teacher: Run | None, candidates: Run | None
+) -> tuple[Run | None, str | None]:
+    """The run the rows' scores are read from, normalised, and the method applied (``None`` when
+    the format trains on labels only). Without teacher scores, a ranking format reads the
+    candidates' own scores (e.g. LLM pseudo-scores): those are normalised, the candidates' order is kept."""
+    method = check_normalization(normalize or getattr(teacher_scores, "normalize", None) or "raw")
+    if fmt.teacher is None:
+        if normalize not in (None, "raw"):
+            raise ValueError(f"{name}: trains on labels, not teacher scores; normalize={normalize!r} does not apply")
+        return teacher, None
+    source = teacher if teacher is not None else candidates
+    if method == "raw" or source is None:
+        return teacher, method
+    return normalize_run(source, method), method
+
+
 def build_dataset(
     objective: str | Objective,
     queries: Mapping[str, str] | Dataset,
@@ -228,6 +252,7 @@ def build_dataset(
     lazy: bool = False,
     skip_invalid: bool = False,
     ids: bool = False,
+    normalize: Normalization | None = None,
 ) -> tuple[Dataset, BuildReport]:
     """Builds the training dataset of one registry objective.
 
@@ -277,17 +302,25 @@ def build_dataset(
             and join texts on access.
         skip_invalid: Passed to the triples reader: skip bad lines with a counted warning.
         ids: Store string ids in ``resolve_ids`` naming instead of texts (see :mod:`st_distill.data.ids`).
+        normalize: How teacher scores become targets: ``"raw"``, ``"sigmoid"``, ``"minmax"``,
+            ``"zscore"``, ``"global-zscore"`` or ``"rank"`` (see :mod:`st_distill.data.normalize`;
+            per-query statistics over all of a query's given teacher scores). ``None``: the
+            method recorded in ``teacher_scores`` (a :class:`~st_distill.teachers.TeacherScores`
+            read from a cache), else ``"raw"``. Recorded in the report.
 
     Returns:
         ``(dataset, report)``.
 
     Raises:
-        ValueError: On an unknown objective, missing inputs the format needs, ``lazy`` without stores,
-            or ``lazy`` with ``ids``.
+        ValueError: On an unknown objective or normalisation, missing inputs the format needs, ``lazy``
+            without stores, ``lazy`` with ``ids``, or a normalisation asked of an objective without
+            teacher scores or of triples.
         FormatError: On a malformed triples file (unless ``skip_invalid``).
     """
     started = time.perf_counter()
     name, fmt = _format(objective)
+    if normalize is not None:
+        check_normalization(normalize)
     n = fmt.n_negatives if n_negatives is None else n_negatives
     if fmt.kind == "pointwise":
         n = 1 if n is None else n
@@ -305,14 +338,23 @@ def build_dataset(
             raise ValueError(f"{name}: a listwise objective cannot be built from teacher triples; give candidates")
         if fmt.kind == "ntuple" and n != 1:
             raise ValueError(f"{name}: teacher triples hold one negative per row, got n_negatives={n}")
+        if normalize not in (None, "raw"):
+            raise ValueError(f"{name}: teacher triples are used with their scores as given; normalize={normalize!r} is not supported")
+        report.normalize = "raw" if fmt.teacher is not None else None
         table, columns = _from_triples(fmt, triples, queries, corpus, skip_invalid, skipped, report)
     else:
         given_candidates, candidates = candidates, _as_run(candidates)
         teacher = candidates if teacher_scores is given_candidates else _as_run(teacher_scores)
         if fmt.teacher == "scores" and teacher is None:
             raise ValueError(f"{name}: this objective trains on teacher scores; pass teacher_scores (or triples)")
+        targets, report.normalize = _targets(name, fmt, normalize, teacher_scores, teacher, candidates)
+        if hasattr(teacher_scores, "ensemble"):  # TeacherScores: record the teachers behind the scores
+            recipe = teacher_scores.ensemble
+            report.teacher = {
+                "ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints"),
+            }
         rows = _rows(
-            fmt, n, queries, corpus, qrels, negatives, candidates, teacher,
+            fmt, n, queries, corpus, qrels, negatives, candidates, targets,
             relevance_threshold, max_positives, max_queries, seed, skipped,
         )
         if not rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_objective_dataset", "build_phase"]
+__all__ = ["build_objective_dataset", "build_phase", "build_settings", "check_built", "normalization"]
 
 
 def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Loaded], teacher_scores: dict | None):
@@ -47,6 +48,8 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
         kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
+        if fmt.teacher is not None and not from_triples:
+            kwargs["normalize"] = normalization(config, objective)
         scores = (teacher_scores or {}).get(name)
         if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
             if t.rankings is not None and fmt.kind == "listwise":
@@ -107,12 +110,42 @@ def _hub_triples(spec: str):
     return msmarco_margin_triples(load_msmarco_subset(subset, repo=f"{org}/{name}"))
 
 
+#: The objective's own build settings, stored with its dataset and checked when it is reused.
+SETTINGS = "settings.json"
+
+
+def normalization(config: BenchConfig, objective: str) -> str:
+    """How teacher scores become the labels of ``objective``: its own ``normalize``, else ``teacher.normalize``."""
+    return config.objective(objective).normalize or config.teacher.normalize
+
+
+def build_settings(config: BenchConfig, objective: str) -> dict[str, Any]:
+    """What, besides the shared inputs (``inputs.json``), decides ``data/<objective>/``'s content."""
+    entry = config.objective(objective)
+    return {"n_negatives": entry.n_negatives, "data": entry.data, "normalize": normalization(config, objective)}
+
+
+def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
+    """Checks that ``data/<objective>/`` was built with the config's settings for it.
+
+    Raises:
+        ValueError: When it was built with others (``n_negatives``, ``data``, ``normalize``).
+    """
+    final = ws / "data" / objective
+    built = json.loads((final / SETTINGS).read_text(encoding="utf-8")) if (final / SETTINGS).is_file() else None
+    settings = build_settings(config, objective)
+    if built != settings:
+        raise ValueError(f"{final}: built with other settings ({built}) than the config's now ({settings}); "
+                         "use a new --output, or delete this folder and the cells of this objective to rebuild it")
+
+
 def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
     """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
     from st_distill.data.builder import BuildReport, save_dataset
 
     final = ws / "data" / objective
     if (final / DONE).is_file():
+        check_built(config, ws, objective)
         return final
     dataset, reports = build_objective_dataset(config, objective, config.objective(objective).n_negatives, sources, teacher_scores)
     with atomic_folder(final) as tmp:
@@ -122,5 +155,6 @@ def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str
                                     "skipped": {k: sum(r.skipped.get(k, 0) for r in reports) for r in reports for k in r.skipped}})
         save_dataset(dataset, report, tmp)
         write_json(tmp / "sources.json", {name: r.to_dict() for name, r in zip(sources, reports)})
+        write_json(tmp / SETTINGS, build_settings(config, objective))
         (tmp / DONE).touch()
     return final

@@ -112,6 +112,7 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> 
                     pairs[qid].setdefault(docid, 0.0)
         logger.info("teacher phase: %s, %d pairs", name, sum(len(d) for d in pairs.values()))
         scores[name] = score_with_teachers(
-            teachers, pairs, source.queries, source.corpus, cache_dir=ws / "teacher" / name, ensemble=config.teacher.ensemble
+            teachers, pairs, source.queries, source.corpus, cache_dir=ws / "teacher" / name, ensemble=config.teacher.ensemble,
+            normalize=config.teacher.normalize,
         )
     return scores
