@@ -136,6 +136,16 @@ class Runner:
             build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
         check_built(self.config, self.ws, objective)
 
+    def dataset(self, objective: str):
+        """The dataset of ``objective``: built if missing (by rank 0, holding the folder's lock) and
+        checked against the config's settings (see :meth:`build`), then loaded on every rank."""
+        from st_distill.data.builder import load_built_dataset
+
+        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+            if self.dist.is_main:
+                self.build(objective)
+        return load_built_dataset(self.ws / "data" / objective)
+
     def prepare(self, cells: list[Cell]) -> None:
         """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
         BEIR downloads, and what ``cells`` need: the teacher phase, their objectives' datasets and
