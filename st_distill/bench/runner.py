@@ -153,13 +153,13 @@ class Runner:
 
         Rank 0 does them holding the results folder's lock, so that shards sharing the folder
         (``--shard``) build each once and never see another's half-made files; it checks the
-        config's inputs against the recorded ones under the lock too, so two shards cannot both
-        record theirs. The teacher phase's training runs on every rank; the other ranks wait for
+        config's inputs against the recorded ones again under the lock, so that two shards with
+        different inputs cannot both record theirs. The teacher phase's training runs on every rank; the other ranks wait for
         rank 0 at the end.
         """
         with self.dist.main_locked(self.ws / ".locks" / "prepare"):
             if self.dist.is_main:
-                self.check_inputs()
+                self.check_inputs()  # again: another shard may have recorded its inputs since run() checked
                 self.write_record()
                 for collection in (*self.config.train_sources, *self.config.eval.suites.values()):
                     if isinstance(collection.beir, str):
@@ -348,6 +348,7 @@ class Runner:
         from tqdm.auto import tqdm
 
         cells = select_shard(plan_cells(self.config, phase), *shard)
+        self.check_inputs()
         self.check_finished(cells)
         # rank 0's view of what is finished, so that every rank runs the same cells
         todo = self.dist.broadcast([c for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()])
