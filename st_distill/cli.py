@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from st_distill import __version__
@@ -55,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        # Input errors already name the file and line; print them without a traceback.
+    except (ValueError, OSError) as exc:
+        # Input errors name the file and line, OS errors the path: print them without a traceback
+        # (with --verbose, the traceback is logged too).
+        logging.getLogger("st_distill").debug("%s failed", args.command, exc_info=True)
         print(f"st-distill {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

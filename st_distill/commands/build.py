@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from st_distill.commands.arguments import non_negative_int, positive_int
 from st_distill.commands.teacher import add_text_arguments
 from st_distill.data.normalize import NORMALIZATIONS
 
@@ -36,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_text_arguments(parser)
     labels = parser.add_argument_group("labels and candidates")
     labels.add_argument("--qrels", metavar="FILE", help="judgements (TREC or BEIR qrels); default: the BEIR split's")
-    labels.add_argument("--relevance-threshold", type=int, default=1, help="lowest relevant grade (TREC DL passage: 2)")
+    labels.add_argument("--relevance-threshold", type=positive_int, default=1, help="lowest relevant grade (TREC DL passage: 2)")
     labels.add_argument("--negatives-run", metavar="FILE", help="first-stage run to take negatives from")
-    labels.add_argument("--negatives", type=int, default=7, help="negatives taken per query from --negatives-run (default 7)")
-    labels.add_argument("--depth", type=int, help="look only at the top DEPTH of --negatives-run")
+    labels.add_argument("--negatives", type=positive_int, default=7, help="negatives taken per query from --negatives-run (default 7)")
+    labels.add_argument("--depth", type=positive_int, help="look only at the top DEPTH of --negatives-run")
     labels.add_argument(
         "--strategy", choices=["top", "uniform"], default="top", help="top-k, or a uniform sample from the top DEPTH"
     )
@@ -54,10 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how teacher scores become targets (default: the one recorded in --teacher-cache, else raw)",
     )
     shape = parser.add_argument_group("shape")
-    shape.add_argument("--n-negatives", type=int, help="negatives per row / list length - 1 / mse candidates per query - 1 (default: the registry's)")
-    shape.add_argument("--max-positives", type=int, help="at most this many positives per query")
-    shape.add_argument("--max-queries", type=int, help="use only the first N queries that give rows")
-    shape.add_argument("--seed", type=int, default=0)
+    shape.add_argument(
+        "--n-negatives", type=positive_int,
+        help="negatives per row / list length - 1 / mse candidates per query - 1 (default: the registry's)",
+    )
+    shape.add_argument("--max-positives", type=positive_int, help="at most this many positives per query")
+    shape.add_argument("--max-queries", type=positive_int, help="use only the first N queries that give rows")
+    shape.add_argument("--seed", type=non_negative_int, default=0)
     shape.add_argument("--lazy", action="store_true", help="store ids and join texts on access (text stores in OUTPUT/texts)")
     shape.add_argument(
         "--ids", action="store_true",
@@ -95,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_qrels, read_trec_run
     from st_distill.data.negatives import negatives_from_run
     from st_distill.data.teacher_files import read_llm_ranking
+    from st_distill.io import require_output_folder
     from st_distill.teachers import load_cached_scores
 
+    require_output_folder(args.output)
     if args.lazy:
         queries, corpus = _stores(args)
         qrels = read_qrels(Path(args.beir) / "qrels" / f"{args.split}.tsv") if args.beir and not args.qrels else None

@@ -98,16 +98,30 @@ def _as_string(column: pa.ChunkedArray) -> pa.ChunkedArray:
 def msmarco_text_store(dataset: Dataset, path: str | os.PathLike, subset: str = "corpus") -> TextStore:
     """Writes a ``corpus`` or ``queries`` subset (ids and texts) to a :class:`TextStore` at ``path``.
 
+    As in TSV and BEIR files, an empty id or text (or only whitespace) is an error.
+
     Raises:
-        ValueError: On an unknown subset or a dataset without the subset's columns.
+        ValueError: On an unknown subset, a dataset without the subset's columns, or a row with
+            a missing or empty id or text (its row number and id named).
     """
     if subset not in _TEXT_COLUMNS:
         raise ValueError(f"unknown text subset {subset!r}: expected one of {', '.join(_TEXT_COLUMNS)}")
     id_column, text_column = _TEXT_COLUMNS[subset]
     table = _columns(dataset, [id_column, text_column])
     table = pa.table({"id": _as_string(table.column(id_column)), "text": table.column(text_column)}, schema=SCHEMA)
+    _check_texts(table, f"{MSMARCO_HF} {subset}", id_column, text_column)
     TextStore.write(table.to_batches(max_chunksize=1 << 20), path)
     return TextStore(path)
+
+
+def _check_texts(table: pa.Table, source: str, id_name: str = "id", text_name: str = "text") -> None:
+    """Raises ``ValueError`` naming the first row whose id or text is missing or empty (after stripping)."""
+    for column, name in ((table.column("id"), id_name), (table.column("text"), text_name)):
+        empty = pc.or_kleene(column.is_null(), pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0))
+        if pc.any(empty).as_py():
+            row = pc.index(empty, True).as_py()
+            key = table.column("id")[row].as_py()
+            raise ValueError(f"{source}: row {row} (id {key!r}) has an empty {name}")
 
 
 def msmarco_margin_triples(dataset: Dataset) -> pa.Table:
@@ -160,18 +174,21 @@ def load_ir_dataset(dataset_id: str, store_path: str | os.PathLike, with_run: bo
 
     The documents stream into a :class:`TextStore` at ``store_path`` (a document's text is
     its ``title`` and ``text`` joined, as for BEIR); queries, qrels and, with ``with_run``,
-    ``scoreddocs`` (as a run) are read into dicts. Reading ``scoreddocs`` downloads them:
-    for ``msmarco-passage/train/judged`` that is the 11.5 GB ``top1000.train.tar.gz``, so a
-    caller with its own first-stage run passes ``with_run=False``.
+    ``scoreddocs`` (as a run) are read into dicts. Texts are stripped; an empty query or document
+    text is an error, as in TSV and BEIR files. Reading ``scoreddocs`` downloads them: for
+    ``msmarco-passage/train/judged`` that is the 11.5 GB ``top1000.train.tar.gz``, so a caller
+    with its own first-stage run passes ``with_run=False``.
 
     Raises:
         ImportError: When ``ir_datasets`` is not installed (``pip install "st-distill[irds]"``).
+        ValueError: On an empty query or document text (the id named).
     """
     import ir_datasets
 
     dataset = ir_datasets.load(dataset_id)
-    queries = {str(q.query_id): q.text for q in dataset.queries_iter()}
-    TextStore.write(_record_batches(dataset.docs_iter()), store_path)
+    queries = {str(q.query_id): q.text.strip() for q in dataset.queries_iter()}
+    _check_texts(pa.table({"id": list(queries), "text": list(queries.values())}), f"{dataset_id} queries", "query_id")
+    TextStore.write((_checked(batch, f"{dataset_id} docs") for batch in _record_batches(dataset.docs_iter())), store_path)
     qrels: Qrels = {}
     for record in dataset.qrels_iter():
         qrels.setdefault(str(record.query_id), {})[str(record.doc_id)] = int(record.relevance)
@@ -181,6 +198,11 @@ def load_ir_dataset(dataset_id: str, store_path: str | os.PathLike, with_run: bo
         for record in dataset.scoreddocs_iter():
             run.setdefault(str(record.query_id), {})[str(record.doc_id)] = float(record.score)
     return IRDataset(queries=queries, corpus=TextStore(store_path), qrels=qrels, run=run)
+
+
+def _checked(batch: pa.RecordBatch, source: str) -> pa.RecordBatch:
+    _check_texts(pa.Table.from_batches([batch]), source, "doc_id")
+    return batch
 
 
 def _record_batches(records: Iterable[Any], size: int = 100_000) -> Iterable[pa.RecordBatch]:
