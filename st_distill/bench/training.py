@@ -121,8 +121,12 @@ def train_model(
         log_path: Where the training log goes.
         started_marker: A file touched when training starts (progress and tests).
 
+    Under ``torchrun`` / ``accelerate launch`` every rank calls this with the same arguments and
+    ``batch_rows`` rows per rank (see :func:`rows_per_batch`); the trainer runs DDP, each rank
+    writes its own part of a checkpoint, and only rank 0 writes the log and the marker.
+
     Returns:
-        ``{"steps", "seconds", "resumed_from", "train_loss"}``.
+        ``{"steps", "seconds", "resumed_from", "train_loss", "processes"}`` (``processes``: the DDP world size).
     """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
@@ -148,9 +152,18 @@ def train_model(
         disable_tqdm=not progress_enabled(logger),
         dataloader_drop_last=False,
         dataloader_pin_memory=model.device.type == "cuda",  # pinning needs an accelerator
+        # a model on the CPU trains there; under torchrun this is also what makes the trainer run
+        # DDP over gloo on CPUs (without it, it sees no accelerator and trains each rank alone)
+        use_cpu=model.device.type == "cpu",
+        # DDP must not search the forward output for unused parameters: a CrossEncoder returns a
+        # BatchEncoding (a UserDict, which DDP does not look into), so the search finds none used,
+        # marks every parameter ready at forward time and again in backward ("marked as ready
+        # twice"); list losses also call the model once per mini-batch, which the search forbids.
+        # Every parameter of a cross-encoder gets a gradient, so the search is not needed.
+        ddp_find_unused_parameters=False,
     )
     trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss)
-    if started_marker is not None:
+    if started_marker is not None and trainer.is_world_process_zero():
         Path(started_marker).touch()
     if resume:
         logger.info("resuming from %s", resume)
@@ -166,4 +179,5 @@ def train_model(
         "seconds": round(seconds, 1),
         "resumed_from": Path(resume).name if resume else None,
         "train_loss": float(output.training_loss),
+        "processes": int(training_args.world_size),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     """Validates the whole config (files and models included) before any work; ``--dry-run`` prints
     the plan and exits 2 when inputs are missing."""
     from st_distill.bench.config import BenchConfig, load_config
+    from st_distill.bench.downloads import describe_downloads
     from st_distill.bench.plan import describe_plan, plan_cells, select_shard
     from st_distill.bench.runner import PhaseBlocked, run_bench
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         cells = select_shard(plan_cells(config, args.phase), *args.shard)
         print(describe_plan(config, cells))
+        print("\n".join(describe_downloads(config)))
         for missing in config.missing:
             print(f"  missing input: {missing}")
         if config.missing:
@@ -65,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     except PhaseBlocked as exc:
         print(f"st-distill bench: {exc}")
         return 3
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 speaks for the job
+        return 0
     scope = "in the grid" if args.shard == (0, 1) and args.phase is None else f"in {_scope(args)}"
     print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} {scope}; results in {config.output_dir}")
     if "report" in counts:

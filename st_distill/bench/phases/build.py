@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -52,13 +53,16 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         scores = (teacher_scores or {}).get(name)
         if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
             if t.rankings is not None and fmt.kind == "listwise":
-                kwargs["candidates"] = read_llm_ranking(t.rankings, query_ids=source.queries)
+                # ids are checked against the source's queries only when all of them are loaded:
+                # with max_queries, a ranking of a query past the cut is expected, and left out
+                ranking = read_llm_ranking(t.rankings, query_ids=source.queries if spec.max_queries is None else None)
+                kwargs["candidates"] = {qid: docs for qid, docs in ranking.items() if qid in source.queries}
             else:
                 kwargs["candidates"] = source.run
             if fmt.teacher == "scores" or t.rankings is None:
                 kwargs["teacher_scores"] = scores
         elif from_triples:
-            kwargs["triples"] = _teacher_triples(t.scores_file)
+            kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
             if config.negatives.sampling == "top":
                 kwargs["negatives"] = negatives_from_run(
@@ -75,14 +79,35 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     return dataset, [r for _, r in parts]
 
 
-def _teacher_triples(spec):
-    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table."""
-    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
-        from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+def _teacher_triples(spec, kept_queries=None):
+    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table.
 
-        subset = spec[len(HF_PREFIX):].split("/")[2]
-        return msmarco_margin_triples(load_msmarco_subset(subset))
-    return spec
+    With ``kept_queries`` (a source cut by ``max_queries``), the table of the triples of those
+    queries: the others are expected (the file covers every query), not unknown ids.
+    """
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        table = _hub_triples(spec)
+    elif kept_queries is not None:
+        from st_distill.data.teacher_files import read_teacher_triples
+
+        table = read_teacher_triples(spec)
+    else:
+        return spec
+    if kept_queries is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.is_in(table.column("qid"), value_set=pa.array(list(kept_queries), pa.string())))
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_triples(spec: str):
+    """Loads a hub subset once per process, however many objectives (bce, hinge, marginmse) train on it."""
+    from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+
+    org, name, subset = spec[len(HF_PREFIX):].split("/")
+    return msmarco_margin_triples(load_msmarco_subset(subset, repo=f"{org}/{name}"))
 
 
 #: The objective's own build settings, stored with its dataset and checked when it is reused.

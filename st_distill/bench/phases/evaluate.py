@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
 from st_distill.data.formats import Run, read_trec_run, write_trec_run
 from st_distill.io import write_json
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["REFERENCES", "evaluate_model", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
 
@@ -118,7 +121,7 @@ def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) 
     teachers = None
     for name, suite in suites.items():
         folder = ws / "eval" / name
-        for file in REFERENCES.values():
+        for label, file in REFERENCES.items():
             if (folder / file).is_file():
                 continue
             if file == "first_stage.json":
@@ -130,6 +133,7 @@ def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) 
                 run = _teacher_run(teachers, config, suite, folder)
             else:
                 continue
+            logger.info("%s metrics of %s", label, name)
             write_json(folder / file, _metrics(run, suite, config.eval.metrics)["aggregate"])
 
 

@@ -38,7 +38,7 @@ def load_collection(c: Collection, workdir: Path, depth: int) -> Loaded:
         from st_distill.data.sources import load_ir_dataset
 
         workdir.mkdir(parents=True, exist_ok=True)
-        irds = load_ir_dataset(c.ir_datasets, workdir / "corpus.arrow")
+        irds = load_ir_dataset(c.ir_datasets, workdir / "corpus.arrow", with_run=c.run is None and c.first_stage is None)
         queries, corpus, qrels, provided_run = irds.queries, irds.corpus, irds.qrels, irds.run
     elif c.beir is not None:
         beir = load_beir(fetch_beir(c.beir) if isinstance(c.beir, str) else c.beir, c.split)
