@@ -14,6 +14,7 @@ import logging
 import sys
 
 from st_distill import __version__
+from st_distill.logs import configure_logging
 
 # sub-command name -> module under st_distill.commands. Each module defines
 # HELP (one line), add_arguments(parser) and run(args) -> int.
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train cross-encoder re-rankers by distillation with sentence-transformers.",
     )
     parser.add_argument("--version", action="version", version=f"st-distill {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level, third-party libraries and every model-loading report included")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"st_distill.commands.{module_name}")
@@ -49,18 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``st-distill`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(args.verbose)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        # Input errors already name the file and line; print them without a traceback.
+    except (ValueError, OSError) as exc:
+        # Input errors name the file and line, OS errors the path: print them without a traceback
+        # (with --verbose, the traceback is logged too).
+        logging.getLogger("st_distill").debug("%s failed", args.command, exc_info=True)
         print(f"st-distill {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,4 +1,5 @@
-"""Small file helpers shared by every layer: atomic writes and transparent gzip reads."""
+"""Small file helpers shared by every layer: atomic writes, transparent gzip reads, and early checks
+that an input is a file and an output can be written, so a wrong path fails before any work."""
 
 from __future__ import annotations
 
@@ -13,11 +14,65 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def open_bytes(path: str | os.PathLike) -> IO[bytes]:
-    """Opens a file for reading bytes, decompressing it on the fly when its name ends in ``.gz``."""
+def require_file(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, checked to be an existing file.
+
+    Raises:
+        IsADirectoryError: When ``path`` is a folder.
+        FileNotFoundError: When nothing is there.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
+def require_output_file(path: str | os.PathLike) -> Path:
+    """Checks, before any work, that a file can be written at ``path``: it is not a folder, nor under a file.
+
+    Raises:
+        IsADirectoryError: When ``path`` is a folder.
+        NotADirectoryError: When a parent of ``path`` is a file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a file to write")
+    _require_folder_chain(path.parent, path)
+    return path
+
+
+def require_output_folder(path: str | os.PathLike) -> Path:
+    """Checks, before any work, that ``path`` is a folder or can become one (nothing there, or only folders above).
+
+    Raises:
+        NotADirectoryError: When ``path`` or one of its parents is an existing file.
+    """
+    path = Path(path)
+    _require_folder_chain(path, path)
+    return path
+
+
+def _require_folder_chain(folder: Path, target: Path) -> None:
+    """Raises when ``folder``, or the nearest of its parents that exists, is not a folder."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if parent.is_dir():
+                return
+            if parent == target:
+                raise NotADirectoryError(f"{target}: exists and is not a folder")
+            raise NotADirectoryError(f"{target}: cannot be created, {parent} is a file")
+
+
+def open_bytes(path: str | os.PathLike) -> IO[bytes]:
+    """Opens a file for reading bytes, decompressing it on the fly when its name ends in ``.gz``.
+
+    Raises:
+        IsADirectoryError: When ``path`` is a folder.
+        FileNotFoundError: When nothing is there.
+    """
+    path = require_file(path)
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
     return open(path, "rb")
@@ -37,7 +92,9 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Writes a file atomically: into a temporary file in the same folder, renamed over ``path`` on success.
 
     A crash or an exception inside the ``with`` block leaves any previous version of ``path``
-    untouched and removes the temporary file, so readers never see a half-written file.
+    untouched and removes the temporary file, so readers never see a half-written file. The file
+    gets the permissions of a plainly created one (``0666`` less the umask: ``0644`` by default),
+    not the ``0600`` of a temporary file, so colleagues on a shared file system can read it.
 
     Args:
         path: The destination file. Its parent folder is created if needed.
@@ -53,6 +110,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
@@ -62,6 +120,23 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read from ``/proc/self/status`` where Linux gives it (no race with other threads).
+
+    Elsewhere it is read by setting and restoring it, which briefly changes it for the whole process.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

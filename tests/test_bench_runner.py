@@ -93,6 +93,9 @@ def check_cells(out: Path) -> None:
         assert metrics["cell"]["objective"] == cell.parent.name
         dl19 = metrics["suites"]["dl19"]
         assert set(dl19["aggregate"]) == {"nDCG@10", "RR@10"} and len(dl19["per_query"]["nDCG@10"]) == 43
+        # how closely the student follows the teacher's own re-ranking of the suite (eval/dl19/teacher.trec)
+        assert dl19["fidelity"]["queries"] == 43 and -1 <= dl19["fidelity"]["spearman"] <= 1
+        assert dl19["fidelity"]["kl_divergence"] >= 0 and 0 <= dl19["fidelity"]["top10_overlap"] <= 1
         assert metrics["train"]["steps"] == metrics["settings"]["train"]["max_steps"]
         run_lines = (cell / "runs" / "dl19.trec").read_text(encoding="utf-8").splitlines()
         assert len(run_lines) == 43 * 10
@@ -123,6 +126,13 @@ def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_m
     assert "0 cell(s) run, 2 already done" in capsys.readouterr().out
     assert {c: (c / "metrics.json").stat().st_mtime_ns for c in finished_cells(out)} == mtimes
     assert {p: p.read_bytes() for p in (out / "report").rglob("*") if p.is_file()} == before
+    # a results folder moved elsewhere is still the same run
+    moved = tmp_path / "moved" / "out"
+    moved.parent.mkdir()
+    out.rename(moved)
+    assert main(["bench", str(config), "--output", str(moved)]) == 0
+    assert "0 cell(s) run, 2 already done" in capsys.readouterr().out
+    moved.rename(out)
     # a changed config does not silently reuse cells made with other settings
     config.write_text(config.read_text().replace("learning_rate = 1e-3", "learning_rate = 2e-3"))
     assert main(["bench", str(config), "--output", str(out)]) == 2
@@ -162,8 +172,8 @@ def test_dry_runs_print_the_plan_without_training(tmp_path, tiny_model_path, cap
     plan = capsys.readouterr().out
     assert "1 cell(s):" in plan and "main/tiny/marginmse/seed-0: 4 steps x 4 rows x 2 passages = 32 pairs" in plan
     assert not (tmp_path / "out").exists()
-    for name in ("mini", "paper"):
-        assert main(["bench", str(ROOT / "benchmarks" / "configs" / f"{name}.toml"), "--dry-run"]) == 0
+    for name, status in (("mini", 0), ("paper", 2)):  # paper's inputs are not in the repository
+        assert main(["bench", str(ROOT / "benchmarks" / "configs" / f"{name}.toml"), "--dry-run"]) == status
         assert "estimated training pairs" in capsys.readouterr().out
 
 
@@ -196,3 +206,57 @@ name = "main"
         assert selection[objective]["train"] == {"learning_rate": best}
         main_cell = json.loads((out / "cells" / "main" / "tiny" / objective / "seed-0" / "metrics.json").read_text(encoding="utf-8"))
         assert main_cell["settings"]["train"]["learning_rate"] == best
+
+
+def test_inputs_record_packaged_files_by_name_and_content(tmp_path, monkeypatch):
+    """A reinstall moves the packaged resources; inputs.json must not notice (it did: the install path was recorded)."""
+    import shutil
+    import types
+
+    import st_distill.models
+    from st_distill.bench.config import load_config
+    from st_distill.bench.plan import inputs_of
+
+    before = inputs_of(load_config())
+    assert before["train_sources"][0]["queries"]["resource"] == "resource://quickstart/trec-dl-2021/queries.tsv"
+    assert str(ROOT) not in json.dumps(before)  # no install location anywhere in the record
+    elsewhere = tmp_path / "site-packages" / "st_distill" / "resources"
+    shutil.copytree(ROOT / "st_distill" / "resources", elsewhere)
+    monkeypatch.setattr(st_distill.models, "resources", types.SimpleNamespace(files=lambda package: elsewhere))
+    config = load_config()
+    assert str(config.train_sources[0].queries).startswith(str(elsewhere))  # the config did read the other copy
+    assert inputs_of(config) == before
+    # a packaged file whose content changed is a different input
+    (elsewhere / "quickstart" / "trec-dl-2021" / "queries.tsv").write_text("1\tanother query\n", encoding="utf-8")
+    assert inputs_of(load_config()) != before
+
+
+def test_student_fidelity_against_the_teachers_run():
+    from st_distill.bench.phases.evaluate import student_fidelity
+
+    teacher = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}, "q2": {"x": 1.0, "y": 0.0}, "q3": {"z": 1.0}}
+    same = student_fidelity({"q1": {"a": 13.0, "b": 12.0, "c": 11.0, "extra": 0.0}, "q2": {"x": 5.0, "y": 4.0}}, teacher)
+    assert same["queries"] == 2 and same["spearman"] == pytest.approx(1.0) and same["kl_divergence"] == pytest.approx(0.0, abs=1e-9)
+    reversed_ = student_fidelity({"q1": {"a": 1.0, "b": 2.0, "c": 3.0}, "q2": {"x": 0.0, "y": 1.0}}, teacher)
+    assert reversed_["spearman"] == pytest.approx(-1.0) and reversed_["kendall"] == pytest.approx(-1.0)
+
+
+def test_normalisation_reaches_the_built_data_and_a_change_is_not_reused(tmp_path, tiny_model_path):
+    from st_distill.bench.config import load_config
+    from st_distill.bench.runner import Runner
+    from st_distill.data.builder import load_built_dataset
+
+    config = write_config(tmp_path, tiny_model_path)
+    out = tmp_path / "out"
+    runner = Runner(load_config(config, output_dir=out))
+    runner.write_record()
+    raw = runner.dataset("marginmse")
+    text = config.read_text().replace('name = "marginmse"', 'name = "marginmse"\nnormalize = "zscore"')
+    config.write_text(text)
+    with pytest.raises(ValueError, match="built with other settings"):
+        Runner(load_config(config, output_dir=out)).dataset("marginmse")
+    zscored = Runner(load_config(config, output_dir=tmp_path / "out2")).dataset("marginmse")
+    assert json.loads((tmp_path / "out2" / "data" / "marginmse" / "report.json").read_text())["normalize"] == "zscore"
+    assert json.loads((tmp_path / "out2" / "data" / "marginmse" / "settings.json").read_text())["normalize"] == "zscore"
+    assert raw["query"] == zscored["query"] and raw["scores"] != zscored["scores"]
+    assert load_built_dataset(tmp_path / "out2" / "data" / "marginmse").num_rows == raw.num_rows

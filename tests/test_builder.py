@@ -47,7 +47,7 @@ def inputs_for(name, data):
     """The inputs each format kind is built from (deliberately general: read from the registry)."""
     fmt = get_objective(name).dataset_format
     kwargs = dict(relevance_threshold=2, max_positives=2, seed=0)
-    if fmt.kind == "listwise" and not fmt.positive_first:
+    if fmt.from_candidates:
         teacher = data["teacher"] if fmt.teacher == "scores" else None  # ranking: LLM pseudo-scores
         return dict(kwargs, candidates=data["llm"], teacher_scores=teacher, n_negatives=7)
     kwargs.update(qrels=data["qrels"], negatives=data["negatives"])
@@ -92,7 +92,11 @@ def test_every_objective_builds_its_columns_and_trains_one_step(name, data, tiny
     assert report.rows == len(dataset) > 0 and report.queries > 0
     row = dataset[0]
     assert row["query"] in data["queries"].values()
-    if fmt.kind == "pointwise":
+    if fmt.kind == "pointwise" and fmt.teacher == "scores":  # mse: the teacher logit of each pair
+        qid = next(q for q, t in data["queries"].items() if t == row["query"])
+        docid = next(d for d in data["teacher"][qid] if data["corpus"][d] == row["document"])
+        assert row["score"] == pytest.approx(data["teacher"][qid][docid])
+    elif fmt.kind == "pointwise":
         assert set(dataset["label"]) == {0.0, 1.0}
     elif fmt.kind == "ntuple":
         qid = next(q for q, t in data["queries"].items() if t == row["query"])

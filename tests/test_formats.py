@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import os
 from collections import Counter
 
 import pytest
@@ -11,11 +13,19 @@ from st_distill.data.formats import (
     FormatError,
     load_beir,
     ranked,
+    read_jsonl,
     read_qrels,
     read_texts,
     read_trec_run,
+    read_tsv,
+    top_k,
     write_trec_run,
 )
+from st_distill.data.teacher_files import read_llm_ranking, read_teacher_triples
+from st_distill.evaluation.metrics import evaluate
+from st_distill.io import atomic_write, write_json
+
+BOM = "\ufeff"
 
 
 def write(tmp_path, name, text):
@@ -147,3 +157,247 @@ def test_invalid_utf8_names_the_line(tmp_path, reader, data):
     path.write_bytes(data)
     with pytest.raises(FormatError, match=r"file\.txt:2: not valid UTF-8"):
         reader(path)
+
+
+# --- byte order marks (issue 11, finding 3) ---------------------------------------------------
+
+
+def test_bom_before_a_relevant_qrels_line_keeps_ndcg(tmp_path):
+    run = {"q1": {"d1": 3.0, "d2": 2.0, "d3": 1.0}, "q2": {"d4": 2.0, "d5": 1.0}}
+    lines = "q1 0 d2 2\nq1 0 d3 1\nq2 0 d5 1\n"
+    plain = evaluate(run, read_qrels(write(tmp_path, "plain.txt", lines)), ["nDCG@10"]).aggregate
+    with_bom = evaluate(run, read_qrels(write(tmp_path, "bom.txt", BOM + lines)), ["nDCG@10"]).aggregate
+    assert with_bom == plain
+    # the reference (trec_eval: linear gains, log2(rank + 1) discounts): q1's ideal order is
+    # d2 (grade 2), d3 (grade 1); the run ranks them 2nd and 3rd
+    ideal = 2 / 1 + 1 / 1.5849625007211562
+    q1 = (2 / 1.5849625007211562 + 1 / 2) / ideal
+    q2 = (1 / 1.5849625007211562) / 1
+    assert plain["nDCG@10"] == pytest.approx((q1 + q2) / 2)
+
+
+@pytest.mark.parametrize(
+    "reader, name, text",
+    [
+        (read_trec_run, "run.trec", "q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 1.5 t\n"),
+        (read_llm_ranking, "llm.trec", "q1 Q0 d1 1 0 t\nq1 Q0 d2 2 0 t\n"),
+        (read_qrels, "qrels.txt", "q1 0 d1 2\n"),
+        (read_qrels, "test.tsv", "query-id\tcorpus-id\tscore\nq1\td1\t1\n"),
+        (read_tsv, "queries.tsv", "q1\thello\n"),
+        (read_jsonl, "corpus.jsonl", '{"_id": "d1", "text": "hello"}\n'),
+    ],
+)
+@pytest.mark.parametrize("gz", [False, True])
+def test_every_line_reader_drops_a_leading_bom(tmp_path, reader, name, text, gz):
+    def put(file_name, content):
+        path = tmp_path / (file_name + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(content.encode()) if gz else content.encode())
+        return path
+
+    assert reader(put("bom-" + name, BOM + text)) == reader(put(name, text))
+
+
+@pytest.mark.parametrize("name", ["q.tsv", "q.tsv.gz", "q.jsonl"])  # indexed in place, copied, read by line
+def test_text_store_drops_a_leading_bom(tmp_path, name):
+    from st_distill.data.store import TextStore
+
+    text = '{"_id": "q1", "text": "hello"}\n' if name.endswith(".jsonl") else "q1\thello\nq2\tbye\n"
+    data = (BOM + text).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert list(TextStore.from_file(path, tmp_path / "store.arrow"))[0] == "q1"
+
+
+@pytest.mark.parametrize("name", ["t.tsv", "t.tsv.gz"])  # the fast (pyarrow) and the line-by-line pass
+def test_triples_drop_a_leading_bom(tmp_path, name):
+    data = (BOM + "1.5\t0.5\tq1\td1\td2\n").encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    assert read_teacher_triples(path).column("qid").to_pylist() == ["q1"]
+
+
+# --- empty texts and BEIR ids (findings 4 and 9) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("q.tsv", "q1\tfine\nq2\t  \n"),
+        ("q.tsv", "q1\tfine\nq2\t\n"),
+        ("queries.jsonl", '{"_id": "q1", "text": "fine"}\n{"_id": "q2", "text": ""}\n'),
+        ("corpus.jsonl", '{"_id": "q1", "text": "fine"}\n{"_id": "q2", "title": " ", "text": " "}\n'),
+    ],
+)
+def test_empty_text_is_an_error_or_a_counted_skip(tmp_path, name, text):
+    path = write(tmp_path, name, text)
+    with pytest.raises(FormatError, match=r":2: empty text for id 'q2'") as info:
+        read_texts(path)
+    assert info.value.line == 2
+    skipped = Counter()
+    assert read_texts(path, skip_invalid=True, skipped=skipped) == {"q1": "fine"}
+    assert skipped == Counter({"empty text": 1})
+
+
+def test_empty_text_in_a_hugging_face_subset_is_an_error(tmp_path):
+    from datasets import Dataset
+
+    from st_distill.data.sources import msmarco_text_store
+
+    dataset = Dataset.from_dict({"passage_id": [7, 8], "passage": ["a passage", " "]})
+    with pytest.raises(ValueError, match=r"corpus: row 1 \(id '8'\) has an empty passage"):
+        msmarco_text_store(dataset, tmp_path / "corpus.arrow")
+
+
+def test_beir_integer_id_reads_as_its_digits(tmp_path):
+    corpus = write(tmp_path, "corpus.jsonl", '{"_id": 4983, "text": "x"}\n{"_id": -7, "title": "T", "text": "y"}\n')
+    assert read_jsonl(corpus) == {"4983": "x", "-7": "T y"}
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("4983.0", "'_id' must be a string \\(or an integer\\), got float 4983.0"),
+        ("null", "got NoneType null"),
+        ("[4983]", "got list \\[4983\\]"),
+        ("true", "got bool true"),
+        ('""', "empty '_id'"),
+    ],
+)
+def test_beir_id_of_another_type_is_an_error(tmp_path, value, message):
+    corpus = write(tmp_path, "corpus.jsonl", f'{{"_id": "d1", "text": "x"}}\n{{"_id": {value}, "text": "a passage"}}\n')
+    with pytest.raises(FormatError, match=f"corpus.jsonl:2: .*{message}"):
+        read_jsonl(corpus)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"_id": "d1", "title": 5, "text": "x"}', "'title' must be a string"),
+        ('{"_id": "d\\ud800", "text": "x"}', "lone surrogate"),
+        ("[" * 100_000, "invalid JSON"),
+        ('{"_id": ' + "9" * 5000 + ', "text": "x"}', "invalid JSON"),
+    ],
+)
+def test_beir_record_that_is_not_text_is_an_error(tmp_path, line, message):
+    with pytest.raises(FormatError, match=f"c.jsonl:1: .*{message}"):
+        read_jsonl(write(tmp_path, "c.jsonl", line + "\n"))
+
+
+# --- numbers (finding 13) and grades (finding 10) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reader, text, message",
+    [
+        (read_trec_run, "q1 Q0 d1 1 1_000 t\n", "score '1_000' is not a finite number"),
+        (read_trec_run, "q1 Q0 d1 1 \u0661 t\n", "score '\u0661' is not a finite number"),
+        (read_trec_run, "q1 Q0 d1 1 1e400 t\n", "score '1e400' is not a finite number"),
+        (read_trec_run, "q1 Q0 d1 1_0 1.0 t\n", "rank '1_0' is not an integer"),
+        (read_llm_ranking, "q1 Q0 d1 \u0661 1.0 t\n", "rank '\u0661' is not an integer"),
+        (read_qrels, "q1 0 d1 1_0\n", "grade '1_0' is not an integer"),
+        (read_qrels, "query-id\tcorpus-id\tscore\nq1\td1\t1_0\n", "grade '1_0' is not an integer"),
+        (read_teacher_triples, "1_0\t0.5\tq1\td1\td2\n", "score '1_0' is not a finite number"),
+    ],
+)
+def test_python_only_number_spellings_are_errors(tmp_path, reader, text, message):
+    path = write(tmp_path, "file.txt", text)
+    with pytest.raises(FormatError, match=message) as info:
+        reader(path)
+    assert info.value.line == text.count("\n")
+
+
+def test_qrels_grade_out_of_range_is_an_error_at_read_time(tmp_path):
+    path = write(tmp_path, "qrels.txt", f"q1 0 d1 1\nq1 0 d2 {10**20}\n")
+    with pytest.raises(FormatError, match=r"qrels.txt:2: grade 100000000000000000000 is out of range"):
+        read_qrels(path)
+    assert read_qrels(write(tmp_path, "ok.txt", "q1 0 d1 10000\nq1 0 d2 -10000\n")) == {"q1": {"d1": 10000, "d2": -10000}}
+
+
+@pytest.mark.parametrize("grade", [10**20, 10_001, 1.5])
+def test_evaluate_rejects_grades_trec_eval_cannot_take(grade):
+    with pytest.raises(ValueError, match=f"grade {grade!r} of document 'd1' for query 'q1'"):
+        evaluate({"q1": {"d1": 1.0}}, {"q1": {"d1": grade}}, ["nDCG@10", "AP"])
+
+
+def test_unicode_space_inside_a_trec_line_is_an_error(tmp_path):
+    # Python's str.split (and ir_measures' reader) would cut 'd\xa01' in two; trec_eval would not
+    with pytest.raises(FormatError, match=r"run.trec:1: holds U\+00A0, a Unicode space"):
+        read_trec_run(write(tmp_path, "run.trec", "q1 Q0 d\xa01 1 2.5 t\n"))
+
+
+def test_lone_carriage_return_ends_a_line(tmp_path):
+    # as Python's text mode and pyarrow read it; the line number counts newlines
+    path = write(tmp_path, "q.tsv", "q1\tone\rq2\ttwo\nq3\tthree\r\n")
+    assert read_tsv(path) == {"q1": "one", "q2": "two", "q3": "three"}
+    with pytest.raises(FormatError, match=r"q.tsv:2: id 'q1' appears twice"):
+        read_tsv(write(tmp_path, "q.tsv", "q0\tzero\nq2\ttwo\rq1\tone\rq1\tagain\n"))
+
+
+# --- files: gzip, folders, modes (findings 10 and 11) ------------------------------------------------
+
+
+def test_gz_that_is_not_gzip_names_the_file(tmp_path):
+    path = write(tmp_path, "queries.tsv.gz", "q1\tnot compressed\n")
+    with pytest.raises(FormatError, match=r"queries.tsv.gz: not a gzip file"):
+        read_texts(path)
+
+
+def test_cut_short_gzip_names_the_file_and_line(tmp_path):
+    data = gzip.compress("".join(f"q{i}\tquery number {i}\n" for i in range(2000)).encode())
+    path = tmp_path / "queries.tsv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FormatError, match=r"queries.tsv.gz:\d+: the gzip data is corrupt or cut short"):
+        read_texts(path)
+
+
+@pytest.mark.parametrize("reader", [read_trec_run, read_qrels, read_tsv, read_teacher_triples])
+def test_a_folder_given_as_a_file_is_named_as_such(tmp_path, reader):
+    with pytest.raises(IsADirectoryError, match="is a directory, expected a file"):
+        reader(tmp_path)
+
+
+@pytest.fixture
+def umask_022():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+def test_atomic_write_honours_the_umask(tmp_path, umask_022):
+    write_json(tmp_path / "sub" / "metrics.json", {"a": 1})
+    with atomic_write(tmp_path / "run.trec") as f:
+        f.write("x")
+    assert oct((tmp_path / "sub" / "metrics.json").stat().st_mode & 0o777) == "0o644"
+    assert oct((tmp_path / "run.trec").stat().st_mode & 0o777) == "0o644"
+    assert oct((tmp_path / "sub").stat().st_mode & 0o777) == "0o755"
+    os.umask(0o077)
+    write_json(tmp_path / "private.json", {})
+    assert oct((tmp_path / "private.json").stat().st_mode & 0o777) == "0o600"
+
+
+# --- writing runs that read back (finding 9) and depths (finding 5) ----------------------------
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        ({"q1": {"d 1": 1.0}}, "document id 'd 1' \\(query 'q1'\\) holds whitespace"),
+        ({"q 1": {"d1": 1.0}}, "query id 'q 1' holds whitespace"),
+        ({"q1": {"": 1.0}}, "document id '' \\(query 'q1'\\) is empty"),
+        ({"q1": {"d\u20281": 1.0}}, "holds whitespace \\(U\\+2028\\)"),
+        ({"q1": {"d1": float("nan")}}, "score nan of document 'd1'"),
+    ],
+)
+def test_write_trec_run_refuses_what_it_could_not_read_back(tmp_path, run, message):
+    path = tmp_path / "run.trec"
+    path.write_text("previous\n")
+    with pytest.raises(ValueError, match=message):
+        write_trec_run(run, path)
+    assert path.read_text() == "previous\n"  # untouched
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_top_k_rejects_a_depth_below_one(k):
+    with pytest.raises(ValueError, match=f"must be at least 1, got {k}"):
+        top_k({"q1": {"d1": 1.0, "d2": 0.5}}, k)

@@ -226,7 +226,7 @@ def test_bad_options_raise_value_error(model):
 
 def test_config_and_citation(model):
     loss = ADRMSELoss(model, temperature=0.5, discount="reciprocal", mini_batch_size=8)
-    assert loss.get_config_dict() == {"temperature": 0.5, "discount": "reciprocal", "mini_batch_size": 8}
+    assert loss.get_config_dict() == {"temperature": 0.5, "discount": "reciprocal", "mini_batch_size": 8, "cached": False}
     for cls in (HingeLoss, InfoNCELoss, DistillRankNetLoss, ADRMSELoss, KLDistillLoss, CombinedDistillationLoss):
         instance = cls(model)
         assert instance.citation.strip().startswith("@") and instance.model is model

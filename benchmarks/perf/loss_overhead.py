@@ -184,7 +184,9 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         inputs, labels, pairs = batches[layout]
-        ours = get_objective(name).loss(model)
+        objective = get_objective(name)
+        # all pairs in one pass, as the bare step (gradient caching is a memory trade: list_memory.py)
+        ours = objective.loss(model, **({"mini_batch_size": None, "cached": False} if "cached" in objective.loss_kwargs else {}))
         library_inputs, library_labels = inputs, labels
         if name == "infonce":  # ListNet takes the same 32 pairs as lists: [positive, 7 negatives] per query
             library_inputs = [inputs[0], [list(row) for row in zip(*inputs[1:])]]

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig, Collection
+from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels
+from st_distill.io import file_sha256
+from st_distill.models import RESOURCE_PREFIX, resolve_resource
 
-__all__ = ["Cell", "plan_cells", "inputs_of", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+__all__ = ["Cell", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
 
 @dataclass(frozen=True)
@@ -63,10 +67,50 @@ def plan_cells(config: BenchConfig, phase: str | None = None) -> list[Cell]:
 
 
 def inputs_of(config: BenchConfig) -> dict[str, Any]:
-    """The parts of ``config`` that the shared files depend on, as plain JSON values."""
-    parts = {"train_sources": [asdict(s) for s in config.train_sources], "negatives": asdict(config.negatives),
-             "teacher": asdict(config.teacher), "suites": {name: asdict(s) for name, s in config.eval.suites.items()}}
-    return json.loads(json.dumps(parts, default=str))
+    """The parts of ``config`` that the shared files depend on, as plain JSON values.
+
+    Input files are recorded by what they are, not where the package happens to be installed: a
+    file shipped in the package as its ``resource://`` name and content hash, a user's file as
+    its path, size and modification time (see :func:`describe_input`). Reinstalling st-distill
+    (editable or not) or moving the results folder leaves the record unchanged.
+    """
+    parts = {"train_sources": [s.model_dump() for s in config.train_sources], "negatives": config.negatives.model_dump(),
+             "teacher": config.teacher.model_dump(), "suites": {name: s.model_dump() for name, s in config.eval.suites.items()}}
+    return json.loads(json.dumps(_describe_paths(parts), default=str))
+
+
+def describe_input(path: Path) -> dict[str, Any] | str:
+    """How an input file or folder is recorded in ``inputs.json``.
+
+    Returns:
+        ``{"resource": "resource://...", "sha256": ...}`` for one shipped in the package (a
+        folder's hash covers its files' names and contents); ``{"path", "size", "mtime_ns"}`` for
+        a user's file; the path alone for a user's folder, or a path that does not exist (yet).
+    """
+    root = resolve_resource(RESOURCE_PREFIX).resolve()
+    resolved = path.resolve()
+    if resolved.is_relative_to(root):
+        name = RESOURCE_PREFIX + resolved.relative_to(root).as_posix()
+        if resolved.is_dir():
+            digest = hashlib.sha256()
+            for file in sorted(p for p in resolved.rglob("*") if p.is_file()):
+                digest.update(f"{file.relative_to(resolved).as_posix()}\0{file_sha256(file)}\n".encode())
+            return {"resource": name, "sha256": digest.hexdigest()}
+        return {"resource": name, "sha256": file_sha256(resolved)}
+    if resolved.is_file():
+        stat = resolved.stat()
+        return {"path": str(resolved), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return str(resolved)
+
+
+def _describe_paths(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _describe_paths(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_describe_paths(item) for item in value]
+    if isinstance(value, Path):
+        return describe_input(value)
+    return value
 
 
 def select_shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
@@ -158,8 +202,8 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         total_pairs += pairs
         chosen = "".join(f", {key} selected by phase {name!r}" for name, key in selecting[cell.phase])
         lines.append(
-            f"    {cell.key}: {s['train']['max_steps']} steps x {rows} rows x {s['passages_per_row']} passages"
-            f" = {pairs:,} pairs, lr {s['train']['learning_rate']:g}{chosen}"
+            f"    {cell.key}: {_plural(s['train']['max_steps'], 'step')} x {_plural(rows, 'row')} x "
+            f"{_plural(s['passages_per_row'], 'passage')} = {_plural(pairs, 'pair')}, lr {s['train']['learning_rate']:g}{chosen}"
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     if config.teacher.source in ("models", "train"):
@@ -168,13 +212,21 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
     return "\n".join(lines)
 
 
+def _plural(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``, ``1,000 rows``."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
 def _judged(c: Collection) -> tuple[int | None, int | None]:
     """Judged queries of a collection (capped by ``max_queries``) and their judged documents, from its qrels; None when not local."""
-    path = c.beir / "qrels" / f"{c.split}.tsv" if c.beir is not None else c.qrels
+    if c.beir is not None:
+        path = c.beir_folder / "qrels" / f"{c.split}.tsv" if c.beir_folder is not None else None
+    else:
+        path = c.qrels
     if path is None or not Path(path).is_file():
         return None, None
     judged = list(read_qrels(path).values())[: c.max_queries]
@@ -184,6 +236,8 @@ def _judged(c: Collection) -> tuple[int | None, int | None]:
 def _describe_collection(c: Collection) -> str:
     if c.ir_datasets:
         where = f"ir_datasets {c.ir_datasets}"
+    elif isinstance(c.beir, str):
+        where = f"BEIR dataset {c.beir} ({c.split}), " + (f"cached in {c.beir_folder}" if c.beir_folder else f"to download into {beir_cache_folder(c.beir)}")
     elif c.beir:
         where = f"BEIR {c.beir} ({c.split})"
     else:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from st_distill.bench.phases.evaluate import REFERENCES
 from st_distill.bench.stats import holm, paired_ttest, seed_mean
 from st_distill.io import atomic_write, write_json
 
@@ -48,6 +49,12 @@ __all__ = ["ReportTable", "collect_cells", "build_table", "learning_curves", "wr
 CURVE_REFERENCES = (("first_stage", "first stage", "--"), ("random", "random order", ":"), ("teacher", "teacher", "-."))
 
 UP, DOWN = "▲", "▼"
+#: How the reference rows are drawn as horizontal lines in the charts.
+REFERENCE_STYLES = {
+    "first stage": {"color": "gray", "linestyle": "--"},
+    "random order": {"color": "tab:red", "linestyle": ":"},
+    "teacher": {"color": "black", "linestyle": "-."},
+}
 
 
 def _read_json(path: Path) -> Any:
@@ -85,10 +92,9 @@ def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple
         metrics["folder"] = str(done.parent.relative_to(results))
         cells.append(metrics)
     cells.sort(key=lambda m: (m["cell"]["backbone"], m["cell"]["objective"], m["cell"]["seed"], m["cell"].get("variant", "")))
-    bench["first_stage"] = {
-        suite: _read_json(results / "eval" / suite / "first_stage.json")
-        for suite in bench["suites"]
-        if (results / "eval" / suite / "first_stage.json").is_file()
+    bench["references"] = {
+        label: {suite: _read_json(results / "eval" / suite / file) for suite in bench["suites"] if (results / "eval" / suite / file).is_file()}
+        for label, file in REFERENCES.items()
     }
     return bench, cells
 
@@ -99,12 +105,14 @@ class ReportTable:
 
     ``values[row][column]`` holds ``mean``, ``std`` (None for one seed), ``seeds``, and for
     non-baseline rows ``p``, ``p_holm``, ``diff`` and ``sig`` (+1 better, -1 worse, 0 not significant).
+    ``references[label][column]`` holds the value of a reference row (``"first stage"``,
+    ``"random order"``, ``"teacher"``: see :func:`st_distill.bench.phases.evaluate.reference_metrics`).
     """
 
     rows: list[tuple[str, str]]
     columns: list[tuple[str, str]]
     values: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]]
-    first_stage: dict[tuple[str, str], float]
+    references: dict[str, dict[tuple[str, str], float]]
     baseline: str
     alpha: float
 
@@ -155,12 +163,12 @@ def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None
                 diff = values[r][column]["mean"] - values[base_row][column]["mean"]
                 sig = (1 if diff > 0 else -1) if p_adj <= alpha and diff != 0 else 0
                 values[r][column].update(p=p, p_holm=p_adj, queries=n, diff=diff, sig=sig)
-    first_stage = {
-        (suite, measure): float(bench["first_stage"][suite][measure])
-        for suite, measure in columns
-        if measure in bench.get("first_stage", {}).get(suite, {})
+    references = {
+        label: {(suite, measure): float(by_suite[suite][measure]) for suite, measure in columns if measure in by_suite.get(suite, {})}
+        for label, by_suite in bench.get("references", {}).items()
     }
-    return ReportTable(rows, columns, values, first_stage, baseline, alpha)
+    references = {label: row for label, row in references.items() if row}
+    return ReportTable(rows, columns, values, references, baseline, alpha)
 
 
 def _cell_text(value: dict | None, latex: bool = False) -> str:
@@ -177,16 +185,17 @@ def _cell_text(value: dict | None, latex: bool = False) -> str:
 def _markdown(table: ReportTable, title: str) -> str:
     head = ["backbone", "objective", *(f"{suite} {measure}" for suite, measure in table.columns)]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    if table.first_stage:
-        lines.append("| first stage | – | " + " | ".join(
-            f"{table.first_stage[c]:.4f}" if c in table.first_stage else "–" for c in table.columns) + " |")
+    for label, reference in table.references.items():
+        lines.append(f"| {label} | – | " + " | ".join(f"{reference[c]:.4f}" if c in reference else "–" for c in table.columns) + " |")
     for row in table.rows:
         lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(_cell_text(table.values[row].get(c)) for c in table.columns) + " |")
     lines += [
         "",
         f"Mean over seeds ± standard deviation across seeds. {UP}/{DOWN}: significantly better/worse than "
         f"`{table.baseline}` on the same backbone (two-sided paired t-test on per-query values averaged over seeds, "
-        f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}).",
+        f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}). Reference rows: "
+        "the first-stage run; a random order of its candidates (seeded per query), the floor; the teacher's own "
+        "re-ranking of them, where the teacher can score new pairs.",
         "",
     ]
     return "\n".join(lines)
@@ -197,8 +206,9 @@ def _csv(table: ReportTable) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["backbone", "objective", "suite", "measure", "mean", "std", "seeds", "diff", "p", "p_holm", "sig"])
     fmt = lambda x: "" if x is None else f"{x:.6g}" if isinstance(x, float) else str(x)  # noqa: E731
-    for column, value in table.first_stage.items():
-        writer.writerow(["first stage", "", *column, f"{value:.6f}", "", "", "", "", "", ""])
+    for label, reference in table.references.items():
+        for column, value in reference.items():
+            writer.writerow([label, "", *column, f"{value:.6f}", "", "", "", "", "", ""])
     for row in table.rows:
         for column in table.columns:
             v = table.values[row].get(column)
@@ -219,9 +229,11 @@ def _latex(table: ReportTable) -> str:
         "Backbone & Objective & " + " & ".join(esc(f"{s} {m}") for s, m in table.columns) + " \\\\",
         "\\midrule",
     ]
-    if table.first_stage:
-        lines.append("First stage & -- & " + " & ".join(
-            f"{table.first_stage[c]:.4f}" if c in table.first_stage else "--" for c in table.columns) + " \\\\")
+    for label, reference in table.references.items():
+        lines.append(f"{label.capitalize()} & -- & " + " & ".join(
+            f"{reference[c]:.4f}" if c in reference else "--" for c in table.columns) + " \\\\")
+    if table.references:
+        lines.append("\\midrule")
     previous = None
     for row in table.rows:
         if previous is not None and row[0] != previous:
@@ -263,8 +275,9 @@ def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
                     heights.append(value["mean"])
                     errors.append(value["std"] or 0.0)
             ax.bar(xs, heights, width, yerr=errors, capsize=3, label=backbone)
-        if column in table.first_stage:
-            ax.axhline(table.first_stage[column], color="gray", linestyle="--", linewidth=1, label="first stage")
+        for label, reference in table.references.items():
+            if column in reference:
+                ax.axhline(reference[column], linewidth=1, label=label, **REFERENCE_STYLES.get(label, {}))
         ax.set_xticks(range(len(objectives)), objectives, rotation=30, ha="right")
         ax.set_ylabel(measure)
         ax.set_title(suite)
@@ -277,13 +290,19 @@ def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
     return written
 
 
-def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path) -> Path | None:
+def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, objectives: list[str]) -> Path | None:
+    """One panel per (backbone, objective): the training loss against steps (mean over seeds), with
+    the loss of a constant-score student marked (:func:`st_distill.bench.levels.constant_score_level`).
+    Objectives have their own y-axes: their losses live on scales that differ by orders of magnitude."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves: dict[str, dict[str, list[dict[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    from st_distill.bench.levels import constant_score_level
+
+    curves: dict[tuple[str, str], list[dict[int, float]]] = defaultdict(list)
+    loss_args: dict[str, dict] = {}
     for cell in cells:
         log = results / cell["folder"] / "training_log.jsonl"
         if not log.is_file():
@@ -291,18 +310,28 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path) -> 
         with open(log, encoding="utf-8") as f:
             points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
         c = cell["cell"]
-        curves[c["backbone"]][c["objective"] + (f"[{c['variant']}]" if c.get("variant") else "")].append(points)
+        curves[(c["backbone"], c["objective"] + (f"[{c['variant']}]" if c.get("variant") else ""))].append(points)
+        loss_args.setdefault(c["objective"], cell.get("settings", {}).get("loss", {}))
     if not curves:
         return None
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
-    for ax, (backbone, by_objective) in zip(axes[0], curves.items()):
-        for objective, runs in by_objective.items():
-            steps = sorted(set.intersection(*(set(r) for r in runs)))
-            ax.plot(steps, [np.mean([r[s] for r in runs]) for s in steps], label=objective)
-        ax.set_title(backbone)
+    rank = {name: i for i, name in enumerate(objectives)}
+    curves = dict(sorted(curves.items(), key=lambda item: (item[0][0], rank.get(item[0][1].split("[")[0], len(rank)), item[0][1])))
+    columns = min(3, len(curves))
+    rows = math.ceil(len(curves) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    for ax, ((backbone, objective), runs) in zip(axes.flat, curves.items()):
+        steps = sorted(set.intersection(*(set(r) for r in runs)))
+        ax.plot(steps, [np.mean([r[s] for r in runs]) for s in steps], color="tab:blue", label="training loss")
+        name = objective.split("[")[0]
+        level = constant_score_level(name, results / "data" / name, loss_args.get(name))
+        if level is not None:
+            ax.axhline(level, color="gray", linestyle="--", linewidth=1, label=f"constant score ({level:.3g})")
+        ax.set_title(f"{objective} ({backbone})", fontsize="medium")
         ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.legend(fontsize="small")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize="x-small")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
     fig.tight_layout()
     path = folder / f"loss_{phase}.png"
     _save_png(fig, path)
@@ -403,7 +432,7 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         main = (metrics or bench["report"]["metrics"])[0]
         for path in _bar_charts(table, main, folder / (f"charts{suffix}" if suffix else "charts")):
             written[path.stem] = path
-        loss = _loss_curves(results, cells, phase, folder)
+        loss = _loss_curves(results, cells, phase, folder, bench["objectives"])
         if loss is not None:
             written["loss"] = loss
         for path in learning_curves(results, cells, main, folder / (f"curves{suffix}" if suffix else "curves")):

@@ -27,6 +27,15 @@ Shared steps (teacher, datasets, first-stage runs) are written atomically too (t
 then rename) and skipped when present. They are reused only while the config's inputs
 (``inputs.json``) and each cell's training settings (its ``metrics.json``) stay the same; a run
 whose config changed either of them stops with an error naming what changed.
+
+Several processes may share one results folder:
+
+- shards (``--shard I/N``, e.g. array jobs): each runs its own cells; the shared steps (the
+  record, BEIR downloads, teacher, datasets, first-stage runs, reference metrics) are made under a file lock
+  (``.locks/prepare``), so the first shard builds them and the others find them done;
+- the ranks of one ``torchrun`` / ``accelerate launch`` job (:class:`~st_distill.bench.workspace.Distributed`):
+  every rank trains each cell (DDP, the global batch split across ranks); rank 0 alone builds
+  the shared steps, writes the cell's folder and evaluates, and the others wait for it.
 """
 
 from __future__ import annotations
@@ -39,14 +48,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
-from st_distill.bench.phases.build import build_phase
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, first_stage_metrics
+from st_distill.bench.config import BenchConfig
+from st_distill.bench.phases.build import build_phase, check_built
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
-from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, lock
+from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed
+from st_distill.data.download import fetch_beir
+from st_distill.data.builder import REPORT_FILE
 from st_distill.io import write_json
+from st_distill.logs import progress_enabled
+from st_distill.models import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +70,9 @@ class PhaseBlocked(RuntimeError):
     """A phase needs the selection of an earlier sweep phase whose cells are not all finished yet."""
 
 
-def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
+def _model_card(model, config: BenchConfig, cell: Cell, settings: dict, built: dict) -> None:
+    """Names the objective, the data and the teacher in the model card; ``built`` is the dataset's
+    ``report.json`` (its teachers' fingerprints and the normalisation of their scores)."""
     t = config.teacher
     teacher = {
         "none": "none (hard labels only)",
@@ -69,6 +84,11 @@ def _model_card(model, config: BenchConfig, cell: Cell, settings: dict) -> None:
 
     if get_objective(cell.objective).dataset_format.teacher is None:
         teacher = "none (hard labels only)"
+    else:
+        prints = (built.get("teacher") or {}).get("fingerprints") or {}
+        if prints:
+            teacher += "; st-distill fingerprints " + ", ".join(f"{name} {key[:12]}" for name, key in prints.items())
+        teacher += f"; targets: {built.get('normalize') or 'raw'} teacher scores"
     card = model.model_card_data
     card.model_name = f"{cell.backbone} cross-encoder trained with the st-distill objective '{cell.objective}' (teacher: {teacher})"
     data = " + ".join(s.name for s in config.train_sources)
@@ -86,6 +106,8 @@ class Runner:
         self.config = config
         self.ws = Path(config.output_dir)
         self.dist = Distributed()
+        if not self.dist.is_main:  # rank 0 tells the story; the others only warn
+            logging.getLogger("st_distill").setLevel(logging.WARNING)
         self._sources: dict[str, Loaded] | None = None
         self._suites: dict[str, Loaded] | None = None
         self._teacher_scores: dict | None = None
@@ -105,42 +127,93 @@ class Runner:
             self._suites = {name: load_collection(s, self.ws / "eval" / name, s.depth) for name, s in self.config.eval.suites.items()}
         return self._suites
 
+    def build(self, objective: str) -> None:
+        """Builds (once) the dataset of ``objective``, scoring with the teachers first (once per run),
+        and checks that a dataset found there was built with the config's settings. Rank 0 only."""
+        if not (self.ws / "data" / objective / DONE).is_file():
+            if self._teacher_scores is None:
+                self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
+            build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
+        check_built(self.config, self.ws, objective)
+
     def dataset(self, objective: str):
-        """The built dataset of ``objective``: built on rank 0 (teacher phase first, once), loaded on all."""
+        """The dataset of ``objective``: built if missing (by rank 0, holding the folder's lock) and
+        checked against the config's settings (see :meth:`build`), then loaded on every rank."""
         from st_distill.data.builder import load_built_dataset
 
-        final = self.ws / "data" / objective
-        if self.dist.is_main and not (final / DONE).is_file():
-            with lock(self.ws / ".locks" / "prepare"):
-                if not (final / DONE).is_file():
-                    if self._teacher_scores is None:
-                        self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
-                    build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
-        self.dist.barrier()
-        return load_built_dataset(final)
+        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+            if self.dist.is_main:
+                self.build(objective)
+        return load_built_dataset(self.ws / "data" / objective)
+
+    def prepare(self, cells: list[Cell]) -> None:
+        """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
+        BEIR downloads, and what ``cells`` need: the teacher phase, their objectives' datasets and
+        each suite's reference metrics.
+
+        Rank 0 does them holding the results folder's lock, so that shards sharing the folder
+        (``--shard``) build each once and never see another's half-made files; it checks the
+        config's inputs against the recorded ones again under the lock, so that two shards with
+        different inputs cannot both record theirs. The teacher phase's training runs on every rank; the other ranks wait for
+        rank 0 at the end.
+        """
+        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+            if self.dist.is_main:
+                self.check_inputs()  # again: another shard may have recorded its inputs since run() checked
+                self.write_record()
+                for collection in (*self.config.train_sources, *self.config.eval.suites.values()):
+                    if isinstance(collection.beir, str):
+                        fetch_beir(collection.beir)
+            if not cells:
+                return
+            if self.config.teacher.source == "train":
+                train_teacher(self.config, self.ws, self.sources if self.dist.is_main else None, self.dist)
+            if self.dist.is_main:
+                for objective in dict.fromkeys(c.objective for c in cells):
+                    self.build(objective)
+                reference_metrics(self.config, self.ws, self.suites())
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
     def check_inputs(self) -> None:
-        """Records the config's inputs in ``inputs.json``, or checks them against the recorded ones.
+        """Checks the config's inputs against those recorded in ``inputs.json`` (if any); writes nothing.
 
         Raises:
             ValueError: When the folder's shared files were made from other inputs.
         """
-        now = inputs_of(self.config)
         path = self.ws / INPUTS_FILE
         if path.is_file():
+            now = inputs_of(self.config)
             before = json.loads(path.read_text(encoding="utf-8"))
             changed = [key for key in now if before.get(key) != now[key]]
             if changed:
                 raise ValueError(f"{self.ws}: its data, teacher scores and first-stage runs were made with other "
                                  f"{', '.join(changed)} settings than the config's now; use a new --output, or delete "
                                  f"{', '.join(SHARED_FOLDERS)}, cells/ and {INPUTS_FILE} there to rebuild them")
-        elif self.dist.is_main:
-            write_json(path, now)
 
-    def write_bench_json(self) -> None:
+    def check_finished(self, cells: list[Cell]) -> None:
+        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now.
+
+        Raises:
+            ValueError: Naming the first finished cell whose stored settings differ.
+        """
+        selected_for: dict[str, dict] = {}
+        for cell in cells:
+            final = self.ws / "cells" / cell.key
+            if not (final / DONE).is_file():
+                continue
+            if cell.phase not in selected_for:
+                selected_for[cell.phase] = self.selections(cell.phase)
+            stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
+            if stored != json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase]))):
+                raise ValueError(f"{final}: finished with other settings than the config's now; "
+                                 "use another output_dir, or delete this cell to recompute it")
+
+    def write_record(self) -> None:
+        """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
+        if not (self.ws / INPUTS_FILE).is_file():
+            write_json(self.ws / INPUTS_FILE, inputs_of(c))
         write_json(self.ws / "bench.json", {
             "name": c.name,
             "phases": [{"name": p.name, "backbones": list(p.backbones), "objectives": list(p.objectives), "seeds": list(p.seeds),
@@ -209,44 +282,56 @@ class Runner:
     # -- one cell ----------------------------------------------------------------------------------
 
     def run_cell(self, cell: Cell, settings: dict[str, Any]) -> None:
-        """Trains, saves and evaluates one cell in ``<cell>.partial/``, then renames it final."""
-        from st_distill.bench.training import make_student, rows_per_batch, train_model
-        from st_distill.objectives import get_objective
-
+        """Trains (every rank), saves and evaluates (rank 0) one cell in ``<cell>.partial/``, then renames it final."""
         final = self.ws / "cells" / cell.key
         work = final.with_name(final.name + PARTIAL)
-        work.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
+            work.mkdir(parents=True, exist_ok=True)
             write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
+        self.dist.barrier()
         if not (work / "TRAINED").is_file():
-            dataset = self.dataset(cell.objective)
-            train = settings["train"]
-            model = make_student(resolve_model(settings["backbone"]["model"]), cell.seed, settings["backbone"]["layers"], train["max_length"])
-            loss = get_objective(cell.objective).loss(model, **settings["loss"])
-            summary = train_model(
-                model, loss, dataset, train, seed=cell.seed,
-                batch_rows=rows_per_batch(train["passages_per_batch"], settings["passages_per_row"], self.dist.world_size),
-                checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl", started_marker=work / STARTED,
-            )
-            if self.dist.is_main:
-                _model_card(model, self.config, cell, settings)
-                model.save_pretrained(str(work / "model"))
-                write_json(work / "train.json", summary)
-                shutil.rmtree(work / "checkpoints", ignore_errors=True)
-                (work / "TRAINED").touch()
-            self.dist.barrier()
+            self.train_cell(cell, settings, work)
         if self.dist.is_main:
-            from sentence_transformers.cross_encoder import CrossEncoder
-
-            model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
-            suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs")
-            mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
-            summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
-            write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
-                                               "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
-            (work / DONE).touch()
+            self.evaluate_cell(cell, settings, work)
             os.replace(work, final)
         self.dist.barrier()
+
+    def train_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
+        """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
+        from st_distill.bench.training import make_student, rows_per_batch, train_model
+        from st_distill.data.builder import load_built_dataset
+        from st_distill.objectives import get_objective
+
+        dataset = load_built_dataset(self.ws / "data" / cell.objective)
+        train = settings["train"]
+        model = make_student(resolve_model(settings["backbone"]["model"]), cell.seed, settings["backbone"]["layers"], train["max_length"])
+        loss = get_objective(cell.objective).loss(model, **settings["loss"])
+        summary = train_model(
+            model, loss, dataset, train, seed=cell.seed,
+            batch_rows=rows_per_batch(train["passages_per_batch"], settings["passages_per_row"], self.dist.world_size),
+            checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl", started_marker=work / STARTED,
+        )
+        self.dist.barrier()  # every rank has written its part of the last checkpoint
+        if self.dist.is_main:
+            _model_card(model, self.config, cell, settings,
+                        json.loads((self.ws / "data" / cell.objective / REPORT_FILE).read_text(encoding="utf-8")))
+            model.save_pretrained(str(work / "model"))
+            write_json(work / "train.json", summary)
+            shutil.rmtree(work / "checkpoints", ignore_errors=True)
+            (work / "TRAINED").touch()
+
+    def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
+        """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
+        from sentence_transformers.cross_encoder import CrossEncoder
+
+        model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
+        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
+                                ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
+        mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
+        summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
+        write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
+                                           "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
+        (work / DONE).touch()
 
     # -- the grid ----------------------------------------------------------------------------------
 
@@ -262,31 +347,22 @@ class Runner:
         """
         from tqdm.auto import tqdm
 
-        self.ws.mkdir(parents=True, exist_ok=True)
-        self.check_inputs()
-        if self.dist.is_main:
-            self.write_bench_json()
         cells = select_shard(plan_cells(self.config, phase), *shard)
-        done = sum((self.ws / "cells" / c.key / DONE).is_file() for c in cells)
-        logger.info("bench %s: %d cell(s) in this shard, %d already done", self.config.name, len(cells), done)
-        if len(cells) > done and self.config.teacher.source == "train" and not (self.ws / "teacher" / "model" / DONE).is_file():
-            train_teacher(self.config, self.ws, self.sources() if self.dist.is_main else None, self.dist)
-        if self.dist.is_main and len(cells) > done:
-            first_stage_metrics(self.config, self.ws, self.suites())
+        self.check_inputs()
+        self.check_finished(cells)
+        # rank 0's view of what is finished, so that every rank runs the same cells
+        todo = self.dist.broadcast([c for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()])
+        done = len(cells) - len(todo)
+        where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
+        logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
+        self.prepare(todo)
         ran = 0
-        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not self.dist.is_main)
+        progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
-        for cell in cells:
+        for cell in todo:  # the finished cells' settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
-            final = self.ws / "cells" / cell.key
-            if (final / DONE).is_file():
-                stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
-                if stored != json.loads(json.dumps(settings)):
-                    raise ValueError(f"{final}: finished with other settings than the config's now; "
-                                     "use another output_dir, or delete this cell to recompute it")
-                continue
             logger.info("cell %d/%d: %s", done + ran + 1, len(cells), cell.key)
             progress.set_postfix_str(cell.key)
             started = time.perf_counter()
@@ -314,7 +390,8 @@ def run_bench(
         report: Write ``report/`` once this shard is done.
 
     Returns:
-        Cell counts: ``{"done", "ran", "total"}``.
+        Cell counts ``{"done", "ran", "total"}``, and ``"report"``: the report's Markdown table, where
+        one was written.
     """
     runner = Runner(config)
     counts = runner.run(phase, shard)
@@ -323,5 +400,5 @@ def run_bench(
 
         reported = phase or config.phases[-1].name
         written = write_report(config.output_dir, reported)
-        logger.info("report: %s", written["markdown"])
+        counts["report"] = str(written["markdown"])
     return counts

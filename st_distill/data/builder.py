@@ -10,6 +10,8 @@ kind          columns                                          built from
 ============  ==============================================  ===========================================
 pointwise     ``query, document, label``                       qrels positives (1.0) + negatives (0.0),
                                                                or teacher triples (each gives both)
+pointwise     ``query, document, score`` (``mse``)             each query's top n + 1 candidates with their
+                                                               teacher scores, or teacher triples
 ntuple        ``query, positive, negative_1..n [, scores]``    qrels positives + n negatives per row
                                                                (+ teacher scores), or teacher triples
 listwise      ``query, docs, scores``                          a ranking / candidate run with teacher
@@ -31,6 +33,13 @@ transform (:class:`LazyTexts`) puts the texts in on access, so 40M MarginMSE row
 about 1 GB instead of tens. ``CrossEncoderTrainer`` reads such a dataset like any other: the
 column names are the format's, only their stored type differs. :func:`save_dataset` and
 :func:`load_built_dataset` keep the link to the stores.
+
+With ``ids=True`` the dataset holds string ids in sentence-transformers' ``util.resolve_ids``
+naming (``query_id``, ``document_id``, ``positive_id``, ``negative_1_id``, ``doc_ids``; labels
+unchanged) and no texts: ``resolve_ids(..., output_format="lists")`` (or
+:func:`st_distill.data.ids.with_texts`) joins them on access and gives back the format's columns.
+The other way, an id dataset prepared for ``resolve_ids`` and its lookup datasets can be given as
+``candidates`` / ``teacher_scores`` and ``queries`` / ``corpus`` (see :mod:`st_distill.data.ids`).
 
 Every build returns a :class:`BuildReport` (queries, rows, what was skipped and why).
 Results are deterministic for a seed: sampling uses one generator per query seeded from
@@ -66,13 +75,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from st_distill.data.formats import Qrels, Run, ranked
+from st_distill.data.ids import id_columns, run_from_ids, texts_from_lookup
 from st_distill.data.negatives import Negatives, query_rng, relevant
+from st_distill.data.normalize import Normalization, check_normalization, normalize_run
 from st_distill.data.store import TextStore
 from st_distill.data.teacher_files import id_positions, read_teacher_triples
 from st_distill.io import write_json
 
 if TYPE_CHECKING:
-    from datasets import Dataset
+    from datasets import Dataset, IterableDataset
 
     from st_distill.objectives import DatasetFormat, Objective
     from st_distill.teachers import TeacherScores
@@ -100,7 +111,12 @@ class BuildReport:
         n_negatives: Negatives per row (ntuple), documents per list - 1 (listwise), per positive (pointwise).
         seed: The sampling seed.
         lazy: Whether texts are joined lazily (row numbers into text stores).
+        ids: Whether the dataset holds string ids (``resolve_ids`` naming) instead of texts.
         sources: Where the data came from (kinds of inputs, file names).
+        normalize: How teacher scores became targets (see :mod:`st_distill.data.normalize`);
+            ``None`` when the objective trains on labels only.
+        teacher: The teachers behind the scores when they came as
+            :class:`~st_distill.teachers.TeacherScores`: ``{"ensemble", "teachers", "fingerprints"}``.
         seconds: Wall time of the build.
     """
 
@@ -113,7 +129,10 @@ class BuildReport:
     n_negatives: int | None = None
     seed: int = 0
     lazy: bool = False
+    ids: bool = False
     sources: dict[str, Any] = field(default_factory=dict)
+    normalize: str | None = None
+    teacher: dict[str, Any] | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -184,21 +203,46 @@ def _sample(pool: list[str], n: int, rng: np.random.Generator) -> list[str]:
     return [pool[i] for i in np.sort(rng.choice(len(pool), size=n, replace=False))]
 
 
-def _teacher_run(teacher_scores: Run | TeacherScores | None) -> Run | None:
-    if teacher_scores is None or isinstance(teacher_scores, Mapping):
-        return teacher_scores
-    return teacher_scores.to_run()
+def _as_run(source: Run | TeacherScores | Dataset | IterableDataset | None) -> Run | None:
+    """A run from a run, cached :class:`~st_distill.teachers.TeacherScores` or an id dataset (``resolve_ids`` style)."""
+    if source is None or isinstance(source, Mapping):
+        return source
+    if hasattr(source, "to_run"):
+        return source.to_run()
+    return run_from_ids(source)
+
+
+def _as_texts(texts: Mapping[str, str] | Any) -> Mapping[str, str]:
+    """``{id: text}`` as given (a dict or a TextStore), or read from a ``resolve_ids`` lookup dataset."""
+    return texts if isinstance(texts, Mapping) else texts_from_lookup(texts)
+
+
+def _targets(
+    name: str, fmt: DatasetFormat, normalize: Normalization | None, teacher_scores, teacher: Run | None, candidates: Run | None
+) -> tuple[Run | None, str | None]:
+    """The run the rows' scores are read from, normalised, and the method applied (``None`` when
+    the format trains on labels only). Without teacher scores, a ranking format reads the
+    candidates' own scores (e.g. LLM pseudo-scores): those are normalised, the candidates' order is kept."""
+    method = check_normalization(normalize or getattr(teacher_scores, "normalize", None) or "raw")
+    if fmt.teacher is None:
+        if normalize not in (None, "raw"):
+            raise ValueError(f"{name}: trains on labels, not teacher scores; normalize={normalize!r} does not apply")
+        return teacher, None
+    source = teacher if teacher is not None else candidates
+    if method == "raw" or source is None:
+        return teacher, method
+    return normalize_run(source, method), method
 
 
 def build_dataset(
     objective: str | Objective,
-    queries: Mapping[str, str],
-    corpus: Mapping[str, str],
+    queries: Mapping[str, str] | Dataset,
+    corpus: Mapping[str, str] | Dataset,
     *,
     qrels: Qrels | None = None,
     negatives: Negatives | None = None,
-    candidates: Run | None = None,
-    teacher_scores: Run | TeacherScores | None = None,
+    candidates: Run | Dataset | IterableDataset | None = None,
+    teacher_scores: Run | TeacherScores | Dataset | IterableDataset | None = None,
     triples: pa.Table | str | os.PathLike | None = None,
     n_negatives: int | None = None,
     relevance_threshold: int = 1,
@@ -207,6 +251,8 @@ def build_dataset(
     seed: int = 0,
     lazy: bool = False,
     skip_invalid: bool = False,
+    ids: bool = False,
+    normalize: Normalization | None = None,
 ) -> tuple[Dataset, BuildReport]:
     """Builds the training dataset of one registry objective.
 
@@ -219,8 +265,12 @@ def build_dataset(
       the row is skipped when it holds fewer), or, pointwise, one ``label=1.0`` row and ``n``
       (default 1) ``label=0.0`` rows. Formats with ``teacher="scores"`` (``marginmse``) take the
       scores list ``[t_pos, t_neg_1..n]`` from ``teacher_scores``; a row missing one is skipped.
+    - pointwise from candidates (``mse``): ``candidates`` gives each query's documents in rank
+      order, cut to ``n + 1``; each document with a teacher score gives one row, ``score`` = its
+      raw teacher logit.
     - pointwise / ntuple from ``triples`` (Hofstätter's file or an equivalent table): one row
-      per triple (two for pointwise), one negative, scores ``[pos_score, neg_score]``.
+      per triple (two for pointwise), one negative, scores ``[pos_score, neg_score]`` (pointwise:
+      labels 1.0 / 0.0, or the two teacher scores for ``mse``).
     - listwise: ``candidates`` (a run or an LLM ranking) gives each query's documents, in rank
       order, cut to ``n + 1``; ``scores`` come from ``teacher_scores``, or from the candidates'
       own scores when the format's teacher is ``"ranking"`` (e.g. LLM pseudo-scores). Formats
@@ -232,12 +282,15 @@ def build_dataset(
 
     Args:
         objective: Registry name (``"marginmse"``) or :class:`~st_distill.objectives.Objective`.
-        queries: ``{qid: text}``: a dict or a :class:`TextStore`.
-        corpus: ``{docid: text}``: a dict or a :class:`TextStore`.
+        queries: ``{qid: text}``: a dict, a :class:`TextStore`, or a ``resolve_ids`` lookup dataset
+            (``Dataset``, ``(Dataset, id_col)`` or ``(Dataset, id_col, value_col)``).
+        corpus: ``{docid: text}``: as ``queries``.
         qrels: Judgements ``{qid: {docid: grade}}``.
         negatives: ``{qid: [docid, ...]}`` pools (see :mod:`st_distill.data.negatives`).
-        candidates: ``{qid: {docid: score}}``: listwise lists, or negatives pools when ``negatives`` is None.
-        teacher_scores: ``{qid: {docid: score}}`` or :class:`~st_distill.teachers.TeacherScores`.
+        candidates: ``{qid: {docid: score}}``: listwise lists and ``mse`` candidates, or negatives pools
+            when ``negatives`` is None; or an id dataset (``query_id``, ``document_ids``, ``scores``;
+            streaming allowed), read by :func:`~st_distill.data.ids.run_from_ids`.
+        teacher_scores: ``{qid: {docid: score}}``, :class:`~st_distill.teachers.TeacherScores`, or an id dataset.
         triples: Path to a teacher-triples file, or a table as returned by
             :func:`~st_distill.data.teacher_files.read_teacher_triples`.
         n_negatives: Negatives per row (documents per list - 1); the format's study default when None.
@@ -248,37 +301,60 @@ def build_dataset(
         lazy: Store row numbers into ``queries``/``corpus`` (which must then be :class:`TextStore`)
             and join texts on access.
         skip_invalid: Passed to the triples reader: skip bad lines with a counted warning.
+        ids: Store string ids in ``resolve_ids`` naming instead of texts (see :mod:`st_distill.data.ids`).
+        normalize: How teacher scores become targets: ``"raw"``, ``"sigmoid"``, ``"minmax"``,
+            ``"zscore"``, ``"global-zscore"`` or ``"rank"`` (see :mod:`st_distill.data.normalize`;
+            per-query statistics over all of a query's given teacher scores). ``None``: the
+            method recorded in ``teacher_scores`` (a :class:`~st_distill.teachers.TeacherScores`
+            read from a cache), else ``"raw"``. Recorded in the report.
 
     Returns:
         ``(dataset, report)``.
 
     Raises:
-        ValueError: On an unknown objective, missing inputs the format needs, or ``lazy`` without stores.
+        ValueError: On an unknown objective or normalisation, missing inputs the format needs, ``lazy``
+            without stores, ``lazy`` with ``ids``, or a normalisation asked of an objective without
+            teacher scores or of triples.
         FormatError: On a malformed triples file (unless ``skip_invalid``).
     """
     started = time.perf_counter()
     name, fmt = _format(objective)
+    if normalize is not None:
+        check_normalization(normalize)
     n = fmt.n_negatives if n_negatives is None else n_negatives
     if fmt.kind == "pointwise":
         n = 1 if n is None else n
     if n is None or n < 1:
         raise ValueError(f"{name}: n_negatives must be at least 1, got {n}")
+    if lazy and ids:
+        raise ValueError("give lazy=True (row numbers into text stores) or ids=True (string ids), not both")
     if lazy and not (isinstance(queries, TextStore) and isinstance(corpus, TextStore)):
         raise ValueError("lazy=True needs queries and corpus as TextStore objects (TextStore.from_file / from_texts)")
-    report = BuildReport(objective=name, kind=fmt.kind, columns=fmt.columns(n), n_negatives=n, seed=seed, lazy=lazy)
+    queries, corpus = _as_texts(queries), _as_texts(corpus)
+    report = BuildReport(objective=name, kind=fmt.kind, columns=fmt.columns(n), n_negatives=n, seed=seed, lazy=lazy, ids=ids)
     skipped: Counter = Counter()
     if triples is not None:
         if fmt.kind == "listwise":
             raise ValueError(f"{name}: a listwise objective cannot be built from teacher triples; give candidates")
         if fmt.kind == "ntuple" and n != 1:
             raise ValueError(f"{name}: teacher triples hold one negative per row, got n_negatives={n}")
+        if normalize not in (None, "raw"):
+            raise ValueError(f"{name}: teacher triples are used with their scores as given; normalize={normalize!r} is not supported")
+        report.normalize = "raw" if fmt.teacher is not None else None
         table, columns = _from_triples(fmt, triples, queries, corpus, skip_invalid, skipped, report)
     else:
-        teacher = _teacher_run(teacher_scores)
+        given_candidates, candidates = candidates, _as_run(candidates)
+        teacher = candidates if teacher_scores is given_candidates else _as_run(teacher_scores)
         if fmt.teacher == "scores" and teacher is None:
             raise ValueError(f"{name}: this objective trains on teacher scores; pass teacher_scores (or triples)")
+        targets, report.normalize = _targets(name, fmt, normalize, teacher_scores, teacher, candidates)
+        if hasattr(teacher_scores, "ensemble"):  # TeacherScores: record the teachers behind the scores
+            recipe = teacher_scores.ensemble
+            report.teacher = {
+                "ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints"),
+            }
         rows = _rows(
-            fmt, n, queries, corpus, qrels, negatives, candidates, teacher,
+            fmt, n, queries, corpus, qrels, negatives, candidates, targets,
             relevance_threshold, max_positives, max_queries, seed, skipped,
         )
         if not rows:
@@ -286,7 +362,10 @@ def build_dataset(
         given = (("qrels", qrels), ("negatives", negatives), ("candidates", candidates), ("teacher_scores", teacher))
         report.sources = {key: value is not None for key, value in given}
         report.queries = len({row[0] for row in rows})
-        table, columns = _table(fmt, rows, report.columns, queries, corpus, lazy)
+        table, columns = _table(fmt, rows, report.columns, queries, corpus, lazy, ids)
+    if ids:
+        table = table.rename_columns(id_columns(table.column_names, columns[1]))
+        report.columns = table.column_names
     dataset = _dataset(table, columns, queries, corpus, lazy)
     report.rows = table.num_rows
     report.skipped = dict(sorted(skipped.items()))
@@ -325,10 +404,9 @@ def _rows(
     skipped: Counter,
 ) -> list[tuple]:
     """Rows of ids: ``(qid, docid, label)``, ``(qid, pos, negs, scores)`` or ``(qid, docs, scores)``."""
-    listwise_ranked = fmt.kind == "listwise" and not fmt.positive_first
-    if listwise_ranked:
+    if fmt.from_candidates:
         if candidates is None:
-            raise ValueError("a listwise dataset needs candidates: a run or an LLM ranking per query")
+            raise ValueError(f"a {fmt.kind} dataset of ranked candidates needs candidates: a run or an LLM ranking per query")
         qids = list(candidates)
     else:
         if qrels is None:
@@ -357,8 +435,8 @@ def _rows(
             skipped["query without text"] += 1
             continue
         before = len(rows)
-        if listwise_ranked:
-            _listwise_rows(qid, candidates[qid], n, has_text, score, rows, skipped)
+        if fmt.from_candidates:
+            _candidate_rows(fmt, qid, candidates[qid], n, has_text, score, rows, skipped)
         else:
             grades = qrels.get(qid, {})
             positives = sorted(relevant(qrels, qid, threshold), key=lambda d: (-grades[d], d))
@@ -387,7 +465,8 @@ def _rows(
     return rows
 
 
-def _listwise_rows(qid, docs: Mapping[str, float], n: int, has_text, score, rows: list, skipped: Counter) -> None:
+def _candidate_rows(fmt, qid, docs: Mapping[str, float], n: int, has_text, score, rows: list, skipped: Counter) -> None:
+    """The query's top ``n + 1`` candidates with a text and a score: one list row, or one row per document (pointwise)."""
     listed = [d for d, _ in ranked(docs)][: n + 1]
     kept, scores = [], []
     for docid in listed:
@@ -400,6 +479,9 @@ def _listwise_rows(qid, docs: Mapping[str, float], n: int, has_text, score, rows
             continue
         kept.append(docid)
         scores.append(float(value))
+    if fmt.kind == "pointwise":
+        rows.extend((qid, docid, value) for docid, value in zip(kept, scores))
+        return
     if len(kept) < 2:
         skipped["list with fewer than 2 documents"] += 1
         return
@@ -432,20 +514,22 @@ def _example_rows(fmt, qid: str, positive: str, picked: list[str], n: int, score
 
 
 def _table(
-    fmt: DatasetFormat, rows: list[tuple], columns: list[str], queries, corpus, lazy: bool
+    fmt: DatasetFormat, rows: list[tuple], columns: list[str], queries, corpus, lazy: bool, ids: bool
 ) -> tuple[pa.Table, tuple[list[str], list[str]]]:
-    """Turns id rows into the format's columns: texts, or row numbers into the stores when lazy."""
+    """Turns id rows into the format's columns: texts, row numbers into the stores when lazy, or the ids."""
 
-    def resolve(texts, ids: list[str]) -> pa.Array:
+    def resolve(texts, keys: list[str]) -> pa.Array:
+        if ids:
+            return pa.array(keys, pa.string())
         if lazy:
-            return pa.array(texts.rows(ids).astype(np.int32))
-        return pa.array(_lookup(texts, ids), pa.string())
+            return pa.array(texts.rows(keys).astype(np.int32))
+        return pa.array(_lookup(texts, keys), pa.string())
 
     qids = [row[0] for row in rows]
     data: dict[str, Any] = {"query": resolve(queries, qids)}
     if fmt.kind == "pointwise":
         data["document"] = resolve(corpus, [row[1] for row in rows])
-        data["label"] = pa.array([row[2] for row in rows], pa.float32())
+        data[fmt.label_column] = pa.array([row[2] for row in rows], pa.float32())
         return pa.table(data), (["query", "document"], [])
     if fmt.kind == "ntuple":
         text_columns = [c for c in columns if c != "scores"]
@@ -477,37 +561,43 @@ def _from_triples(fmt, triples, queries, corpus, skip_invalid: bool, skipped: Co
     else:
         report.sources = {"triples": str(triples)}
         table = read_teacher_triples(
-            triples, _known_ids(queries), _known_ids(corpus), skip_invalid=skip_invalid, skipped=skipped, keep_ids=False
+            triples, _known_ids(queries), _known_ids(corpus), skip_invalid=skip_invalid, skipped=skipped, keep_ids=report.ids
         )
-    lazy = report.lazy
     q, p, g = (table.column(c).combine_chunks() for c in ("query_row", "positive_row", "negative_row"))
     seen = np.zeros(len(queries), dtype=bool)
     seen[q.to_numpy()] = True
     report.queries = int(seen.sum())
-    queries_col = q if lazy else _texts_at(queries, q)
-    pos_col = p if lazy else _texts_at(corpus, p)
-    neg_col = g if lazy else _texts_at(corpus, g)
+
+    def column(rows: pa.Array, texts, id_name: str) -> pa.Array:
+        if report.ids:
+            if id_name not in table.column_names:
+                raise ValueError(f"ids=True needs the triples' id column {id_name!r}; the table given has {table.column_names}")
+            return table.column(id_name).combine_chunks()
+        return rows if report.lazy else _texts_at(texts, rows)
+
+    queries_col, pos_col, neg_col = column(q, queries, "qid"), column(p, corpus, "pos_pid"), column(g, corpus, "neg_pid")
+    count = table.num_rows
+    teacher = np.empty(2 * count, dtype=np.float32)  # [t_pos, t_neg] per triple, interleaved
+    teacher[0::2] = table.column("pos_score").to_numpy()
+    teacher[1::2] = table.column("neg_score").to_numpy()
     if fmt.kind == "pointwise":
-        # each triple gives (query, positive, 1.0) then (query, negative, 0.0)
-        count = table.num_rows
+        # each triple gives (query, positive, 1.0 or t_pos) then (query, negative, 0.0 or t_neg)
         order = np.empty(2 * count, dtype=np.int64)
         order[0::2] = np.arange(count)
         order[1::2] = np.arange(count) + count
+        labels = teacher if fmt.teacher == "scores" else np.tile(np.array([1.0, 0.0], dtype=np.float32), count)
         out = pa.table(
             {
                 "query": queries_col.take(pa.array(np.arange(2 * count) // 2)),
                 "document": pa.concat_arrays([pos_col, neg_col]).take(pa.array(order)),
-                "label": pa.array(np.tile(np.array([1.0, 0.0], dtype=np.float32), count)),
+                fmt.label_column: pa.array(labels),
             }
         )
         return out, (["query", "document"], [])
     data = {"query": queries_col, "positive": pos_col, "negative_1": neg_col}
     if fmt.label_column == "scores":
-        values = np.empty(2 * table.num_rows, dtype=np.float32)  # [t_pos, t_neg] per row, interleaved
-        values[0::2] = table.column("pos_score").to_numpy()
-        values[1::2] = table.column("neg_score").to_numpy()
-        offsets = pa.array(np.arange(0, values.size + 1, 2, dtype=np.int32))
-        data["scores"] = pa.ListArray.from_arrays(offsets, pa.array(values))
+        offsets = pa.array(np.arange(0, teacher.size + 1, 2, dtype=np.int32))
+        data["scores"] = pa.ListArray.from_arrays(offsets, pa.array(teacher))
     return pa.table(data), (["query", "positive", "negative_1"], [])
 
 

@@ -10,6 +10,24 @@ names the file and the line (``path:line: what is wrong``). Readers that take
 first offending line; pass a ``skipped`` :class:`collections.Counter` to receive the
 counts by reason (the dataset builder puts them in its report).
 
+What every line reader does the same way:
+
+- a UTF-8 byte order mark at the start of the file is dropped; blank lines are skipped;
+  a line ends at ``\n``, ``\r\n`` or a lone ``\r`` (as Python's text mode reads it); a line
+  that is not UTF-8 is bad;
+- numbers are read as trec_eval reads them, in ASCII: integers ``[+-]digits``, scores
+  ``[+-]digits[.digits][e[+-]digits]``; Python-only spellings (``1_000``, non-ASCII digits,
+  ``nan``, ``inf``) are bad, as is a score that overflows to infinity;
+- fields of TREC files (runs, qrels, LLM rankings) are separated by ASCII spaces and tabs;
+  a line holding another Unicode space (U+00A0, U+2028, ...) is bad, as Python's
+  ``str.split`` and trec_eval would cut it differently;
+- an empty id or an empty text (queries, documents) is bad, in TSV and BEIR files alike;
+- qrels grades are integers within :data:`GRADE_LIMIT` of 0 (trec_eval's memory and time grow
+  with the highest grade: 800 MB and 7 s for one query judged 10^8; beyond 2^63 it fails).
+
+Ids written into a TREC run must be non-empty and hold no whitespace (:func:`write_trec_run`
+refuses them rather than write a line that cannot be read back).
+
 Supported formats:
 
 - TREC run: ``qid Q0 docid rank score tag``, separated by spaces or tabs.
@@ -23,22 +41,32 @@ Files ending in ``.gz`` are decompressed on the fly.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import math
 import os
+import re
+import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from st_distill.io import atomic_write, open_bytes
+from st_distill.io import atomic_write, open_bytes, require_file
 
 logger = logging.getLogger(__name__)
 
 Run = dict[str, dict[str, float]]
 Qrels = dict[str, dict[str, int]]
 Texts = dict[str, str]
+
+GRADE_LIMIT = 10_000
+"""Largest absolute qrels grade accepted (real collections use -2 to 4)."""
+
+UTF8_BOM = b"\xef\xbb\xbf"
+_UNICODE_SPACE = re.compile(r"[^\S \t\n\r\x0b\x0c]")  # whitespace to str.split(), not to trec_eval
+_WHITESPACE = re.compile(r"\s")
 
 
 class FormatError(ValueError):
@@ -50,6 +78,19 @@ class FormatError(ValueError):
         self.reason = message
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {message}")
+
+
+class BadLine(ValueError):
+    """Raised by a one-line parser; the reader turns it into a :class:`FormatError` with the file and line.
+
+    Args:
+        message: What is wrong with the line.
+        reason: The counter key when the line is skipped.
+    """
+
+    def __init__(self, message: str, reason: str = "malformed line") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class LineChecker:
@@ -84,8 +125,31 @@ class LineChecker:
             logger.warning("skipped %d invalid line(s) of %s (first: %s)", self.count, self.path, self.first)
 
 
+def _plain_ascii(text: str) -> bool:
+    """ASCII, without ``_`` or surrounding whitespace: where Python's ``int``/``float`` read what trec_eval reads."""
+    return text.isascii() and "_" not in text and text == text.strip()
+
+
+def parse_int(text: str) -> int | None:
+    """Parses an ASCII integer (``[+-]digits``); None for anything else, ``1_000`` and non-ASCII digits included."""
+    if not _plain_ascii(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def parse_score(text: str) -> float | None:
-    """Parses a finite float; returns None for text that is not a number, NaN or infinite."""
+    """Parses a finite ASCII decimal number (``[+-]digits[.digits][e[+-]digits]``); None otherwise.
+
+    Python's ``float`` also reads ``1_000``, ``nan``, ``inf`` and non-ASCII digits, which
+    trec_eval reads differently (``1_000`` as 1) or not at all; those are None here, as is a
+    number that overflows to infinity. (On plain ASCII without ``_``, ``float`` accepts exactly
+    these decimals, plus ``nan`` and ``inf``, which are not finite.)
+    """
+    if not _plain_ascii(text):
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -93,20 +157,105 @@ def parse_score(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def numbered_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """Yields ``(line_number, line)`` for every non-blank line, 1-based, without the line ending.
+def split_fields(line: str) -> list[str]:
+    """Splits a line of a TREC file on ASCII spaces and tabs.
 
     Raises:
-        FormatError: On a line that is not valid UTF-8, naming the line.
+        BadLine: When the line holds another Unicode space, which ``str.split`` and trec_eval treat differently.
     """
+    if line.isascii() and (line.isprintable() or line.replace("\t", " ").isprintable()):
+        return line.split()  # no character but spaces and tabs that str.split would cut at: the fast, usual case
+    other = _UNICODE_SPACE.search(line)  # U+001C to U+001F too: ASCII, and yet spaces to str.split
+    if other:
+        raise BadLine(
+            f"holds U+{ord(other.group()):04X}, a Unicode space: fields are separated by ASCII spaces or tabs, "
+            "and ids cannot hold spaces"
+        )
+    return line.split()
+
+
+def numbered_lines(
+    path: str | os.PathLike, on_invalid: Callable[[int, str, str], None] | None = None
+) -> Iterator[tuple[int, str]]:
+    """Yields ``(line_number, line)`` for every non-blank line, 1-based, without the line ending.
+
+    Lines end at ``\n``, ``\r\n`` or a lone ``\r``, as Python's text mode and pyarrow's CSV
+    reader cut them; line numbers count ``\n`` (the pieces of a line cut by a lone ``\r``
+    share its number). A UTF-8 byte order mark at the start of the file is dropped.
+
+    Args:
+        path: The file (``.gz`` is decompressed).
+        on_invalid: Called as ``on_invalid(line_number, message, reason)`` for a line that is not
+            UTF-8 (e.g. :meth:`LineChecker.bad`, to skip it); by default such a line raises.
+
+    Raises:
+        FormatError: On a line that is not valid UTF-8 (without ``on_invalid``), or a ``.gz`` file
+            whose content is not gzip data or is cut short.
+        IsADirectoryError, FileNotFoundError: When ``path`` is a folder or does not exist.
+    """
+    number = 0
     with open_bytes(path) as f:
-        for number, raw in enumerate(f, start=1):
+        try:
+            for number, raw in enumerate(f, start=1):
+                if number == 1 and raw.startswith(UTF8_BOM):
+                    raw = raw[len(UTF8_BOM) :]
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    message = f"not valid UTF-8 ({error.reason} at byte {error.start} of the line)"
+                    if on_invalid is None:
+                        raise FormatError(path, number, message) from None
+                    on_invalid(number, message, "invalid UTF-8")
+                    continue
+                for piece in line.split("\r") if "\r" in line else (line,):
+                    if piece.strip():
+                        yield number, piece
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            if number == 0:
+                raise FormatError(path, None, f"not a gzip file, although its name ends in .gz ({error})") from None
+            raise FormatError(path, number + 1, f"the gzip data is corrupt or cut short ({error})") from None
+
+
+def _records(
+    path: str | os.PathLike,
+    parse: Callable[[str], tuple],
+    check: LineChecker,
+) -> Iterator[tuple[int, tuple]]:
+    """``(line_number, parse(line))`` for each line that parses; bad lines go to ``check``."""
+    for number, line in numbered_lines(path, check.bad):
+        try:
+            record = parse(line)
+        except BadLine as bad:
+            check.bad(number, str(bad), bad.reason)
+            continue
+        yield number, record
+
+
+def _run_line(line: str) -> tuple[str, str, int, float]:
+    """``(qid, docid, rank, score)`` of one ``qid Q0 docid rank score tag`` line."""
+    if line.isascii() and "_" not in line and (line.isprintable() or line.replace("\t", " ").isprintable()):
+        # the usual line, checked once as a whole (what split_fields, parse_int and parse_score check per
+        # field); runs have millions of lines and this halves the time a line takes
+        fields = line.split()
+        if len(fields) == 6:
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as error:
-                raise FormatError(path, number, f"not valid UTF-8 ({error.reason} at byte {error.start} of the line)") from None
-            if line.strip():
-                yield number, line
+                rank, score = int(fields[3]), float(fields[4])
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(score):
+                    return fields[0], fields[2], rank, score
+    fields = split_fields(line)
+    if len(fields) != 6:
+        raise BadLine(f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: {line!r}")
+    qid, _, docid, rank_text, score_text, _ = fields
+    rank = parse_int(rank_text)
+    if rank is None:
+        raise BadLine(f"rank {rank_text!r} is not an integer")
+    score = parse_score(score_text)
+    if score is None:
+        raise BadLine(f"score {score_text!r} is not a finite number", "non-finite score")
+    return qid, docid, rank, score
 
 
 def iter_trec_run(
@@ -121,20 +270,11 @@ def iter_trec_run(
         skipped: Optional counter receiving the skipped lines by reason.
     """
     check = LineChecker(path, skip_invalid, skipped)
-    for number, line in numbered_lines(path):
-        fields = line.split()
-        if len(fields) != 6:
-            check.bad(number, f"expected 6 fields 'qid Q0 docid rank score tag', got {len(fields)}: {line!r}")
-            continue
-        qid, _, docid, rank_text, score_text, _ = fields
+    for number, line in numbered_lines(path, check.bad):  # not through _records: runs are long, a generator less
         try:
-            rank = int(rank_text)
-        except ValueError:
-            check.bad(number, f"rank {rank_text!r} is not an integer")
-            continue
-        score = parse_score(score_text)
-        if score is None:
-            check.bad(number, f"score {score_text!r} is not a finite number", reason="non-finite score")
+            qid, docid, rank, score = _run_line(line)
+        except BadLine as bad:
+            check.bad(number, str(bad), bad.reason)
             continue
         yield number, qid, docid, rank, score
     check.finish()
@@ -177,8 +317,26 @@ def ranked(docs: Mapping[str, float]) -> list[tuple[str, float]]:
 
 
 def top_k(run: Mapping[str, Mapping[str, float]], k: int | None) -> Run:
-    """Keeps each query's first ``k`` documents in trec_eval order (all of them when ``k`` is None)."""
+    """Keeps each query's first ``k`` documents in trec_eval order (all of them when ``k`` is None).
+
+    Raises:
+        ValueError: When ``k`` is not None and below 1.
+    """
+    if k is not None and k < 1:
+        raise ValueError(f"k (depth) must be at least 1, got {k}")
     return {qid: dict(ranked(docs)[:k]) for qid, docs in run.items()}
+
+
+def run_id_problem(key: str) -> str | None:
+    """Why ``key`` cannot be a query or document id of a TREC run (empty, or holds whitespace); None if it can."""
+    if key.split() == [key]:  # the usual case, in one pass
+        return None
+    if not key:
+        return "is empty"
+    space = _WHITESPACE.search(key)
+    if space:
+        return f"holds whitespace (U+{ord(space.group()):04X}), which separates a TREC run's fields"
+    return None
 
 
 def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLike, tag: str = "st-distill") -> None:
@@ -192,18 +350,40 @@ def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | os.PathLi
         run: ``{qid: {docid: score}}``.
         path: The destination file.
         tag: The run tag (last column).
+
+    Raises:
+        ValueError: On an id or tag that is empty or holds whitespace (the line could not be read
+            back), or a score that is not finite; nothing is written then.
     """
-    with atomic_write(path) as f:
+    with atomic_write(path) as f:  # an error below leaves no file (and any previous one untouched)
+        if problem := run_id_problem(tag):
+            raise ValueError(f"{path}: run tag {tag!r} {problem}")
         for qid, docs in run.items():
+            if problem := run_id_problem(qid):
+                raise ValueError(f"{path}: query id {qid!r} {problem}")
             for rank, (docid, score) in enumerate(ranked(docs), start=1):
+                if problem := run_id_problem(docid):
+                    raise ValueError(f"{path}: document id {docid!r} (query {qid!r}) {problem}")
+                if not math.isfinite(score):
+                    raise ValueError(f"{path}: score {score!r} of document {docid!r} (query {qid!r}) is not finite")
                 f.write(f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}\n")
+
+
+def _grade(text: str) -> int:
+    grade = parse_int(text)
+    if grade is None:
+        raise BadLine(f"grade {text!r} is not an integer")
+    if abs(grade) > GRADE_LIMIT:
+        raise BadLine(f"grade {grade} is out of range: grades are integers from {-GRADE_LIMIT} to {GRADE_LIMIT}")
+    return grade
 
 
 def read_qrels(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Qrels:
     """Reads relevance judgements in TREC (``qid iter docid grade``) or BEIR TSV (with header) format.
 
     The format is recognised from the first line: a ``query-id`` header means BEIR.
-    Grades are integers (negative grades, as in some TREC tracks, are kept).
+    Grades are integers (negative grades, as in some TREC tracks, are kept) within
+    :data:`GRADE_LIMIT` of 0.
 
     Args:
         path: The qrels file.
@@ -214,29 +394,35 @@ def read_qrels(path: str | os.PathLike, skip_invalid: bool = False, skipped: Cou
         ``{qid: {docid: grade}}``.
 
     Raises:
-        FormatError: On a malformed line, a document judged twice with different grades, or an empty file.
+        FormatError: On a malformed line, a grade out of range, a document judged twice with
+            different grades, or an empty file.
     """
     qrels: Qrels = {}
     check = LineChecker(path, skip_invalid, skipped)
     beir = None
-    for number, line in numbered_lines(path):
-        fields = line.split("\t") if beir else line.split()
+
+    def parse(line: str) -> tuple[str, str, int] | None:
+        nonlocal beir
+        fields = split_fields(line)
         if beir is None:
             beir = fields[0].lower() == "query-id"
             if beir:
-                continue
+                return None
+        if beir:
+            fields = [field.strip() for field in line.split("\t")]
         if len(fields) != (3 if beir else 4):
             expected = "'query-id<TAB>corpus-id<TAB>score'" if beir else "'qid iter docid grade'"
-            check.bad(number, f"expected {expected}, got {len(fields)} fields: {line!r}")
-            continue
+            raise BadLine(f"expected {expected}, got {len(fields)} fields: {line!r}")
         qid, docid, grade_text = (fields[0], fields[1], fields[2]) if beir else (fields[0], fields[2], fields[3])
-        try:
-            grade = int(grade_text)
-        except ValueError:
-            check.bad(number, f"grade {grade_text!r} is not an integer")
+        if not qid or not docid:
+            raise BadLine(f"empty {'query' if not qid else 'document'} id: {line!r}")
+        return qid, docid, _grade(grade_text)
+
+    for number, record in _records(path, parse, check):
+        if record is None:
             continue
-        docs = qrels.setdefault(qid.strip(), {})
-        docid = docid.strip()
+        qid, docid, grade = record
+        docs = qrels.setdefault(qid, {})
         if docs.get(docid, grade) != grade:
             check.bad(number, f"document {docid!r} judged twice for query {qid!r} with different grades", "conflict")
             continue
@@ -247,70 +433,139 @@ def read_qrels(path: str | os.PathLike, skip_invalid: bool = False, skipped: Cou
     return qrels
 
 
-def read_tsv(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Texts:
-    """Reads an MS MARCO-style ``id<TAB>text`` file (collection or queries) into ``{id: text}``.
+def _tsv_record(line: str) -> tuple[str, str]:
+    """``(id, text)`` of one ``id<TAB>text`` line, both stripped."""
+    key, sep, text = line.partition("\t")
+    key, text = key.strip(), text.strip()
+    if not sep:
+        raise BadLine(f"expected 'id<TAB>text', got {line[:80]!r}")
+    if not key:
+        raise BadLine(f"empty id: {line[:80]!r}", "empty id")
+    if not text:
+        raise BadLine(f"empty text for id {key!r}", "empty text")
+    return key, text
 
-    Raises:
-        FormatError: On a line without a tab, an empty id or text, a repeated id, or an empty file.
-    """
+
+def _jsonl_record(line: str) -> tuple[str, str]:
+    """``(_id, text)`` of one BEIR record; the text is ``title + " " + text``, stripped."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BadLine(f"invalid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of over 4300 digits, or deep nesting
+        raise BadLine(f"invalid JSON ({exc})") from None
+    if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
+        raise BadLine("expected an object with '_id' and a string 'text'")
+    key, title = record["_id"], record.get("title")
+    if isinstance(key, int) and not isinstance(key, bool):
+        key = str(key)  # as the id reads in the qrels
+    if not isinstance(key, str):
+        raise BadLine(f"'_id' must be a string (or an integer), got {type(key).__name__} {json.dumps(key)}", "bad id")
+    if title is not None and not isinstance(title, str):
+        raise BadLine(f"'title' must be a string, got {type(title).__name__}")
+    if not key:
+        raise BadLine("empty '_id'", "empty id")
+    text = f"{title or ''} {record['text']}".strip()
+    if "\\u" in line:  # only a \u escape can give a lone surrogate, which is not Unicode text
+        try:
+            key.encode("utf-8"), text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadLine("a lone surrogate (\\ud800 to \\udfff without its pair) in '_id', 'title' or 'text'") from None
+    if not text:
+        raise BadLine(f"empty text for id {key!r} (title and text)", "empty text")
+    return key, text
+
+
+def _read_texts(path: str | os.PathLike, parse: Callable[[str], tuple[str, str]], skip_invalid: bool,
+                skipped: Counter | None, expected: str) -> Texts:
     texts: Texts = {}
     check = LineChecker(path, skip_invalid, skipped)
-    for number, line in numbered_lines(path):
-        key, sep, text = line.partition("\t")
-        key, text = key.strip(), text.strip()
-        if not sep or not key or not text:
-            check.bad(number, f"expected 'id<TAB>text', got {line[:80]!r}")
-            continue
+    for number, (key, text) in _records(path, parse, check):
         if key in texts:
             check.bad(number, f"id {key!r} appears twice", reason="duplicate id")
             continue
         texts[key] = text
     check.finish()
     if not texts:
-        raise FormatError(path, None, "no 'id<TAB>text' line in the file")
+        raise FormatError(path, None, f"no {expected} in the file")
     return texts
+
+
+def read_tsv(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Texts:
+    """Reads an MS MARCO-style ``id<TAB>text`` file (collection or queries) into ``{id: text}``.
+
+    Id and text are stripped of surrounding whitespace.
+
+    Raises:
+        FormatError: On a line without a tab, an empty id or text, a repeated id, or an empty file.
+    """
+    return _read_texts(path, _tsv_record, skip_invalid, skipped, "'id<TAB>text' line")
 
 
 def read_jsonl(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Texts:
     """Reads a BEIR ``corpus.jsonl`` or ``queries.jsonl`` into ``{_id: text}``.
 
     A record's text is ``title + " " + text`` stripped (queries have no title), as BEIR's
-    re-ranker builds its pairs.
+    re-ranker builds its pairs. ``_id`` is a string; an integer ``_id`` is read as its decimal
+    string (``4983`` -> ``"4983"``, as it reads in the qrels); any other type is an error.
 
     Raises:
-        FormatError: On invalid JSON, a record without ``_id`` or ``text``, a repeated id, or an empty file.
+        FormatError: On invalid JSON, a record without ``_id`` or a string ``text``, an ``_id``
+            that is not a string or an integer, a ``title`` that is not a string, an empty id or
+            text, a repeated id, or an empty file.
     """
-    texts: Texts = {}
-    check = LineChecker(path, skip_invalid, skipped)
-    for number, line in numbered_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            check.bad(number, f"invalid JSON ({exc.msg})")
-            continue
-        if not isinstance(record, dict) or "_id" not in record or not isinstance(record.get("text"), str):
-            check.bad(number, "expected an object with '_id' and a string 'text'")
-            continue
-        key = str(record["_id"])
-        if key in texts:
-            check.bad(number, f"id {key!r} appears twice", reason="duplicate id")
-            continue
-        texts[key] = f"{record.get('title') or ''} {record['text']}".strip()
-    check.finish()
-    if not texts:
-        raise FormatError(path, None, "no record in the file")
-    return texts
+    return _read_texts(path, _jsonl_record, skip_invalid, skipped, "record")
+
+
+def _text_parser(path: str | os.PathLike) -> Callable[[str], tuple[str, str]]:
+    """The one-line parser of a text file, by its extension; raises when ``path`` is not a file."""
+    suffixes = require_file(path).suffixes
+    kind = suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes or [""])[-1]
+    if kind == ".jsonl":
+        return _jsonl_record
+    if kind in (".tsv", ".txt"):
+        return _tsv_record
+    raise FormatError(path, None, "unknown text format: expected a .tsv (id<TAB>text) or .jsonl (BEIR) file")
 
 
 def read_texts(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Texts:
     """Reads queries or a collection from a ``.tsv`` or ``.jsonl`` file (optionally ``.gz``), by its extension."""
-    suffixes = Path(path).suffixes
-    kind = suffixes[-2] if suffixes and suffixes[-1] == ".gz" and len(suffixes) > 1 else (suffixes or [""])[-1]
-    if kind == ".jsonl":
+    if _text_parser(path) is _jsonl_record:
         return read_jsonl(path, skip_invalid, skipped)
-    if kind in (".tsv", ".txt"):
-        return read_tsv(path, skip_invalid, skipped)
-    raise FormatError(path, None, "unknown text format: expected a .tsv (id<TAB>text) or .jsonl (BEIR) file")
+    return read_tsv(path, skip_invalid, skipped)
+
+
+def line_of_id(path: str | os.PathLike, key: str) -> int | None:
+    """The first line of a ``.tsv`` or ``.jsonl`` text file whose record has id ``key`` (None if none has)."""
+    parse = _text_parser(path)
+    for number, line in numbered_lines(path, on_invalid=lambda *_: None):
+        try:
+            if parse(line)[0] == key:
+                return number
+        except BadLine:
+            continue
+    return None
+
+
+def check_run_ids(texts: Mapping[str, str], path: str | os.PathLike | None, what: str) -> None:
+    """Checks that every id of ``texts`` can be written into a TREC run, before any work is done with them.
+
+    Args:
+        texts: ``{id: text}`` read from ``path``.
+        path: The file the texts came from (to name the line), or None.
+        what: ``"query"`` or ``"document"``, for the message.
+
+    Raises:
+        FormatError: Naming the file and line of the first id that is empty or holds whitespace.
+        ValueError: The same, when ``path`` is None.
+    """
+    for key in texts:
+        problem = run_id_problem(key)
+        if problem:
+            message = f"{what} id {key!r} {problem}: a TREC run cannot hold it"
+            if path is None:
+                raise ValueError(message)
+            raise FormatError(path, line_of_id(path, key), message)
 
 
 @dataclass

@@ -41,7 +41,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
-from st_distill.data.formats import FormatError, Texts, read_texts
+from st_distill.data.formats import UTF8_BOM, FormatError, Texts, read_texts
+from st_distill.io import require_file
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("start", pa.int64()), ("length", pa.int32())])
@@ -219,9 +220,7 @@ class TextStore(Mapping):
         Raises:
             FormatError: On a malformed line (unless skipping), an empty or repeated id.
         """
-        source = Path(source)
-        if not source.is_file():
-            raise FileNotFoundError(f"{source}: no such file")
+        source = require_file(source)
         if source.suffix in (".tsv", ".txt"):
             try:
                 index = _index_tsv(source)
@@ -254,8 +253,8 @@ def _open_source(store: Path, source: Path, metadata: dict[bytes, bytes] | None)
 def _index_tsv(source: Path) -> pa.Table | None:
     """Indexes a clean ``id<TAB>text`` file in place: ``(id, start, length)`` of every line's text.
 
-    Returns None when the file is not clean (empty, a blank line, a line without exactly one
-    tab, control characters such as ``\r``, surrounding spaces, invalid UTF-8): the caller then
+    Returns None when the file is not clean (empty, a byte order mark, a blank line, a line
+    without exactly one tab, control characters such as ``\r``, surrounding spaces, invalid UTF-8): the caller then
     copies it with the reader that cleans it or names the bad line. The file is cut into blocks
     at newlines and the blocks are read (``pread`` into one reused buffer per thread: no page
     faults, unlike a memory map) and scanned in parallel; numpy releases the GIL.
@@ -265,6 +264,8 @@ def _index_tsv(source: Path) -> pa.Table | None:
         return None
     buffers = threading.local()
     with open(source, "rb") as f:
+        if f.read(len(UTF8_BOM)) == UTF8_BOM:
+            return None  # the copying reader drops the byte order mark
         fd = f.fileno()
         bounds = [0]
         while bounds[-1] < size:

@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 
 from st_distill.data.formats import FormatError, LineChecker, Run, iter_trec_run, numbered_lines, parse_score
 from st_distill.data.store import TextStore
+from st_distill.io import require_file
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ _RAW_SCHEMA = pa.schema(
         ("neg_pid", pa.string()),
     ]
 )
+_FLOAT32_OVERFLOW = 2.0**128 - 2.0**103  # the smallest magnitude that rounds to infinity in float32
 _ROWS_COLUMNS = {"qid": "query_row", "pos_pid": "positive_row", "neg_pid": "negative_row"}
 
 
@@ -60,6 +62,10 @@ def read_teacher_triples(
     not a finite number, an empty or unknown id) a second, line-by-line pass finds the exact
     line: it raises :class:`~st_distill.data.formats.FormatError` naming the file and the
     line, or, with ``skip_invalid``, skips the bad lines with one counted warning.
+
+    Both passes read the same thing: fields are cut at the delimiter of the first line (a tab
+    if it holds one, else a single space), ids are kept as written, a score may have spaces
+    around it, a lone ``\r`` ends a line, and a leading byte order mark is dropped.
 
     Args:
         path: The teacher file; fields separated by tabs (the published file) or single spaces.
@@ -82,22 +88,21 @@ def read_teacher_triples(
 
     Raises:
         FormatError: On a bad line (unless skipping) or a file without any row.
-        FileNotFoundError: When the file does not exist.
+        FileNotFoundError, IsADirectoryError: When the file does not exist, or is a folder.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    path = require_file(path)
+    delimiter = _delimiter(path)
     table = None
     if path.suffix != ".gz":
         try:
             # ids looked up among known ids need no emptiness check: an empty id is never known
             unchecked = [name for name, known in (("qid", query_ids), ("pos_pid", doc_ids), ("neg_pid", doc_ids)) if known is None]
-            table = _read_fast(path, max_rows, unchecked)
+            table = _read_fast(path, delimiter, max_rows, unchecked)
             table = _check_and_index(table, query_ids, doc_ids)
         except (pa.ArrowInvalid, _Invalid):
             table = None
     if table is None:
-        table = _read_by_line(path, query_ids, doc_ids, skip_invalid, skipped, max_rows)
+        table = _read_by_line(path, delimiter, query_ids, doc_ids, skip_invalid, skipped, max_rows)
     if table.num_rows == 0:
         raise FormatError(path, None, "no 'pos_score neg_score qid pos_pid neg_pid' line in the file")
     if not keep_ids and query_ids is not None and doc_ids is not None:
@@ -110,22 +115,25 @@ class _Invalid(Exception):
 
 
 def _delimiter(path: Path) -> str:
-    for _, line in numbered_lines(path):
+    """A tab if the first line (of valid UTF-8) holds one, else a space."""
+    for _, line in numbered_lines(path, on_invalid=lambda *_: None):
         return "\t" if "\t" in line else " "
     return "\t"
 
 
-def _read_fast(path: Path, max_rows: int | None, unchecked_ids: Sequence[str] = ("qid", "pos_pid", "neg_pid")) -> pa.Table:
+def _read_fast(
+    path: Path, delimiter: str, max_rows: int | None, unchecked_ids: Sequence[str] = ("qid", "pos_pid", "neg_pid")
+) -> pa.Table:
     """The clean-file pass: pyarrow's multi-threaded CSV reader; raises :class:`_Invalid` (or ArrowInvalid) on any bad row.
 
     The whole file is read at once (blocks parsed on all cores); with ``max_rows`` it streams
-    and stops early. A non-finite score is found through the column's sum (NaN and infinities
-    propagate into it; an overflowing sum of finite scores only sends the file to the exact
-    line-by-line pass).
+    and stops early. A non-finite score (or one beyond float32's range, infinite once cast) is
+    found through the column's sum (NaN and infinities propagate into it; an overflowing sum of
+    finite scores only sends the file to the exact line-by-line pass).
     """
     options = dict(
         read_options=pacsv.ReadOptions(column_names=TRIPLE_COLUMNS, block_size=16 << 20),
-        parse_options=pacsv.ParseOptions(delimiter=_delimiter(path), quote_char=False, escape_char=False),
+        parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False),
         convert_options=pacsv.ConvertOptions(column_types=_RAW_SCHEMA, null_values=[], strings_can_be_null=False),
     )
     if max_rows is None:
@@ -138,14 +146,15 @@ def _read_fast(path: Path, max_rows: int | None, unchecked_ids: Sequence[str] = 
             if rows >= max_rows:
                 break
         table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, max_rows)
-    for name in ("pos_score", "neg_score"):
-        column = table.column(name)
-        if column.null_count or not math.isfinite(pc.sum(column).as_py() or 0.0):
-            raise _Invalid
     for name in unchecked_ids:
         if pc.any(pc.equal(pc.binary_length(table.column(name)), 0)).as_py():
             raise _Invalid
-    return _finish(table)
+    table = _finish(table)
+    for name in ("pos_score", "neg_score"):  # float32 now: a score beyond its range became infinite
+        column = table.column(name)
+        if column.null_count or not math.isfinite(pc.sum(column).as_py() or 0.0):
+            raise _Invalid
+    return table
 
 
 def _finish(table: pa.Table) -> pa.Table:
@@ -203,6 +212,7 @@ def _check_and_index(table: pa.Table, query_ids: pa.Array | TextStore | None, do
 
 def _read_by_line(
     path: Path,
+    delimiter: str,
     query_ids: pa.Array | TextStore | None,
     doc_ids: pa.Array | TextStore | None,
     skip_invalid: bool,
@@ -213,7 +223,7 @@ def _read_by_line(
     """The validating pass: parses line by line in chunks, checks ids per chunk with Arrow, keeps line numbers."""
     check = LineChecker(path, skip_invalid, skipped)
     tables, kept = [], 0
-    for lines, columns, errors in _parsed_chunks(path, chunk):
+    for lines, columns, errors in _parsed_chunks(path, delimiter, chunk):
         table = _finish(pa.table(columns, schema=_RAW_SCHEMA))
         keep = np.ones(table.num_rows, dtype=bool)
         for name, known, what in (("qid", query_ids, "query"), ("pos_pid", doc_ids, "passage"), ("neg_pid", doc_ids, "passage")):
@@ -239,22 +249,39 @@ def _read_by_line(
     return table.slice(0, max_rows) if max_rows is not None else table
 
 
-def _parsed_chunks(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, dict[str, list], list[tuple[int, str, str]]]]:
-    """Yields ``(line_numbers, columns, errors)`` per chunk of valid lines; errors are ``(line, message, reason)``."""
+def _parsed_chunks(
+    path: Path, delimiter: str, chunk: int
+) -> Iterator[tuple[np.ndarray, dict[str, list], list[tuple[int, str, str]]]]:
+    """Yields ``(line_numbers, columns, errors)`` per chunk of valid lines; errors are ``(line, message, reason)``.
+
+    Fields are cut at ``delimiter`` only, as pyarrow's CSV reader cuts them in the fast path.
+    """
     lines: list[int] = []
     columns: dict[str, list] = {name: [] for name in TRIPLE_COLUMNS}
     errors: list[tuple[int, str, str]] = []
-    for number, line in numbered_lines(path):
-        fields = line.split()
+
+    def invalid(number: int, message: str, reason: str) -> None:
+        errors.append((number, message, reason))
+
+    for number, line in numbered_lines(path, on_invalid=invalid):
+        fields = line.split(delimiter)
         if len(fields) != 5:
             shown = line.strip()[:80]
             message = f"expected 5 fields 'pos_score neg_score qid pos_pid neg_pid', got {len(fields)}: {shown!r}"
             errors.append((number, message, "malformed line"))
             continue
-        pos, neg = parse_score(fields[0]), parse_score(fields[1])
+        pos, neg = parse_score(fields[0].strip(" \t")), parse_score(fields[1].strip(" \t"))
         if pos is None or neg is None:
             bad = fields[0] if pos is None else fields[1]
             errors.append((number, f"score {bad!r} is not a finite number", "non-finite score"))
+            continue
+        if max(abs(pos), abs(neg)) >= _FLOAT32_OVERFLOW:
+            bad = fields[0] if abs(pos) >= _FLOAT32_OVERFLOW else fields[1]
+            errors.append((number, f"score {bad!r} is beyond float32's range", "non-finite score"))
+            continue
+        empty = [name for name, value in zip(TRIPLE_COLUMNS[2:], fields[2:]) if not value]
+        if empty:
+            errors.append((number, f"empty {empty[0]}", "empty id"))
             continue
         lines.append(number)
         columns["pos_score"].append(pos)
@@ -262,9 +289,10 @@ def _parsed_chunks(path: Path, chunk: int) -> Iterator[tuple[np.ndarray, dict[st
         columns["qid"].append(fields[2])
         columns["pos_pid"].append(fields[3])
         columns["neg_pid"].append(fields[4])
-        if len(lines) == chunk:
+        if len(lines) >= chunk:
             yield np.asarray(lines), columns, errors
-            lines, columns, errors = [], {name: [] for name in TRIPLE_COLUMNS}, []
+            lines, columns = [], {name: [] for name in TRIPLE_COLUMNS}
+            errors.clear()  # the caller is done with this chunk's errors; `invalid` keeps appending here
     yield np.asarray(lines, dtype=np.int64), columns, errors
 
 

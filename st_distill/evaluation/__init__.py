@@ -4,9 +4,12 @@
   top-k of a run with a CrossEncoder (scored by :func:`st_distill.scoring.score_pairs`);
 - :func:`evaluate` / :func:`parse_measures`: metrics by ir_measures, per query and averaged;
 - :func:`bm25_retrieve` / :func:`dense_retrieve`: make a first-stage run;
-- :class:`RerankingEvaluator`: the same re-ranking as a ``CrossEncoderTrainer`` evaluator.
+- :class:`RerankingEvaluator`: the same re-ranking as a ``CrossEncoderTrainer`` evaluator;
+- :class:`DistillationEvaluator` / :func:`fidelity`: how closely a student follows its teacher on
+  held-aside lists (per-query Spearman, Kendall, KL of the softmaxed lists, top-k overlap).
 """
 
+from st_distill.evaluation.distillation import DistillationEvaluator, fidelity
 from st_distill.evaluation.evaluator import RerankingEvaluator
 from st_distill.evaluation.metrics import DEFAULT_MEASURES, Evaluation, evaluate, parse_measures
 from st_distill.evaluation.rerank import (
@@ -22,12 +25,14 @@ from st_distill.evaluation.retrieve import bm25_retrieve, dense_retrieve
 __all__ = [
     "DEFAULT_MEASURES",
     "Candidates",
+    "DistillationEvaluator",
     "Evaluation",
     "MissingTextError",
     "RerankingEvaluator",
     "bm25_retrieve",
     "dense_retrieve",
     "evaluate",
+    "fidelity",
     "load_inputs",
     "parse_measures",
     "rerank_and_evaluate",

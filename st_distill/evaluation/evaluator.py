@@ -21,6 +21,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def append_csv(output_path: str, file_name: str, headers: Sequence[str], row: Sequence[Any]) -> None:
+    """Appends ``row`` to the CSV ``output_path/file_name``, with ``headers`` first in a new file, as the library's evaluators do."""
+    os.makedirs(output_path, exist_ok=True)
+    csv_path = os.path.join(output_path, file_name)
+    exists = os.path.isfile(csv_path)
+    with open(csv_path, "a" if exists else "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if not exists:
+            writer.writerow(headers)
+        writer.writerow(row)
+
+
+def when(epoch: int, steps: int) -> str:
+    """`` after epoch 1, step 20`` for a log line; empty outside training (``epoch == -1``)."""
+    return f" after epoch {epoch}" + (f", step {steps}" if steps != -1 else "") if epoch != -1 else ""
+
+
 def _key(measure_name: str) -> str:
     """Metric key as the trainer logs it: ``nDCG@10`` -> ``ndcg@10``, ``RR(rel=2)@10`` -> ``rr(rel=2)@10``."""
     return measure_name.lower().replace(" ", "")
@@ -121,24 +138,16 @@ class RerankingEvaluator(BaseEvaluator):
         for (qid, docid), score in zip(self.candidates.ids, scores.tolist()):
             reranked[qid][docid] = score
         result = evaluate(reranked, self.qrels, self.measures)
-        at = f" after epoch {epoch}" + (f", step {steps}" if steps != -1 else "") if epoch != -1 else ""
         logger.info(
             "RerankingEvaluator %s%s: %d queries, %d pairs (depth %d)",
-            self.name, at, result.queries["evaluated"], len(self.candidates.pairs), self.depth,
+            self.name, when(epoch, steps), result.queries["evaluated"], len(self.candidates.pairs), self.depth,
         )
         for measure in self.measures:
             logger.info("  %-16s %.4f -> %.4f", measure, self.base.aggregate[measure], result.aggregate[measure])
         metrics: dict[str, Any] = {_key(m): result.aggregate[m] for m in self.measures}
         metrics.update({f"base_{_key(m)}": self.base.aggregate[m] for m in self.measures})
         if output_path is not None and self.write_csv:
-            os.makedirs(output_path, exist_ok=True)
-            csv_path = os.path.join(output_path, self.csv_file)
-            exists = os.path.isfile(csv_path)
-            with open(csv_path, "a" if exists else "w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
-                if not exists:
-                    writer.writerow(self.csv_headers)
-                writer.writerow([epoch, steps, *(result.aggregate[m] for m in self.measures)])
+            append_csv(output_path, self.csv_file, self.csv_headers, [epoch, steps, *(result.aggregate[m] for m in self.measures)])
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics

@@ -15,20 +15,24 @@ Semantics, as trec_eval's:
   (``unjudged``); ir_measures would ignore them silently;
 - judged queries missing from the run are left out too (trec_eval's default), and
   counted; ``missing_as_zero=True`` scores them 0 instead (trec_eval ``-c``);
-- unjudged documents count as not relevant.
+- unjudged documents count as not relevant;
+- grades are integers within :data:`~st_distill.data.formats.GRADE_LIMIT` of 0 (trec_eval's
+  memory and time grow with the highest grade; past 2^63 pytrec_eval fails with a
+  ``SystemError``); others are a ``ValueError`` naming the query and document.
 
 Per-query values are kept, for significance tests between runs.
 """
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import ir_measures
 
-from st_distill.data.formats import Qrels
+from st_distill.data.formats import GRADE_LIMIT, Qrels
 
 DEFAULT_MEASURES: tuple[str, ...] = ("nDCG@10", "RR@10", "AP", "R@100")
 
@@ -70,6 +74,18 @@ def parse_measures(measures: Sequence[str] | None = None, rel_level: int = 1) ->
     if not parsed:
         raise ValueError("no measure given")
     return parsed
+
+
+def check_grades(qrels: Qrels) -> None:
+    """Raises ``ValueError`` naming the first judgement whose grade is not an integer within
+    :data:`~st_distill.data.formats.GRADE_LIMIT` of 0 (what trec_eval can evaluate)."""
+    for qid, docs in qrels.items():
+        for docid, grade in docs.items():
+            if not isinstance(grade, numbers.Integral) or abs(int(grade)) > GRADE_LIMIT:
+                raise ValueError(
+                    f"qrels: grade {grade!r} of document {docid!r} for query {qid!r} is not an integer "
+                    f"from {-GRADE_LIMIT} to {GRADE_LIMIT}"
+                )
 
 
 @dataclass
@@ -125,7 +141,8 @@ def evaluate(
 
     Raises:
         ValueError: If the run is empty, no query of the run is judged (and ``missing_as_zero``
-            is off), or a measure name is unknown.
+            is off), a measure name is unknown, or a grade is not an integer within
+            :data:`~st_distill.data.formats.GRADE_LIMIT` of 0.
     """
     if not run:
         raise ValueError("the run is empty: nothing to evaluate")
@@ -139,6 +156,7 @@ def evaluate(
             f"(run query ids look like {next(iter(run))!r}, qrels ids like {next(iter(qrels), None)!r})"
         )
     used_qrels = {qid: qrels[qid] for qid in evaluated_qids}
+    check_grades(used_qrels)
     used_run = {qid: dict(run[qid]) for qid in evaluated_qids if qid in run}
     per_query: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
     aggregators = {str(m): m.aggregator() for m in parsed}

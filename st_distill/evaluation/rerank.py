@@ -49,7 +49,7 @@ from st_distill.data.formats import (
     write_trec_run,
 )
 from st_distill.evaluation.metrics import evaluate, parse_measures
-from st_distill.io import write_json
+from st_distill.io import require_output_folder, write_json
 from st_distill.scoring import score_pairs
 
 if TYPE_CHECKING:
@@ -274,9 +274,17 @@ def rerank_and_evaluate(
     Raises:
         FormatError: On a malformed or empty run (file and line named).
         ValueError: On a document or query without text (run file and line named), unless
-            ``skip_missing``; on unknown measures; when no query of the run is judged.
+            ``skip_missing``; on unknown measures; when no query of the run is judged; on a
+            ``depth``, ``batch_size`` or ``max_length`` below 1.
+        NotADirectoryError: When ``output_dir`` is an existing file (raised before any scoring).
     """
-    parsed = parse_measures(measures, rel_level)  # fail on a bad measure name before any work
+    # fail on bad settings before any work
+    parsed = parse_measures(measures, rel_level)
+    for name, value in (("depth", depth), ("batch_size", batch_size), ("max_length", max_length)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    if output_dir is not None:
+        require_output_folder(output_dir)
     names = [str(m) for m in parsed]
     first_run = read_trec_run(run)
     corpus_texts, query_texts, qrels_dict = load_inputs(corpus, queries, qrels, split)

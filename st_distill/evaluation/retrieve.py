@@ -7,6 +7,7 @@ ready for :func:`st_distill.data.formats.write_trec_run` and for re-ranking.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,8 +37,8 @@ def _check_inputs(corpus: Texts, queries: Texts, top_k: int) -> int:
         raise ValueError("the corpus is empty")
     if not queries:
         raise ValueError("no query to retrieve for")
-    if top_k <= 0:
-        raise ValueError(f"top_k must be positive, got {top_k}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
     return min(top_k, len(corpus))
 
 
@@ -73,11 +74,16 @@ def bm25_retrieve(
         The run; a query whose words are all unknown to the corpus gets documents with score 0.
 
     Raises:
-        ValueError: On an empty corpus or query set, or a non-positive ``top_k``.
+        ValueError: On an empty corpus or query set, a ``top_k`` below 1, a negative ``k1``, or a
+            ``b`` outside [0, 1].
     """
     import bm25s
 
     k = _check_inputs(corpus, queries, top_k)
+    if not (math.isfinite(k1) and k1 >= 0):
+        raise ValueError(f"k1 must be a finite number >= 0, got {k1}")
+    if not 0 <= b <= 1:
+        raise ValueError(f"b must be in [0, 1], got {b}")
     doc_ids = list(corpus)
     stem = _stemmer(stemmer)
     corpus_tokens = bm25s.tokenize(
@@ -121,11 +127,13 @@ def dense_retrieve(
         The run, scores being cosine similarities.
 
     Raises:
-        ValueError: On an empty corpus or query set, or a non-positive ``top_k``.
+        ValueError: On an empty corpus or query set, or a ``top_k`` or ``batch_size`` below 1.
     """
     import faiss
 
     k = _check_inputs(corpus, queries, top_k)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(model, str):
         from sentence_transformers import SentenceTransformer
 

@@ -37,6 +37,7 @@ class CombinedDistillationLoss(TeacherListLoss):
         temperature: float = 1.0,
         discount: str | None = "log2",
         mini_batch_size: int | None = None,
+        cached: bool = False,
     ) -> None:
         r"""
         Distillation from a teacher combined with the hard relevance label:
@@ -46,6 +47,8 @@ class CombinedDistillationLoss(TeacherListLoss):
         The loss returns a dict ``{teacher_loss: w_t * L_teacher, hard_loss: w_h * L_hard}``;
         :class:`~sentence_transformers.cross_encoder.CrossEncoderTrainer` sums the parts for the
         backward pass and logs each one under its name.
+        With ``cached=True`` the parts keep their values but the whole gradient rides on the first
+        one, so back-propagate their sum (as the trainer does), not a single part.
 
         Args:
             model (CrossEncoder): CrossEncoder model to be trained (one output label).
@@ -59,6 +62,10 @@ class CombinedDistillationLoss(TeacherListLoss):
             discount (str, optional): Discount of the ``adrmse`` teacher term. Defaults to ``"log2"``.
             mini_batch_size (int, optional): Pairs per forward pass. ``None`` or ``<= 0`` scores all
                 pairs of the batch at once. Defaults to None.
+            cached (bool): Gradient caching with the library's GradCache engine: peak memory of one
+                ``mini_batch_size`` chunk however long the lists are, the same loss and gradients as
+                ``cached=False`` (dropout replayed), about one extra forward pass. Needs
+                ``mini_batch_size > 0``. Defaults to False.
 
         References:
             - Distilling the Knowledge in a Neural Network: https://arxiv.org/abs/1503.02531
@@ -106,7 +113,7 @@ class CombinedDistillationLoss(TeacherListLoss):
             raise ValueError(f"discount must be one of {F.DISCOUNTS}, got {discount!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        super().__init__(model, mini_batch_size)
+        super().__init__(model, mini_batch_size, cached)
         self.teacher_loss = teacher_loss
         self.hard_loss = hard_loss
         self.teacher_weight = teacher_weight
@@ -127,7 +134,7 @@ class CombinedDistillationLoss(TeacherListLoss):
             hard_term = _positive_first_bce(scores, mask)
         return {self.teacher_loss: self.teacher_weight * teacher_term, self.hard_loss: self.hard_weight * hard_term}
 
-    def get_config_dict(self) -> dict[str, float | int | str | None]:
+    def get_config_dict(self) -> dict[str, float | int | str | bool | None]:
         return {
             "teacher_loss": self.teacher_loss,
             "hard_loss": self.hard_loss,
@@ -136,6 +143,7 @@ class CombinedDistillationLoss(TeacherListLoss):
             "temperature": self.temperature,
             "discount": self.discount,
             "mini_batch_size": self.mini_batch_size,
+            "cached": self.cached,
         }
 
     @property

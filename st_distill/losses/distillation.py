@@ -6,17 +6,15 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from torch import Tensor, nn
 
 from st_distill.losses import functional as F
-from st_distill.losses.base import as_lists, check_model, pad_labels, score_lists
+from st_distill.losses.base import ListScoringMixin, as_lists, pad_labels
 
 
-class TeacherListLoss(nn.Module):
+class TeacherListLoss(ListScoringMixin, nn.Module):
     """Shared plumbing of the listwise distillation losses: validate, score, pad, then :meth:`compute`."""
 
-    def __init__(self, model: CrossEncoder, mini_batch_size: int | None = None) -> None:
+    def __init__(self, model: CrossEncoder, mini_batch_size: int | None = None, cached: bool = False) -> None:
         super().__init__()
-        check_model(self, model)
-        self.model = model
-        self.mini_batch_size = mini_batch_size
+        self.init_scoring(model, mini_batch_size, cached)
 
     def compute(self, scores: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
         """The loss on float32 ``[B, L]`` student logits, teacher scores and validity mask."""
@@ -37,12 +35,13 @@ class TeacherListLoss(nn.Module):
         name = type(self).__name__
         queries, docs_lists = as_lists(inputs, name)
         teacher = pad_labels(labels, [len(docs) for docs in docs_lists], name, self.model.device)
-        scores, mask = score_lists(self.model, queries, docs_lists, self.mini_batch_size, prompt=prompt, task=task)
-        return self.compute(scores, teacher, mask)
+        return self.score_and_compute(
+            queries, docs_lists, lambda scores, mask: self.compute(scores, teacher, mask), prompt=prompt, task=task
+        )
 
 
 class DistillRankNetLoss(TeacherListLoss):
-    def __init__(self, model: CrossEncoder, mini_batch_size: int | None = None) -> None:
+    def __init__(self, model: CrossEncoder, mini_batch_size: int | None = None, cached: bool = False) -> None:
         r"""
         RankNet distillation: for every pair of documents that the teacher orders (:math:`t_i > t_j`),
         :math:`-\log \sigma(s_i - s_j)`, averaged uniformly over all such pairs of the batch. Ties in
@@ -53,6 +52,10 @@ class DistillRankNetLoss(TeacherListLoss):
             model (CrossEncoder): CrossEncoder model to be trained (one output label).
             mini_batch_size (int, optional): Pairs per forward pass. ``None`` or ``<= 0`` scores all
                 pairs of the batch at once. Defaults to None.
+            cached (bool): Gradient caching with the library's GradCache engine: peak memory of one
+                ``mini_batch_size`` chunk however long the lists are, the same loss and gradients as
+                ``cached=False`` (dropout replayed), about one extra forward pass. Needs
+                ``mini_batch_size > 0``. Defaults to False.
 
         References:
             - Learning to Rank using Gradient Descent: https://icml.cc/Conferences/2015/wp-content/uploads/2015/06/icml_ranking.pdf
@@ -93,13 +96,13 @@ class DistillRankNetLoss(TeacherListLoss):
                 trainer = CrossEncoderTrainer(model=model, train_dataset=train_dataset, loss=DistillRankNetLoss(model))
                 trainer.train()
         """
-        super().__init__(model, mini_batch_size)
+        super().__init__(model, mini_batch_size, cached)
 
     def compute(self, scores: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
         return F.distill_ranknet(scores, teacher, mask)
 
-    def get_config_dict(self) -> dict[str, int | None]:
-        return {"mini_batch_size": self.mini_batch_size}
+    def get_config_dict(self) -> dict[str, int | bool | None]:
+        return {"mini_batch_size": self.mini_batch_size, "cached": self.cached}
 
     @property
     def citation(self) -> str:
@@ -121,6 +124,7 @@ class ADRMSELoss(TeacherListLoss):
         temperature: float = 1.0,
         discount: str | None = "log2",
         mini_batch_size: int | None = None,
+        cached: bool = False,
     ) -> None:
         r"""
         ADR-MSE (Approx Discounted Rank MSE): the student's differentiable rank of each document,
@@ -139,6 +143,10 @@ class ADRMSELoss(TeacherListLoss):
                 (the study), ``"reciprocal"`` for :math:`1/r`, or ``None`` for no discount.
             mini_batch_size (int, optional): Pairs per forward pass. ``None`` or ``<= 0`` scores all
                 pairs of the batch at once. Defaults to None.
+            cached (bool): Gradient caching with the library's GradCache engine: peak memory of one
+                ``mini_batch_size`` chunk however long the lists are, the same loss and gradients as
+                ``cached=False`` (dropout replayed), about one extra forward pass. Needs
+                ``mini_batch_size > 0``. Defaults to False.
 
         References:
             - Rank-DistiLLM: Closing the Effectiveness Gap Between Cross-Encoders and LLMs for Passage Re-Ranking: https://huggingface.co/papers/2405.07920
@@ -182,15 +190,20 @@ class ADRMSELoss(TeacherListLoss):
             raise ValueError(f"discount must be one of {F.DISCOUNTS}, got {discount!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        super().__init__(model, mini_batch_size)
+        super().__init__(model, mini_batch_size, cached)
         self.temperature = temperature
         self.discount = discount
 
     def compute(self, scores: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
         return F.adr_mse(scores, teacher, mask, temperature=self.temperature, discount=self.discount)
 
-    def get_config_dict(self) -> dict[str, float | int | str | None]:
-        return {"temperature": self.temperature, "discount": self.discount, "mini_batch_size": self.mini_batch_size}
+    def get_config_dict(self) -> dict[str, float | int | str | bool | None]:
+        return {
+            "temperature": self.temperature,
+            "discount": self.discount,
+            "mini_batch_size": self.mini_batch_size,
+            "cached": self.cached,
+        }
 
     @property
     def citation(self) -> str:
@@ -206,7 +219,9 @@ class ADRMSELoss(TeacherListLoss):
 
 
 class KLDistillLoss(TeacherListLoss):
-    def __init__(self, model: CrossEncoder, temperature: float = 1.0, mini_batch_size: int | None = None) -> None:
+    def __init__(
+        self, model: CrossEncoder, temperature: float = 1.0, mini_batch_size: int | None = None, cached: bool = False
+    ) -> None:
         r"""
         Listwise KL distillation with a temperature:
         :math:`\mathcal{L} = T^2 \cdot \mathrm{KL}(\mathrm{softmax}(t / T) \,\|\, \mathrm{softmax}(s / T))`
@@ -218,6 +233,10 @@ class KLDistillLoss(TeacherListLoss):
             temperature (float): Softmax temperature ``T`` applied to teacher and student. Defaults to 1.0.
             mini_batch_size (int, optional): Pairs per forward pass. ``None`` or ``<= 0`` scores all
                 pairs of the batch at once. Defaults to None.
+            cached (bool): Gradient caching with the library's GradCache engine: peak memory of one
+                ``mini_batch_size`` chunk however long the lists are, the same loss and gradients as
+                ``cached=False`` (dropout replayed), about one extra forward pass. Needs
+                ``mini_batch_size > 0``. Defaults to False.
 
         References:
             - Distilling the Knowledge in a Neural Network: https://arxiv.org/abs/1503.02531
@@ -257,14 +276,14 @@ class KLDistillLoss(TeacherListLoss):
         """
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
-        super().__init__(model, mini_batch_size)
+        super().__init__(model, mini_batch_size, cached)
         self.temperature = temperature
 
     def compute(self, scores: Tensor, teacher: Tensor, mask: Tensor) -> Tensor:
         return F.kl_distill(scores, teacher, mask, temperature=self.temperature)
 
-    def get_config_dict(self) -> dict[str, float | int | None]:
-        return {"temperature": self.temperature, "mini_batch_size": self.mini_batch_size}
+    def get_config_dict(self) -> dict[str, float | int | bool | None]:
+        return {"temperature": self.temperature, "mini_batch_size": self.mini_batch_size, "cached": self.cached}
 
     @property
     def citation(self) -> str:

@@ -6,11 +6,13 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from torch import Tensor, nn
 
 from st_distill.losses import functional as F
-from st_distill.losses.base import as_lists, check_model, score_lists
+from st_distill.losses.base import ListScoringMixin, as_lists
 
 
-class InfoNCELoss(nn.Module):
-    def __init__(self, model: CrossEncoder, temperature: float = 1.0, mini_batch_size: int | None = None) -> None:
+class InfoNCELoss(ListScoringMixin, nn.Module):
+    def __init__(
+        self, model: CrossEncoder, temperature: float = 1.0, mini_batch_size: int | None = None, cached: bool = False
+    ) -> None:
         r"""
         InfoNCE (softmax cross-entropy) over a query's positive and its hard negatives, on raw logits:
         :math:`\mathcal{L} = -\log \frac{\exp(s^+/\tau)}{\exp(s^+/\tau) + \sum_i \exp(s^-_i/\tau)}`,
@@ -30,6 +32,10 @@ class InfoNCELoss(nn.Module):
                 as in the study.
             mini_batch_size (int, optional): Pairs per forward pass. ``None`` or ``<= 0`` scores all
                 pairs of the batch at once. Defaults to None.
+            cached (bool): Gradient caching with the library's GradCache engine: peak memory of one
+                ``mini_batch_size`` chunk however long the lists are, the same loss and gradients as
+                ``cached=False`` (dropout replayed), about one extra forward pass. Needs
+                ``mini_batch_size > 0``. Defaults to False.
 
         References:
             - Representation Learning with Contrastive Predictive Coding: https://arxiv.org/abs/1807.03748
@@ -74,20 +80,19 @@ class InfoNCELoss(nn.Module):
                 trainer.train()
         """
         super().__init__()
-        check_model(self, model)
-        self.model = model
+        self.init_scoring(model, mini_batch_size, cached)
         self.temperature = temperature
-        self.mini_batch_size = mini_batch_size
 
     def forward(
         self, inputs: list[list[str]], labels: Tensor | None = None, prompt: str | None = None, task: str | None = None
     ) -> Tensor:
         queries, docs_lists = as_lists(inputs, type(self).__name__)
-        scores, mask = score_lists(self.model, queries, docs_lists, self.mini_batch_size, prompt=prompt, task=task)
-        return F.infonce(scores, mask, temperature=self.temperature)
+        return self.score_and_compute(
+            queries, docs_lists, lambda scores, mask: F.infonce(scores, mask, temperature=self.temperature), prompt=prompt, task=task
+        )
 
-    def get_config_dict(self) -> dict[str, float | int | None]:
-        return {"temperature": self.temperature, "mini_batch_size": self.mini_batch_size}
+    def get_config_dict(self) -> dict[str, float | int | bool | None]:
+        return {"temperature": self.temperature, "mini_batch_size": self.mini_batch_size, "cached": self.cached}
 
     @property
     def citation(self) -> str:

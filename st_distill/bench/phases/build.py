@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_objective_dataset", "build_phase"]
+__all__ = ["build_objective_dataset", "build_phase", "build_settings", "check_built", "normalization"]
 
 
 def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Loaded], teacher_scores: dict | None):
@@ -46,16 +48,21 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
         kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
+        if fmt.teacher is not None and not from_triples:
+            kwargs["normalize"] = normalization(config, objective)
         scores = (teacher_scores or {}).get(name)
-        if fmt.kind == "listwise":
-            if t.rankings is not None:
-                kwargs["candidates"] = read_llm_ranking(t.rankings, query_ids=source.queries)
+        if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
+            if t.rankings is not None and fmt.kind == "listwise":
+                # ids are checked against the source's queries only when all of them are loaded:
+                # with max_queries, a ranking of a query past the cut is expected, and left out
+                ranking = read_llm_ranking(t.rankings, query_ids=source.queries if spec.max_queries is None else None)
+                kwargs["candidates"] = {qid: docs for qid, docs in ranking.items() if qid in source.queries}
             else:
                 kwargs["candidates"] = source.run
             if fmt.teacher == "scores" or t.rankings is None:
                 kwargs["teacher_scores"] = scores
         elif from_triples:
-            kwargs["triples"] = _teacher_triples(t.scores_file)
+            kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
             if config.negatives.sampling == "top":
                 kwargs["negatives"] = negatives_from_run(
@@ -72,14 +79,64 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     return dataset, [r for _, r in parts]
 
 
-def _teacher_triples(spec):
-    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table."""
-    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
-        from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+def _teacher_triples(spec, kept_queries=None):
+    """A teacher-triples file, or the published scores of a ``hf://ORG/DATASET/SUBSET`` spec as a table.
 
-        subset = spec[len(HF_PREFIX):].split("/")[2]
-        return msmarco_margin_triples(load_msmarco_subset(subset))
-    return spec
+    With ``kept_queries`` (a source cut by ``max_queries``), the table of the triples of those
+    queries: the others are expected (the file covers every query), not unknown ids.
+    """
+    if isinstance(spec, str) and spec.startswith(HF_PREFIX):
+        table = _hub_triples(spec)
+    elif kept_queries is not None:
+        from st_distill.data.teacher_files import read_teacher_triples
+
+        table = read_teacher_triples(spec)
+    else:
+        return spec
+    if kept_queries is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.is_in(table.column("qid"), value_set=pa.array(list(kept_queries), pa.string())))
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_triples(spec: str):
+    """Loads a hub subset once per process, however many objectives (bce, hinge, marginmse) train on it."""
+    from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+
+    org, name, subset = spec[len(HF_PREFIX):].split("/")
+    return msmarco_margin_triples(load_msmarco_subset(subset, repo=f"{org}/{name}"))
+
+
+#: The objective's own build settings, stored with its dataset and checked when it is reused.
+SETTINGS = "settings.json"
+
+
+def normalization(config: BenchConfig, objective: str) -> str:
+    """How teacher scores become the labels of ``objective``: its own ``normalize``, else ``teacher.normalize``."""
+    return config.objective(objective).normalize or config.teacher.normalize
+
+
+def build_settings(config: BenchConfig, objective: str) -> dict[str, Any]:
+    """What, besides the shared inputs (``inputs.json``), decides ``data/<objective>/``'s content."""
+    entry = config.objective(objective)
+    return {"n_negatives": entry.n_negatives, "data": entry.data, "normalize": normalization(config, objective)}
+
+
+def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
+    """Checks that ``data/<objective>/`` was built with the config's settings for it.
+
+    Raises:
+        ValueError: When it was built with others (``n_negatives``, ``data``, ``normalize``).
+    """
+    final = ws / "data" / objective
+    built = json.loads((final / SETTINGS).read_text(encoding="utf-8")) if (final / SETTINGS).is_file() else None
+    settings = build_settings(config, objective)
+    if built != settings:
+        raise ValueError(f"{final}: built with other settings ({built}) than the config's now ({settings}); "
+                         "use a new --output, or delete this folder and the cells of this objective to rebuild it")
 
 
 def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
@@ -88,6 +145,7 @@ def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str
 
     final = ws / "data" / objective
     if (final / DONE).is_file():
+        check_built(config, ws, objective)
         return final
     dataset, reports = build_objective_dataset(config, objective, config.objective(objective).n_negatives, sources, teacher_scores)
     with atomic_folder(final) as tmp:
@@ -97,5 +155,6 @@ def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str
                                     "skipped": {k: sum(r.skipped.get(k, 0) for r in reports) for r in reports for k in r.skipped}})
         save_dataset(dataset, report, tmp)
         write_json(tmp / "sources.json", {name: r.to_dict() for name, r in zip(sources, reports)})
+        write_json(tmp / SETTINGS, build_settings(config, objective))
         (tmp / DONE).touch()
     return final

@@ -1,16 +1,21 @@
-"""Evaluation phase: re-rank each suite's first-stage run with a cell's model; first-stage metrics."""
+"""Evaluation phase: re-rank each suite's first-stage run with a cell's model; the reference rows
+(first stage, random order, the teacher's own re-ranking) that place the students between floor and ceiling."""
 
 from __future__ import annotations
 
+import logging
+import random
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
-from st_distill.data.formats import Run, write_trec_run
+from st_distill.data.formats import Run, read_trec_run, write_trec_run
 from st_distill.io import write_json
 
-__all__ = ["evaluate_model", "evaluate_mteb_suite", "first_stage_metrics"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["REFERENCES", "evaluate_model", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
 
 
 def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
@@ -26,11 +31,26 @@ def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, An
     }
 
 
-def evaluate_model(model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path) -> dict[str, Any]:
+def evaluate_model(
+    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Path | None = None,
+    temperature: float = 1.0,
+) -> dict[str, Any]:
     """Re-ranks every suite's first-stage run with ``model``; writes the runs; returns the metrics.
 
+    Args:
+        model: The cell's CrossEncoder.
+        suites: The evaluation suites.
+        metrics: ir_measures names.
+        batch_size: Pairs per forward pass.
+        runs_dir: Where the re-ranked runs (``<suite>.trec``) go.
+        ws: The results folder; where it holds the teacher's re-ranking of a suite
+            (``eval/<suite>/teacher.trec``, see :func:`reference_metrics`), the suite's entry gains
+            ``fidelity``: how closely the model's scores follow the teacher's on those lists
+            (:func:`st_distill.evaluation.fidelity`).
+        temperature: The softmax temperature of the fidelity's KL divergence.
+
     Returns:
-        ``{suite: {"aggregate": {measure: value}, "per_query": {measure: {qid: value}}, "queries": counts}}``.
+        ``{suite: {"aggregate": {measure: value}, "per_query": {measure: {qid: value}}, "queries": counts[, "fidelity": {...}]}}``.
     """
     from st_distill.evaluation import rerank_run
 
@@ -40,7 +60,21 @@ def evaluate_model(model, suites: dict[str, Loaded], metrics: tuple[str, ...], b
         reranked, _ = rerank_run(model, suite.run, suite.queries, suite.corpus, depth=depth, batch_size=batch_size)
         write_trec_run(reranked, runs_dir / f"{name}.trec", tag="st-distill")
         out[name] = _metrics(reranked, suite, metrics)
+        teacher = ws / "eval" / name / "teacher.trec" if ws is not None else None
+        if teacher is not None and teacher.is_file():
+            out[name]["fidelity"] = student_fidelity(reranked, read_trec_run(teacher), temperature)
     return out
+
+
+def student_fidelity(student: Run, teacher: Run, temperature: float = 1.0) -> dict[str, float]:
+    """:func:`st_distill.evaluation.fidelity` of a student's re-ranked run against the teacher's, over
+    the documents both scored."""
+    from st_distill.evaluation.distillation import fidelity
+
+    qids = [qid for qid in student if qid in teacher]
+    docs = {qid: [docid for docid in student[qid] if docid in teacher[qid]] for qid in qids}
+    qids = [qid for qid in qids if docs[qid]]
+    return fidelity([[teacher[q][d] for d in docs[q]] for q in qids], [[student[q][d] for d in docs[q]] for q in qids], temperature)
 
 
 def evaluate_mteb_suite(model, suite: MtebSuite, folder: Path) -> dict[str, dict[str, float]]:
@@ -54,9 +88,59 @@ def evaluate_mteb_suite(model, suite: MtebSuite, folder: Path) -> dict[str, dict
     return evaluate_mteb(model, suite.tasks, first_stage=suite.first_stage, top_k=suite.top_k, output_folder=folder)
 
 
-def first_stage_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) -> None:
-    """Evaluates (once) each suite's first-stage run, cut to its depth, for the report's first-stage row."""
+#: The reference rows of the report, by file under ``eval/<suite>/``, in the order they are shown.
+REFERENCES = {"first stage": "first_stage.json", "random order": "random.json", "teacher": "teacher.json"}
+
+
+def random_order(run: Run, seed: int = 0) -> Run:
+    """Each query's candidates in a random order (seeded per query): the floor a re-ranker must clear.
+
+    Scores are ``n, ..., 1`` in the shuffled order; the generator of query ``qid`` is seeded from
+    ``(seed, qid)``, so the order does not depend on the other queries.
+    """
+    shuffled: Run = {}
+    for qid, docs in run.items():
+        order = sorted(docs)
+        random.Random(f"{seed}:{qid}").shuffle(order)
+        shuffled[qid] = {docid: float(len(order) - i) for i, docid in enumerate(order)}
+    return shuffled
+
+
+def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) -> None:
+    """Evaluates (once) the report's reference rows of each suite, written under ``eval/<suite>/``.
+
+    - ``first_stage.json``: the first-stage run, cut to the suite's depth;
+    - ``random.json``: a seeded random order of the same candidates (:func:`random_order`);
+    - ``teacher.json`` (and ``teacher.trec``): the teacher's own re-ranking of those candidates,
+      where the config's teacher is a model (``teacher.source = "models"`` or ``"train"``); its
+      scores are cached in ``eval/<suite>/teacher/`` like the training pairs'. A teacher given
+      only as a scores file or an LLM ranking cannot score new pairs, and gets no row.
+    """
+    from st_distill.bench.phases.teacher import teacher_models
+
+    teachers = None
     for name, suite in suites.items():
-        path = ws / "eval" / name / "first_stage.json"
-        if not path.is_file():
-            write_json(path, _metrics(suite.run, suite, config.eval.metrics)["aggregate"])
+        folder = ws / "eval" / name
+        for label, file in REFERENCES.items():
+            if (folder / file).is_file():
+                continue
+            if file == "first_stage.json":
+                run = suite.run
+            elif file == "random.json":
+                run = random_order(suite.run)
+            elif config.teacher.source in ("models", "train"):
+                teachers = teachers or teacher_models(config, ws)
+                run = _teacher_run(teachers, config, suite, folder)
+            else:
+                continue
+            logger.info("%s metrics of %s", label, name)
+            write_json(folder / file, _metrics(run, suite, config.eval.metrics)["aggregate"])
+
+
+def _teacher_run(teachers: list, config: BenchConfig, suite: Loaded, folder: Path) -> Run:
+    from st_distill.teachers import score_with_teachers
+
+    scores = score_with_teachers(teachers, suite.run, suite.queries, suite.corpus, cache_dir=folder / "teacher", ensemble=config.teacher.ensemble)
+    run = scores.to_run()
+    write_trec_run(run, folder / "teacher.trec", tag="st-distill-teacher")
+    return run

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from st_distill.bench.config import Collection
+from st_distill.data.download import fetch_beir
 from st_distill.data.formats import Qrels, Run, Texts, load_beir, read_qrels, read_texts, read_trec_run, top_k, write_trec_run
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,10 @@ def load_collection(c: Collection, workdir: Path, depth: int) -> Loaded:
         from st_distill.data.sources import load_ir_dataset
 
         workdir.mkdir(parents=True, exist_ok=True)
-        irds = load_ir_dataset(c.ir_datasets, workdir / "corpus.arrow")
+        irds = load_ir_dataset(c.ir_datasets, workdir / "corpus.arrow", with_run=c.run is None and c.first_stage is None)
         queries, corpus, qrels, provided_run = irds.queries, irds.corpus, irds.qrels, irds.run
     elif c.beir is not None:
-        beir = load_beir(c.beir, c.split)
+        beir = load_beir(fetch_beir(c.beir) if isinstance(c.beir, str) else c.beir, c.split)
         queries, corpus, qrels = beir.queries, beir.corpus, beir.qrels
     else:
         queries, corpus, qrels = read_texts(c.queries), read_texts(c.corpus), read_qrels(c.qrels)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, resolve_model
+from st_distill.bench.config import BenchConfig
+from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.plan import passages_per_row
@@ -18,10 +20,10 @@ from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train_teacher", "teacher_phase"]
+__all__ = ["teacher_models", "train_teacher", "teacher_phase"]
 
 
-def _teacher_models(config: BenchConfig, ws: Path) -> list:
+def teacher_models(config: BenchConfig, ws: Path) -> list:
     """The teachers to score with (the teacher phase's trained model, see :func:`train_teacher`, first)."""
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher
 
@@ -39,40 +41,42 @@ def _teacher_models(config: BenchConfig, ws: Path) -> list:
     return teachers
 
 
-def train_teacher(config: BenchConfig, ws: Path, sources: dict[str, Loaded] | None, dist: Distributed) -> None:
+def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str, Loaded]] | None, dist: Distributed) -> None:
     """The teacher phase's training: ``train_backbone`` with ``train_objective`` on the training sources.
 
-    Every rank calls it (the trainer runs DDP); rank 0 builds the data and saves the model into
-    ``teacher/model/`` (atomically, through ``teacher/model.partial/``).
+    Every rank calls it (the trainer runs DDP); rank 0 decides whether ``teacher/model/`` is still
+    to be made, builds the data (from ``sources()``, called on rank 0 only) and saves the model
+    (atomically, through ``teacher/model.partial/``, where a killed run's checkpoints resume).
     """
     from st_distill.bench.training import make_student, rows_per_batch, train_model
+    from st_distill.data.builder import load_built_dataset, save_dataset
     from st_distill.objectives import get_objective
 
+    model_dir = ws / "teacher" / "model"
+    if not dist.broadcast(not (model_dir / DONE).is_file()):
+        return
     t = config.teacher
     objective = get_objective(t.train_objective)
     args = {**{k: v for k, v in objective.defaults.items() if k in _TRAIN_ARG_KEYS}, **config.train, **t.train}
-    model_dir = ws / "teacher" / "model"
     data_dir = ws / "teacher" / "data"
-    if dist.is_main and not (data_dir / DONE).is_file():
-        from st_distill.data.builder import save_dataset
-
-        dataset, reports = build_objective_dataset(config, t.train_objective, None, sources, None)
-        with atomic_folder(data_dir) as tmp:
-            save_dataset(dataset, reports[0], tmp)
-            (tmp / DONE).touch()
+    work = ws / "teacher" / f"model{PARTIAL}"
+    if dist.is_main:
+        if not (data_dir / DONE).is_file():
+            dataset, reports = build_objective_dataset(config, t.train_objective, None, sources(), None)
+            with atomic_folder(data_dir) as tmp:
+                save_dataset(dataset, reports[0], tmp)
+                (tmp / DONE).touch()
+        work.mkdir(parents=True, exist_ok=True)
     dist.barrier()
-    from st_distill.data.builder import load_built_dataset
-
     dataset = load_built_dataset(data_dir)
     model = make_student(resolve_model(t.train_backbone), seed=0, max_length=t.max_length)
-    work = ws / "teacher" / f"model{PARTIAL}"
-    work.mkdir(parents=True, exist_ok=True)
     logger.info("teacher phase: training %s with %s for %d steps", t.train_backbone, t.train_objective, args["max_steps"])
     summary = train_model(
         model, objective.loss(model), dataset, args, seed=0,
         batch_rows=rows_per_batch(args["passages_per_batch"], passages_per_row(t.train_objective, None), dist.world_size),
         checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl",
     )
+    dist.barrier()  # every rank has written its part of the last checkpoint
     if dist.is_main:
         model.model_card_data.model_name = f"st-distill teacher: {t.train_backbone} trained with {t.train_objective}"
         model.save_pretrained(str(work))
@@ -98,7 +102,7 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> 
 
     if config.teacher.source not in ("models", "train"):
         return {}
-    teachers = _teacher_models(config, ws)
+    teachers = teacher_models(config, ws)
     scores = {}
     for name, source in sources.items():
         pairs = {qid: dict(docs) for qid, docs in source.run.items()}
@@ -108,6 +112,7 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> 
                     pairs[qid].setdefault(docid, 0.0)
         logger.info("teacher phase: %s, %d pairs", name, sum(len(d) for d in pairs.values()))
         scores[name] = score_with_teachers(
-            teachers, pairs, source.queries, source.corpus, cache_dir=ws / "teacher" / name, ensemble=config.teacher.ensemble
+            teachers, pairs, source.queries, source.corpus, cache_dir=ws / "teacher" / name, ensemble=config.teacher.ensemble,
+            normalize=config.teacher.normalize,
         )
     return scores
