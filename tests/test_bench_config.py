@@ -387,7 +387,7 @@ def test_schema_lists_every_key_and_forbids_others(capsys):
     assert schema["additionalProperties"] is False and all(d.get("additionalProperties") is False for d in defs.values() if "properties" in d)
     assert set(schema["properties"]) == {"name", "output_dir", "seeds", "train_sources", "negatives", "teacher", "objectives",
                                          "backbones", "train", "eval", "phases", "report"}
-    assert defs["BackboneConfig"]["properties"]["head"]["enum"] == ["cls", "mean"]
+    assert defs["BackboneConfig"]["properties"]["head"]["enum"] == ["cls", "mean", "cosine"]
     assert "train_layers" in defs["BackboneConfig"]["properties"] and "curve" in defs["EvalConfig"]["properties"]
     assert defs["TeacherConfig"]["properties"]["normalize"]["enum"] == ["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
     assert defs["TrainArgs"]["properties"]["max_steps"] == {"exclusiveMinimum": 0, "title": "Max Steps", "type": "integer"}

@@ -75,7 +75,7 @@ def test_unknown_head(tiny_model_path):
 
 @pytest.mark.parametrize("head", ["cls", "mean"])
 def test_train_layers_freezes_the_rest(tiny_model_path, head, torch_one_thread):
-    # keep layers 0 and 1 of two, train layer 1 only (numbered as in the backbone)
+    # keep layers 0 and 1 of two, train the second only
     student = make_student(tiny_model_path, seed=0, layers=[0, 1], max_length=32, device="cpu", head=head, train_layers=[1])
     backbone = student[0].auto_model.base_model
     before = {n: p.detach().clone() for n, p in student.named_parameters()}
@@ -93,9 +93,11 @@ def test_train_layers_freezes_the_rest(tiny_model_path, head, torch_one_thread):
     assert any(".layer.1." in n for n in changed) and any("classifier" in n or "linear" in n for n in changed)
 
 
-def test_train_layers_must_be_kept(tiny_model_path):
-    with pytest.raises(ValueError, match=r"layer\(s\) \[0\] are not among the student's layers \[1\]"):
-        make_student(tiny_model_path, seed=0, layers=[1], device="cpu", train_layers=[0])
+def test_train_layers_count_after_truncation(tiny_model_path):
+    student = make_student(tiny_model_path, seed=0, layers=[1], device="cpu", train_layers=[0])  # the backbone's layer 1
+    assert all(p.requires_grad for p in student.model.bert.encoder.layer[0].parameters())
+    with pytest.raises(ValueError, match=r"cannot train layers \[1\] of a 1-layer model"):
+        make_student(tiny_model_path, seed=0, layers=[1], device="cpu", train_layers=[1])
     with pytest.raises(ValueError, match="cannot train layers"):
         freeze_layers(make_student(tiny_model_path, seed=0, device="cpu"), [2])
 

@@ -206,6 +206,10 @@ class TrainArgs(TypedDict, total=False):
     max_grad_norm: PositiveFloat
     max_length: PositiveInt
     bf16: Annotated[bool, Strict()]
+    """bfloat16 autocast where the device computes it natively (CPUs with AMX or AVX512-BF16, CUDA
+    GPUs with bfloat16); float32 elsewhere. Scores and losses stay float32."""
+    head_learning_rate: PositiveFloat
+    """The score layer's learning rate (default: ``learning_rate``)."""
     save_steps: PositiveInt
     logging_steps: PositiveInt
     optimizer: Annotated[str, Strict(), AfterValidator(_optimizer)]
@@ -538,16 +542,18 @@ class BackboneConfig(_Section):
 
     ``layers``: keep the first ``layers`` transformer layers (an int), or the layers at the given
     0-based indices (a list, e.g. ``[0, 5]``: the first and the last of six). ``head``: ``cls``
-    (the sequence-classification head on the first token, as ``CrossEncoder`` builds it) or
-    ``mean`` (mean pooling, then a dense layer). ``train_layers``: the indices, counted after
-    truncation, of the layers that train (default: all).
+    (the sequence-classification head on the first token, as ``CrossEncoder`` builds it), ``mean``
+    (mean pooling, then a dense layer) or ``cosine`` (the cosine of the query's and the document's
+    mean token embeddings, then a dense layer; BERT-style tokenizers), see
+    :func:`st_distill.bench.training.make_student`. ``train_layers``: the indices, counted after
+    truncation, of the layers that train (default: all; ``[]``: the head alone).
     """
 
     name: SafeName
     """The folder name of its cells (default: the model's last path component)."""
     model: ModelSpec
     layers: Annotated[PositiveInt | tuple[NonNegativeInt, ...], BeforeValidator(_layers)] | None = None
-    head: Literal["cls", "mean"] = "cls"
+    head: Literal["cls", "mean", "cosine"] = "cls"
     train_layers: Annotated[tuple[NonNegativeInt, ...], BeforeValidator(lambda v: _layer_list(v, empty=True))] | None = None
     train: TrainArgs = Field(default_factory=dict)
 

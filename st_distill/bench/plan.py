@@ -159,7 +159,10 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
         train.update(layer)
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
     return {
-        "backbone": {"model": backbone.model, "layers": backbone.layers},
+        # head and train_layers only when set, so that cells finished before these keys keep their settings
+        "backbone": {"model": backbone.model, "layers": backbone.layers,
+                     **({"head": backbone.head} if backbone.head != "cls" else {}),
+                     **({"train_layers": list(backbone.train_layers)} if backbone.train_layers is not None else {})},
         "objective": cell.objective,
         "n_negatives": n_negatives,
         "loss": dict(sorted(objective.loss.items())),

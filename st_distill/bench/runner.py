@@ -298,18 +298,31 @@ class Runner:
 
     def train_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
-        from st_distill.bench.training import make_student, rows_per_batch, train_model
+        from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
         from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
         dataset = load_built_dataset(self.ws / "data" / cell.objective)
-        train = settings["train"]
-        model = make_student(resolve_model(settings["backbone"]["model"]), cell.seed, settings["backbone"]["layers"], train["max_length"])
+        train, backbone = settings["train"], settings["backbone"]
+        head = backbone.get("head", "cls")
+        model = make_student(resolve_model(backbone["model"]), cell.seed, backbone["layers"], train["max_length"], head=head,
+                             train_layers=backbone.get("train_layers"),
+                             calibration_pairs=sample_pairs(dataset) if head == "cosine" else None)
         loss = get_objective(cell.objective).loss(model, **settings["loss"])
+        batch_rows = rows_per_batch(train["passages_per_batch"], settings["passages_per_row"], self.dist.world_size)
+        curve = self.config.eval.curve
+        callbacks = []
+        if curve is not None:
+            from st_distill.bench.curves import LearningCurve
+
+            callbacks.append(LearningCurve({name: self.suites()[name] for name in curve.suites} if self.dist.is_main else {},
+                                           self.config.eval.metrics, curve.every_pairs,
+                                           batch_rows * settings["passages_per_row"] * self.dist.world_size,
+                                           work / "curve.jsonl", self.config.eval.batch_size, enabled=self.dist.is_main))
         summary = train_model(
-            model, loss, dataset, train, seed=cell.seed,
-            batch_rows=rows_per_batch(train["passages_per_batch"], settings["passages_per_row"], self.dist.world_size),
+            model, loss, dataset, train, seed=cell.seed, batch_rows=batch_rows,
             checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl", started_marker=work / STARTED,
+            callbacks=callbacks,
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
@@ -322,9 +335,9 @@ class Runner:
 
     def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
-        from sentence_transformers.cross_encoder import CrossEncoder
+        from st_distill.bench.training import load_student
 
-        model = CrossEncoder(str(work / "model"), max_length=settings["train"]["max_length"])
+        model = load_student(work / "model", max_length=settings["train"]["max_length"])
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
                                 ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
         mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}

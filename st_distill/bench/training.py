@@ -92,7 +92,7 @@ def truncate_layers(model: CrossEncoder, layers: int | Sequence[int]) -> None:
 
 
 def freeze_layers(model: CrossEncoder, train_layers: Sequence[int]) -> None:
-    """Leaves only the given transformer layers (positions in ``model``'s layer list) and the score head trainable.
+    """Leaves only the given transformer layers (positions in ``model``'s layer list; none: the head alone) and the score head trainable.
 
     The embeddings and every other layer get ``requires_grad = False`` (the trainer's optimiser skips
     them, and the backward pass stops at the lowest trainable layer); everything after the layer
@@ -103,7 +103,7 @@ def freeze_layers(model: CrossEncoder, train_layers: Sequence[int]) -> None:
     """
     owner, attribute, stack = _layer_stack(model)
     wanted = set(train_layers)
-    if not wanted or min(wanted) < 0 or max(wanted) >= len(stack):
+    if wanted and (min(wanted) < 0 or max(wanted) >= len(stack)):
         raise ValueError(f"cannot train layers {sorted(wanted)} of a {len(stack)}-layer model")
     backbone = model[0].auto_model.base_model
     frozen = {id(p) for p in backbone.parameters()}
@@ -142,9 +142,9 @@ def make_student(
             ``"cosine"``: ``Transformer``, :class:`~st_distill.heads.SegmentCosine` (the cosine of the
             query's and the document's mean token embeddings, encoded jointly) and ``Dense(1, 1)``:
             a bi-encoder checkpoint that ranks before any training (BERT-style tokenizers only).
-        train_layers: Indices of the layers that train, numbered as in the backbone (so with
-            ``layers=[0, 5]``, ``train_layers=[5]`` trains the last one); the embeddings and the other
-            layers are frozen, the head trains (see :func:`freeze_layers`). ``None``: everything trains.
+        train_layers: Indices of the layers that train, counted in the student after truncation (so
+            with ``layers=[0, 5]``, ``train_layers=[1]`` trains the backbone's layer 5); the embeddings and
+            the other layers are frozen, the head trains (see :func:`freeze_layers`). ``None``: all train.
         calibration_pairs: For ``head="cosine"``: (query, document) pairs of the training data (e.g.
             :func:`sample_pairs`); the dense layer starts as the z-score of the cosine over them
             (weight ``1/std``, bias ``-mean/std``), so scores start centred with unit spread, which a
@@ -152,7 +152,7 @@ def make_student(
             library's contrastive scale), bias 0, which only ranking losses are indifferent to.
 
     Raises:
-        ValueError: On an unknown head, or ``train_layers`` naming a layer the student does not keep.
+        ValueError: On an unknown head, or ``train_layers`` naming a layer the student does not have.
     """
     from sentence_transformers.cross_encoder import CrossEncoder
     from transformers import set_seed
@@ -186,12 +186,7 @@ def make_student(
     if head == "cosine":
         _calibrate_cosine(student, calibration_pairs)
     if train_layers is not None:
-        depth = len(_layer_stack(student)[2])
-        kept = list(range(depth)) if layers is None else list(range(layers)) if isinstance(layers, int) else sorted(layers)
-        missing = sorted(set(train_layers) - set(kept))
-        if missing:
-            raise ValueError(f"train_layers {list(train_layers)}: layer(s) {missing} are not among the student's layers {kept}")
-        freeze_layers(student, [kept.index(i) for i in train_layers])
+        freeze_layers(student, train_layers)
     return student
 
 
