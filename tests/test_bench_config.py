@@ -451,8 +451,6 @@ def test_a_finished_run_says_what_its_count_covers(tmp_path, capsys):
 
 def test_a_rejected_run_leaves_the_record_as_it_was(tmp_path):
     """Issue 11 item 7: config.toml and bench.json change only when a run is accepted."""
-    import json
-
     from st_distill.bench.runner import Runner
 
     path = write_config(tmp_path, GOOD_OBJECTIVES)

@@ -164,6 +164,11 @@ def test_sigkill_in_a_cell_then_restart_finishes_every_cell_once(tmp_path, tiny_
     check_cells(out)
     resumed = json.loads((out / "cells" / "main" / "tiny" / "bce" / "seed-0" / "metrics.json").read_text())["train"]
     assert resumed["resumed_from"] and resumed["resumed_from"].startswith("checkpoint-")
+    # issue 11 item 12: the cell's train_loss is the mean over all its steps, not only those after the resume
+    log = (out / "cells" / "main" / "tiny" / "bce" / "seed-0" / "training_log.jsonl").read_text().splitlines()
+    losses = {r["step"]: r["loss"] for r in map(json.loads, log) if "loss" in r}  # logging_steps = 1
+    assert sorted(losses) == list(range(1, 21))
+    assert resumed["train_loss"] == pytest.approx(sum(losses.values()) / 20, abs=1e-3)
 
 
 def test_dry_runs_print_the_plan_without_training(tmp_path, tiny_model_path, capsys, shared_data):
@@ -260,3 +265,15 @@ def test_normalisation_reaches_the_built_data_and_a_change_is_not_reused(tmp_pat
     assert json.loads((tmp_path / "out2" / "data" / "marginmse" / "settings.json").read_text())["normalize"] == "zscore"
     assert raw["query"] == zscored["query"] and raw["scores"] != zscored["scores"]
     assert load_built_dataset(tmp_path / "out2" / "data" / "marginmse").num_rows == raw.num_rows
+
+
+def test_cell_train_loss_covers_the_steps_before_a_resume():
+    from st_distill.bench.training import cell_train_loss
+
+    per_step = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]
+    # logging every 2 steps, a checkpoint at step 4, the trainer resumed there: its own mean is of steps 5-8
+    history = [{"step": 2, "loss": 0.85}, {"step": 4, "loss": 0.65}, {"step": 6, "loss": 0.45}, {"step": 8, "loss": 0.25}]
+    assert cell_train_loss(history, sum(per_step[4:]) / 4, 4, 8) == pytest.approx(sum(per_step) / 8)
+    assert cell_train_loss(history, 0.55, 0, 8) == 0.55  # not resumed: the trainer's figure
+    # a checkpoint at step 3 cuts a window: step 3 counts at the last logged mean (0.85)
+    assert cell_train_loss(history[:1], sum(per_step[3:]) / 5, 3, 8) == pytest.approx((0.85 * 3 + sum(per_step[3:])) / 8)

@@ -441,6 +441,38 @@ def train_model(
         "steps": int(trainer.state.global_step),
         "seconds": round(seconds, 1),
         "resumed_from": Path(resume).name if resume else None,
-        "train_loss": float(output.training_loss),
+        "train_loss": cell_train_loss(trainer.state.log_history, output.training_loss, _checkpoint_step(resume), trainer.state.global_step),
         "processes": int(training_args.world_size),
     }
+
+
+def _checkpoint_step(resume: str | None) -> int:
+    """The step a ``checkpoint-N`` folder was saved at (0 without one)."""
+    return int(Path(resume).name.rsplit("-", 1)[1]) if resume else 0
+
+
+def cell_train_loss(log_history: list[dict], resumed_loss: float, resumed_step: int, total_steps: int) -> float:
+    """The mean training loss over every step of a cell, also when it was resumed from a checkpoint.
+
+    The trainer's own ``training_loss`` averages only the steps it ran itself (after ``resumed_step``);
+    the steps before come from the losses logged before the checkpoint (each the mean over its
+    logging window), restored with the trainer's state. A window cut by the checkpoint (a
+    ``save_steps`` that is no multiple of ``logging_steps``) counts at the last logged mean.
+
+    Args:
+        log_history: The trainer's ``state.log_history`` (restored entries first).
+        resumed_loss: The trainer's ``training_loss``: the mean over steps ``resumed_step + 1 ..``.
+        resumed_step: The checkpoint's step; 0 when the cell was not resumed.
+        total_steps: The cell's last step.
+    """
+    if resumed_step <= 0 or total_steps <= 0:
+        return float(resumed_loss)
+    before, previous, last = 0.0, 0, float(resumed_loss)
+    for record in log_history:
+        step = int(record.get("step", 0))
+        if "loss" in record and previous < step <= resumed_step:
+            last = float(record["loss"])
+            before += last * (step - previous)
+            previous = step
+    before += last * (resumed_step - previous)
+    return (before + float(resumed_loss) * (total_steps - resumed_step)) / total_steps
