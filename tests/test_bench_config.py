@@ -57,13 +57,13 @@ def test_packaged_quickstart_is_the_default_and_matches_the_example():
     config = load_config(None)
     assert Path(config.path) == QUICKSTART
     assert [o.name for o in config.objectives] == ["bce", "hinge", "marginmse", "infonce", "distillranknet", "adrmse"]
-    assert config.backbones[0].layers == 2
+    assert config.backbones[0].layers is None and config.backbones[0].head == "cosine"
     assert config.train_sources[0].corpus.is_file() and config.eval.suites["trec-dl-2019"].run.is_file()
     # The example under benchmarks/ is the packaged file itself, byte for byte.
     assert (ROOT / "benchmarks" / "configs" / "quickstart.toml").read_bytes() == QUICKSTART.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["quickstart", "mini"])
+@pytest.mark.parametrize("name", ["quickstart", "mini", "quickstart-curves", "mini-gpu"])
 def test_example_configs_load(name, shared_data):
     config = load_config(ROOT / "benchmarks" / "configs" / f"{name}.toml")
     assert len(plan_cells(config)) == 6 and not config.missing

@@ -277,3 +277,25 @@ def test_cell_train_loss_covers_the_steps_before_a_resume():
     assert cell_train_loss(history, 0.55, 0, 8) == 0.55  # not resumed: the trainer's figure
     # a checkpoint at step 3 cuts a window: step 3 counts at the last logged mean (0.85)
     assert cell_train_loss(history[:1], sum(per_step[3:]) / 5, 3, 8) == pytest.approx((0.85 * 3 + sum(per_step[3:])) / 8)
+
+
+def test_cosine_head_trained_layers_and_learning_curves_in_the_grid(tmp_path, tiny_model_path):
+    """head, train_layers and [eval.curve] reach the cells: the saved students reload (load_student),
+    every cell has its curve, the report draws it, and the settings record the backbone options."""
+    config = write_config(tmp_path, tiny_model_path, max_steps=4, save_steps=10)
+    text = config.read_text(encoding="utf-8")
+    text = text.replace('[[backbones]]\nname = "tiny"\n', '[[backbones]]\nname = "tiny"\nhead = "cosine"\ntrain_layers = [1]\n')
+    text += '[eval.curve]\nsuites = ["dl19"]\nevery_pairs = 16\n'
+    config.write_text(text, encoding="utf-8")
+    out = tmp_path / "run"
+    assert main(["bench", str(config), "--output", str(out)]) == 0
+    check_cells(out)
+    for cell in finished_cells(out):
+        metrics = json.loads((cell / "metrics.json").read_text(encoding="utf-8"))
+        assert metrics["settings"]["backbone"]["head"] == "cosine" and metrics["settings"]["backbone"]["train_layers"] == [1]
+        points = [json.loads(line) for line in (cell / "curve.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [p["pairs"] for p in points] == [0, 16, 32]  # 4 steps x 8 pairs, every 16
+        # the last point is the saved model's own evaluation
+        assert points[-1]["suites"]["dl19"]["nDCG@10"] == pytest.approx(metrics["suites"]["dl19"]["aggregate"]["nDCG@10"], abs=1e-6)
+        assert json.loads((cell / "model" / "modules.json").read_text())[1]["type"] == "st_distill.heads.SegmentCosine"
+    assert (out / "report" / "curves" / "dl19.png").is_file()

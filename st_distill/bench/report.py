@@ -339,12 +339,12 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, obj
     return path
 
 
-def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path) -> list[Path]:
+def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path, objectives: list[str] | None = None) -> list[Path]:
     """Draws ``<folder>/<suite>.png`` for every suite with learning-curve points (``curve.jsonl`` of the cells).
 
     ``measure`` against training pairs, one line per objective (the mean over seeds at the pair
-    counts every seed reached), one panel per backbone; the first stage, random order and teacher
-    of ``eval/<suite>/`` as horizontal lines, those that exist.
+    counts every seed reached, in the order of ``objectives`` when given), one panel per backbone;
+    the first stage, random order and teacher of ``eval/<suite>/`` as horizontal lines, those that exist.
 
     Returns:
         The PNG files written (none when no cell has a curve).
@@ -369,11 +369,12 @@ def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rank = {name: i for i, name in enumerate(objectives or [])}
     written = []
     for suite, backbones in sorted(lines.items()):
-        fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 4), squeeze=False)
-        for ax, (backbone, objectives) in zip(axes[0], sorted(backbones.items())):
-            for label, runs in sorted(objectives.items()):
+        fig, axes = plt.subplots(1, len(backbones), figsize=(7.5 * len(backbones), 4), squeeze=False)
+        for ax, (backbone, by_label) in zip(axes[0], sorted(backbones.items())):
+            for label, runs in sorted(by_label.items(), key=lambda item: (rank.get(item[0].split("[")[0], len(rank)), item[0])):
                 pairs = sorted(set.intersection(*(set(r) for r in runs)))
                 ax.plot(pairs, [np.mean([r[p] for r in runs]) for p in pairs], marker="o", markersize=3, label=label)
             for name, text, style in CURVE_REFERENCES:
@@ -384,7 +385,7 @@ def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path
             ax.set_title(f"{suite}: {backbone}")
             ax.set_xlabel("training pairs")
             ax.set_ylabel(measure)
-            ax.legend(fontsize="small", loc="best")
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         path = folder / f"{suite}.png"
         _save_png(fig, path)
@@ -435,6 +436,6 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         loss = _loss_curves(results, cells, phase, folder, bench["objectives"])
         if loss is not None:
             written["loss"] = loss
-        for path in learning_curves(results, cells, main, folder / (f"curves{suffix}" if suffix else "curves")):
+        for path in learning_curves(results, cells, main, folder / (f"curves{suffix}" if suffix else "curves"), bench["objectives"]):
             written[f"curve:{path.stem}"] = path
     return written
