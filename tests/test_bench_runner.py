@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from st_distill.cli import main
+from st_distill.models import resolve_resource
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -299,3 +300,37 @@ def test_cosine_head_trained_layers_and_learning_curves_in_the_grid(tmp_path, ti
         assert points[-1]["suites"]["dl19"]["nDCG@10"] == pytest.approx(metrics["suites"]["dl19"]["aggregate"]["nDCG@10"], abs=1e-6)
         assert json.loads((cell / "model" / "modules.json").read_text())[1]["type"] == "st_distill.heads.SegmentCosine"
     assert (out / "report" / "curves" / "dl19.png").is_file()
+
+
+def test_sparse_labels_make_the_other_relevant_candidates_negatives(tmp_path, tiny_model_path):
+    """``labels = "sparse"``: one positive per query (the library's draw), the other relevant candidates
+    become negatives (as unjudged MS MARCO passages), and the change is not reused from an older folder."""
+    from st_distill.bench.config import load_config
+    from st_distill.bench.runner import Runner
+    from st_distill.data.formats import read_qrels
+    from st_distill.data.negatives import sparse_labels
+
+    config = write_config(tmp_path, tiny_model_path)
+    out = tmp_path / "out"
+    runner = Runner(load_config(config, output_dir=out))
+    runner.write_record()
+    every = runner.dataset("bce")
+    config.write_text(config.read_text().replace("max_positives = 1\n", 'max_positives = 1\nlabels = "sparse"\n'))
+    with pytest.raises(ValueError, match="train_sources"):
+        Runner(load_config(config, output_dir=out)).check_inputs()
+    sparse_runner = Runner(load_config(config, output_dir=tmp_path / "out2"))
+    sparse = sparse_runner.dataset("bce")
+
+    qrels = read_qrels(resolve_resource("resource://quickstart/trec-dl-2021/qrels.txt.gz"))
+    source = sparse_runner.sources()["dl21"]
+    drawn = sparse_labels({q: qrels[q] for q in source.queries}, 2)
+    # rows hold texts (and the collection has duplicate passages): compare (query, passage) texts
+    def pairs(judgements):
+        return {(source.queries[q], source.corpus[d]) for q, docs in judgements.items() if q in source.queries for d in docs}
+
+    positives = pairs(drawn)
+    relevant = pairs({q: [d for d, grade in grades.items() if grade >= 2 and d in source.corpus] for q, grades in qrels.items()})
+    assert {(r["query"], r["document"]) for r in sparse if r["label"] == 1.0} == positives
+    relevant_negatives = {(r["query"], r["document"]) for r in sparse if r["label"] == 0.0} & relevant
+    assert relevant_negatives and not relevant_negatives & positives
+    assert not {(r["query"], r["document"]) for r in every if r["label"] == 0.0} & relevant

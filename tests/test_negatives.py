@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from st_distill.data.formats import load_beir, read_qrels, read_trec_run
-from st_distill.data.negatives import mine_negatives, negatives_from_run, query_rng
+from st_distill.data.negatives import mine_negatives, negatives_from_run, query_rng, sparse_labels
 
 
 def test_top_k_excludes_judged_relevant_in_rank_order():
@@ -81,3 +81,18 @@ def test_mine_negatives_with_a_bi_encoder_and_faiss(shared_data, tiny_model_path
     # deterministic for a seed, with random sampling too
     kwargs = dict(num_negatives=3, range_max=20, sampling_strategy="random", use_faiss=False, seed=1)
     assert mine_negatives(model, beir.queries, corpus, qrels, **kwargs) == mine_negatives(model, beir.queries, corpus, qrels, **kwargs)
+
+
+def test_sparse_labels_keep_one_drawn_relevant_document_per_query():
+    qrels = {"q1": {"a": 3, "b": 2, "c": 1, "d": 0}, "q2": {"x": 1, "y": 0}, "q3": {"m": 2}}
+    sparse = sparse_labels(qrels, relevance_threshold=2)
+    # one relevant document with its grade; every other judgement dropped; a query without one left out
+    assert set(sparse) == {"q1", "q3"} and sparse["q3"] == {"m": 2}
+    (doc, grade), = sparse["q1"].items()
+    assert doc in {"a", "b"} and grade == qrels["q1"][doc]
+    # the draw depends on the seed and the query alone, not on the other queries
+    assert sparse_labels({"q1": qrels["q1"]}, 2) == {"q1": sparse["q1"]}
+    # over seeds, each relevant document is drawn about equally often (10 of 10 documents, 2,000 draws)
+    many = {"q": {f"d{i}": 2 for i in range(10)} | {"n": 0}}
+    counts = Counter(next(iter(sparse_labels(many, 2, seed=seed)["q"])) for seed in range(2000))
+    assert set(counts) == {f"d{i}" for i in range(10)} and max(counts.values()) < 260 and min(counts.values()) > 140

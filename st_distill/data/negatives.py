@@ -41,6 +41,33 @@ def relevant(qrels: Qrels | None, qid: str, relevance_threshold: int = 1) -> set
     return {docid for docid, grade in qrels.get(qid, {}).items() if grade >= relevance_threshold}
 
 
+def sparse_labels(qrels: Qrels, relevance_threshold: int = 1, seed: int = 0) -> Qrels:
+    """MS MARCO-shaped training labels from deeper judgements: one relevant document per query.
+
+    MS MARCO's training queries have about one judged passage each, and the rest of a
+    first-stage run is unjudged, so negatives drawn from it include relevant passages. TREC
+    DL-style judgements grade most of a run's top; keeping one relevant document per query (drawn
+    with :func:`query_rng`, so independent of the other queries) and dropping every other
+    judgement makes the other candidates negatives as unjudged passages are there.
+
+    Args:
+        qrels: ``{qid: {docid: grade}}``.
+        relevance_threshold: Lowest grade that counts as relevant.
+        seed: Seed of the draw.
+
+    Returns:
+        ``{qid: {docid: grade}}`` with one relevant document for every query that has one; queries
+        without one are left out.
+    """
+    out: Qrels = {}
+    for qid, grades in qrels.items():
+        positives = sorted(relevant(qrels, qid, relevance_threshold))
+        if positives:
+            docid = positives[int(query_rng(seed, qid).integers(len(positives)))]
+            out[qid] = {docid: grades[docid]}
+    return out
+
+
 def negatives_from_run(
     run: Run,
     qrels: Qrels | None = None,

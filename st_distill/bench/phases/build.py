@@ -28,7 +28,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     from datasets import concatenate_datasets
 
     from st_distill.data.builder import build_dataset
-    from st_distill.data.negatives import negatives_from_run
+    from st_distill.data.negatives import negatives_from_run, sparse_labels
     from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_llm_ranking
     from st_distill.objectives import get_objective
@@ -46,7 +46,8 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         lazy = isinstance(corpus, TextStore)
         if lazy and not isinstance(queries, TextStore):
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
-        kwargs: dict[str, Any] = {"qrels": source.qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
+        qrels = sparse_labels(source.qrels, source.relevance_level) if spec.labels == "sparse" else source.qrels
+        kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         if fmt.teacher is not None and not from_triples:
             kwargs["normalize"] = normalization(config, objective)
@@ -66,7 +67,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         else:
             if config.negatives.sampling == "top":
                 kwargs["negatives"] = negatives_from_run(
-                    source.run, source.qrels, k=n, depth=config.negatives.depth, strategy="top", relevance_threshold=source.relevance_level
+                    source.run, qrels, k=n, depth=config.negatives.depth, strategy="top", relevance_threshold=source.relevance_level
                 )
             else:
                 kwargs["candidates"] = top_k(source.run, config.negatives.depth)
