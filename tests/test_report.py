@@ -137,3 +137,41 @@ def test_report_errors(tmp_path):
     make_results(tmp_path, {("bce", 0): [0.5, 0.6]})
     with pytest.raises(ValueError, match="unknown phase 'proxy'"):
         write_report(tmp_path, phase="proxy")
+
+
+def test_pooled_column_pairs_every_suites_queries(results):
+    """With a second suite, the pooled column's mean is over all queries of both suites, its test
+    pairs them all (checked against scipy on the concatenation), and reference rows weight the
+    suites' means by their numbers of queries."""
+    rng = np.random.default_rng(2)
+    bench = json.loads((results / "bench.json").read_text(encoding="utf-8"))
+    bench["suites"]["small"] = {"depth": 10, "relevance_level": 1}
+    (results / "bench.json").write_text(json.dumps(bench), encoding="utf-8")
+    (results / "eval" / "small").mkdir()
+    for file, value in (("first_stage.json", 0.5), ("random.json", 0.2), ("teacher.json", 0.9)):
+        (results / "eval" / "small" / file).write_text(json.dumps({"nDCG@10": value}), encoding="utf-8")
+    small = {}
+    for path in sorted((results / "cells").rglob("metrics.json")):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        values = {f"s{i}": float(v) for i, v in enumerate(rng.uniform(0, 1, size=10))}
+        small[(metrics["cell"]["objective"], metrics["cell"]["seed"])] = values
+        metrics["suites"]["small"] = {"aggregate": {"nDCG@10": float(np.mean(list(values.values())))}, "per_query": {"nDCG@10": values}}
+        path.write_text(json.dumps(metrics), encoding="utf-8")
+    bench, cells = collect_cells(results)
+    table = build_table(bench, cells)
+    pooled = ("pooled", "nDCG@10")
+    assert table.columns == [("dl", "nDCG@10"), ("small", "nDCG@10"), pooled]
+
+    def concatenated(objective):  # per query, averaged over seeds: 30 of dl, then 10 of small
+        runs = [c for c in cells if c["cell"]["objective"] == objective]
+        return ([np.mean([c["suites"]["dl"]["per_query"]["nDCG@10"][f"q{i}"] for c in runs]) for i in range(30)]
+                + [np.mean([small[(objective, c["cell"]["seed"])][f"s{i}"] for c in runs]) for i in range(10)])
+
+    for objective in ("bce", "infonce", "hinge"):
+        assert table.values[("tiny", objective)][pooled]["mean"] == pytest.approx(np.mean(concatenated(objective)))
+    raw = [ttest_rel(concatenated(o), concatenated("bce")).pvalue for o in ("infonce", "hinge")]
+    assert table.values[("tiny", "infonce")][pooled]["p"] == pytest.approx(raw[0])
+    assert table.values[("tiny", "hinge")][pooled]["p_holm"] == pytest.approx(holm(raw)[1])
+    assert table.values[("tiny", "infonce")][pooled]["queries"] == 40
+    assert table.references["first stage"][pooled] == pytest.approx((0.3 * 30 + 0.5 * 10) / 40)
+    assert table.references["teacher"][pooled] == pytest.approx((0.7 * 30 + 0.9 * 10) / 40)

@@ -179,7 +179,8 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         queries, judged = _judged(source)
         depth = max(source.depth, config.negatives.depth)
         teacher_pairs = None if queries is None or teacher_pairs is None else teacher_pairs + queries * depth + judged
-        lines.append(f"  train source {source.name}: {_describe_collection(source)}; {_count(queries)} judged queries")
+        labels = "; labels: one relevant document per query (sparse)" if source.labels == "sparse" else ""
+        lines.append(f"  train source {source.name}: {_describe_collection(source)}{labels}; {_count(queries)} judged queries")
     t = config.teacher
     teacher = {"none": "none", "scores_file": f"scores file {t.scores_file}", "models": "score with " + ", ".join(f"{m.model} ({m.kind})" for m in t.models)}.get(t.source)
     if t.source == "train":

@@ -10,7 +10,9 @@ and writes into ``<results>/report/``:
   a two-sided paired t-test on per-query values averaged over seeds, Holm-Bonferroni corrected
   over the objectives of that (backbone, suite, measure); ``▲``/``▼`` mark a significant
   improvement/degradation at level ``alpha``. A first-stage row gives the re-ranked run's
-  starting point where it was evaluated.
+  starting point where it was evaluated. With two suites or more, a ``pooled`` column per measure
+  takes every suite's queries together (its mean weights the suites by their numbers of queries;
+  its tests pair all the queries), the study's way to test one claim over several sets.
 - ``significance.json``: every test (raw and adjusted p-value, queries, difference).
 - ``<suite>.png``: a bar chart per suite (main measure, error bars = std over seeds).
 - ``loss_<phase>.png``: training-loss curves (mean over seeds) per backbone.
@@ -38,6 +40,9 @@ from typing import Any
 import numpy as np
 
 from st_distill.bench.phases.evaluate import REFERENCES
+
+#: The column of every suite's queries together (with two suites or more).
+POOLED = "pooled"
 from st_distill.bench.stats import holm, paired_ttest, seed_mean
 from st_distill.io import atomic_write, write_json
 
@@ -150,6 +155,8 @@ def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None
                 "seeds": len(scores),
             }
             per_query[(row, suite, measure)] = seed_mean([cell["suites"][suite]["per_query"].get(measure, {}) for cell in seeds])
+    if len(suites) > 1 and POOLED not in suites:
+        columns += _pool_suites(rows, groups, suites, metrics, values, per_query)
     for backbone in dict.fromkeys(r[0] for r in rows):
         base_row = (backbone, baseline)
         for column in columns:
@@ -167,8 +174,33 @@ def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None
         label: {(suite, measure): float(by_suite[suite][measure]) for suite, measure in columns if measure in by_suite.get(suite, {})}
         for label, by_suite in bench.get("references", {}).items()
     }
+    for reference in references.values():  # pooled: the suites' means weighted by their numbers of queries
+        for measure in metrics:
+            counts = [(reference.get((suite, measure)), len(next((q for (r, s, m), q in per_query.items() if (s, m) == (suite, measure)), {})))
+                      for suite in suites]
+            if (POOLED, measure) in columns and all(value is not None and n for value, n in counts):
+                reference[(POOLED, measure)] = sum(value * n for value, n in counts) / sum(n for _, n in counts)
     references = {label: row for label, row in references.items() if row}
     return ReportTable(rows, columns, values, references, baseline, alpha)
+
+
+def _pool_suites(rows: list, groups: dict, suites: list[str], metrics: list[str], values: dict, per_query: dict) -> list[tuple[str, str]]:
+    """Adds the ``pooled`` column of every measure: each query of every suite counts once (its mean
+    is over all the suites' queries; its tests pair them all), for rows evaluated on every suite."""
+    columns = []
+    for measure in metrics:
+        for row in rows:
+            if not all((row, suite, measure) in per_query for suite in suites):
+                continue
+            per_query[(row, POOLED, measure)] = {f"{suite}/{qid}": v for suite in suites for qid, v in per_query[(row, suite, measure)].items()}
+            per_seed = [np.mean([v for suite in suites for v in cell["suites"][suite]["per_query"].get(measure, {}).values()])
+                        for cell in groups[row] if all(suite in cell["suites"] for suite in suites)]
+            values[row][(POOLED, measure)] = {"mean": float(np.mean(list(per_query[(row, POOLED, measure)].values()))),
+                                              "std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
+                                              "seeds": len(per_seed)}
+        if any((POOLED, measure) in values[row] for row in rows):
+            columns.append((POOLED, measure))
+    return columns
 
 
 def _cell_text(value: dict | None, latex: bool = False) -> str:
@@ -195,7 +227,9 @@ def _markdown(table: ReportTable, title: str) -> str:
         f"`{table.baseline}` on the same backbone (two-sided paired t-test on per-query values averaged over seeds, "
         f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}). Reference rows: "
         "the first-stage run; a random order of its candidates (seeded per query), the floor; the teacher's own "
-        "re-ranking of them, where the teacher can score new pairs.",
+        "re-ranking of them, where the teacher can score new pairs."
+        + (" `pooled`: every suite's queries together (means weighted by the suites' numbers of queries, tests paired "
+           "over all of them)." if any(suite == POOLED for suite, _ in table.columns) else ""),
         "",
     ]
     return "\n".join(lines)
