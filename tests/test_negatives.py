@@ -90,6 +90,9 @@ def test_sparse_labels_keep_one_drawn_relevant_document_per_query():
     assert set(sparse) == {"q1", "q3"} and sparse["q3"] == {"m": 2}
     (doc, grade), = sparse["q1"].items()
     assert doc in {"a", "b"} and grade == qrels["q1"][doc]
+    # with a corpus, only documents that have a text are drawn; a query whose relevant ones have none is left out
+    assert sparse_labels(qrels, 2, documents={"b", "m"}) == {"q1": {"b": 2}, "q3": {"m": 2}}
+    assert sparse_labels(qrels, 2, documents={"a"}) == {"q1": {"a": 3}}
     # the draw depends on the seed and the query alone, not on the other queries
     assert sparse_labels({"q1": qrels["q1"]}, 2) == {"q1": sparse["q1"]}
     # over seeds, each relevant document is drawn about equally often (10 of 10 documents, 2,000 draws)

@@ -74,7 +74,7 @@ def split_source(dev_fraction: float, seed: int, sparse: bool = False):
     for name, ids in (("train", qids[n_dev:]), ("dev", qids[:n_dev])):
         part_qrels = {q: qrels[q] for q in ids}
         if sparse and name == "train":
-            part_qrels = sparse_labels(part_qrels, 2)
+            part_qrels = sparse_labels(part_qrels, 2, documents=corpus)
         parts.append(Loaded(name, {q: queries[q] for q in ids}, corpus, part_qrels, {q: run[q] for q in ids}, 2))
     return parts
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -41,7 +41,7 @@ def relevant(qrels: Qrels | None, qid: str, relevance_threshold: int = 1) -> set
     return {docid for docid, grade in qrels.get(qid, {}).items() if grade >= relevance_threshold}
 
 
-def sparse_labels(qrels: Qrels, relevance_threshold: int = 1, seed: int = 0) -> Qrels:
+def sparse_labels(qrels: Qrels, relevance_threshold: int = 1, seed: int = 0, documents: Container[str] | None = None) -> Qrels:
     """MS MARCO-shaped training labels from deeper judgements: one relevant document per query.
 
     MS MARCO's training queries have about one judged passage each, and the rest of a
@@ -54,6 +54,8 @@ def sparse_labels(qrels: Qrels, relevance_threshold: int = 1, seed: int = 0) -> 
         qrels: ``{qid: {docid: grade}}``.
         relevance_threshold: Lowest grade that counts as relevant.
         seed: Seed of the draw.
+        documents: The documents that can be used (a corpus): the draw is among the relevant
+            documents in it, so a query keeps a positive when one of its relevant documents has a text.
 
     Returns:
         ``{qid: {docid: grade}}`` with one relevant document for every query that has one; queries
@@ -61,7 +63,7 @@ def sparse_labels(qrels: Qrels, relevance_threshold: int = 1, seed: int = 0) -> 
     """
     out: Qrels = {}
     for qid, grades in qrels.items():
-        positives = sorted(relevant(qrels, qid, relevance_threshold))
+        positives = sorted(d for d in relevant(qrels, qid, relevance_threshold) if documents is None or d in documents)
         if positives:
             docid = positives[int(query_rng(seed, qid).integers(len(positives)))]
             out[qid] = {docid: grades[docid]}

@@ -46,7 +46,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         lazy = isinstance(corpus, TextStore)
         if lazy and not isinstance(queries, TextStore):
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
-        qrels = sparse_labels(source.qrels, source.relevance_level) if spec.labels == "sparse" else source.qrels
+        qrels = sparse_labels(source.qrels, source.relevance_level, documents=corpus) if spec.labels == "sparse" else source.qrels
         kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         if fmt.teacher is not None and not from_triples:
