@@ -334,3 +334,25 @@ def test_sparse_labels_make_the_other_relevant_candidates_negatives(tmp_path, ti
     relevant_negatives = {(r["query"], r["document"]) for r in sparse if r["label"] == 0.0} & relevant
     assert relevant_negatives and not relevant_negatives & positives
     assert not {(r["query"], r["document"]) for r in every if r["label"] == 0.0} & relevant
+
+
+def test_heldout_check_agrees_with_the_bench(tmp_path, tiny_model_path, capsys):
+    """benchmarks/heldout_check.py (stdlib readers, CrossEncoder.predict, pytrec_eval) gives every cell
+    the nDCG@10 the bench computed with its own readers, scoring and ir_measures."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("heldout_check", Path(__file__).parents[1] / "benchmarks" / "heldout_check.py")
+    heldout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heldout)
+    config = write_config(tmp_path, tiny_model_path, max_steps=2, save_steps=10)
+    out = tmp_path / "run"
+    assert main(["bench", str(config), "--output", str(out)]) == 0
+    data = resolve_resource("resource://quickstart/trec-dl-2019")
+    assert heldout.main([str(out), "--data", str(data), "--depth", "10", "--suite", "dl19", "--json", str(tmp_path / "h.json")]) == 0
+    result = json.loads((tmp_path / "h.json").read_text(encoding="utf-8"))
+    assert set(result["bench"]) == {"main/tiny/bce/seed-0", "main/tiny/marginmse/seed-0"}
+    for cell, value in result["bench"].items():  # a random tiny model has near-ties: batches padded
+        assert result["ndcg@10"][cell] == pytest.approx(value, abs=2e-3)  # otherwise may swap a few
+    first = json.loads((out / "eval" / "dl19" / "first_stage.json").read_text(encoding="utf-8"))["nDCG@10"]
+    assert result["ndcg@10"]["first stage"] == pytest.approx(first, abs=1e-9)
+    assert "above bce" in capsys.readouterr().out
