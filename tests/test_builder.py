@@ -360,3 +360,23 @@ def test_readme_building_and_teacher_examples_run(data, shared_data, tiny_model_
     assert teachers["report"].rows == 53 and teachers["scores"].scored == {teachers["teacher"].name: 530}
     assert load_report("data/dl21-kl")["rows"] == 53 and load_report("data/marginmse")["lazy"]
     assert "0 pairs scored, 530 from the cache" in capsys.readouterr().out  # the CLI reused the Python run's cache
+
+
+def test_pointwise_takes_n_negative_rows_per_positive(data):
+    """bce with n_negatives = k: each positive row comes with k negative rows of the same query, drawn
+    from its pool (never a relevant document), so a bench objective can see the same candidates as InfoNCE."""
+    one, _ = build_dataset("bce", data["queries"], data["corpus"], qrels=data["qrels"], negatives=data["negatives"],
+                           relevance_threshold=2, max_positives=1, seed=0)
+    three, report = build_dataset("bce", data["queries"], data["corpus"], qrels=data["qrels"], negatives=data["negatives"],
+                                  relevance_threshold=2, max_positives=1, n_negatives=3, seed=0)
+    assert report.n_negatives == 3
+    for dataset, k in ((one, 1), (three, 3)):
+        positives = sum(label == 1.0 for label in dataset["label"])
+        assert positives > 0 and sum(label == 0.0 for label in dataset["label"]) == k * positives
+    text_to_qid = {t: q for q, t in data["queries"].items()}
+    for row in three:
+        if row["label"] == 0.0:
+            qid = text_to_qid[row["query"]]
+            pool = {data["corpus"][d] for d in data["negatives"][qid]}
+            relevant = {data["corpus"][d] for d, g in data["qrels"][qid].items() if g >= 2 and d in data["corpus"]}
+            assert row["document"] in pool and row["document"] not in relevant

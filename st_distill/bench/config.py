@@ -509,7 +509,8 @@ class ObjectiveConfig(_Section):
 
     name: ObjectiveName
     n_negatives: PositiveInt | None = None
-    """Negatives per row (ntuple), documents per list - 1 (listwise); the registry's by default."""
+    """Negatives per row (ntuple), negative rows per positive row (pointwise), documents per list - 1
+    (listwise); the registry's by default."""
     data: Literal["run", "triples"] = "run"
     loss: dict[str, Any] = Field(default_factory=dict)
     """Arguments of the loss class (e.g. ``temperature``), checked against its signature."""
@@ -523,8 +524,6 @@ class ObjectiveConfig(_Section):
 
         fmt = get_objective(self.name).dataset_format
         kind = fmt.kind
-        if self.n_negatives is not None and kind == "pointwise" and not fmt.from_candidates:
-            raise _fail(f"{self.name!r} is pointwise: it takes no negatives per row", "n_negatives")
         if self.data == "triples" and kind == "listwise":
             raise _fail(f"{self.name!r} is listwise: it cannot train on triples", "data")
         if self.normalize not in (None, "raw") and (fmt.teacher is None or self.data == "triples"):
