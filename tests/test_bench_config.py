@@ -96,7 +96,6 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
         ('[[objectives]]\nname = "bce"\n[[objectives]]\nname = "hinge"\n[[objectives]]\nname = "foo"\n',
          "objectives[2].name", "unknown objective 'foo'"),
         (GOOD_OBJECTIVES + "[report]\nbaseline = \"infonce\"\n", "report.baseline", "not one of the config's objectives"),
-        ('[[objectives]]\nname = "bce"\nn_negatives = 3\n', "objectives[0].n_negatives", "pointwise"),
         ('[[objectives]]\nname = "marginmse"\n', "objectives[0].name", "needs a teacher"),
         (GOOD_OBJECTIVES + '[[phases]]\nname = "p"\nobjectives = ["infonce"]\n', "phases[0].objectives[0]", "'infonce' is not in"),
         (GOOD_OBJECTIVES + '[[phases]]\nname = "p"\nselect_on = "toy"\n', "phases[0].select_on", "needs a [phases.sweep]"),

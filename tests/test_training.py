@@ -227,3 +227,25 @@ def test_sample_pairs_reads_every_format():
     assert sample_pairs(listwise, 10) == [("a", "x"), ("a", "y"), ("b", "z")]
     assert sample_pairs(Dataset.from_dict({"query": [f"q{i}" for i in range(100)], "document": ["d"] * 100, "label": [0.0] * 100}), 4) \
         == [("q0", "d"), ("q25", "d"), ("q50", "d"), ("q75", "d")]  # spread over the dataset
+
+
+def test_last_checkpoint_skips_unfinished_ones(tmp_path):
+    """Resuming takes the newest checkpoint with a trainer state whose JSON files all parse: a kill
+    during a save can leave the state written and a tokenizer file empty (seen in a DDP run)."""
+    from st_distill.bench.training import _last_checkpoint
+
+    def checkpoint(step, state=True, tokenizer='{"model": {}}'):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state:
+            (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+        (folder / "tokenizer.json").write_text(tokenizer)
+
+    assert _last_checkpoint(tmp_path) is None
+    checkpoint(2)
+    checkpoint(4, state=False)  # the state is not written yet
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    checkpoint(6, tokenizer="")  # the state is there, a file is truncated
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    checkpoint(10)
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not name order

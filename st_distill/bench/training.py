@@ -323,9 +323,23 @@ def rows_per_batch(passages_per_batch: int, passages_per_row: int, world_size: i
     return max(1, passages_per_batch // (passages_per_row * world_size))
 
 
+def _complete(checkpoint: Path) -> bool:
+    """Whether a checkpoint can be resumed from: its ``trainer_state.json`` exists and every JSON file
+    in it parses. The state is not always the last file written (a kill was seen to leave an empty
+    ``tokenizer.json`` written after it), so a truncated file marks the checkpoint as incomplete."""
+    if not (checkpoint / "trainer_state.json").is_file():
+        return False
+    for path in checkpoint.glob("*.json"):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+    return True
+
+
 def _last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint (one whose ``trainer_state.json``, written last, exists)."""
-    complete = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    """The newest complete checkpoint (see :func:`_complete`), or ``None``."""
+    complete = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and _complete(p)]
     return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
 
 
