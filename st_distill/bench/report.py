@@ -50,9 +50,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ReportTable", "collect_cells", "build_table", "learning_curves", "write_report"]
 
-#: Reference lines of the learning curves: ``eval/<suite>/<file>.json`` -> label and style.
-CURVE_REFERENCES = (("first_stage", "first stage", "--"), ("random", "random order", ":"), ("teacher", "teacher", "-."))
-
 UP, DOWN = "▲", "▼"
 #: How the reference rows are drawn as horizontal lines in the charts.
 REFERENCE_STYLES = {
@@ -174,12 +171,14 @@ def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None
         label: {(suite, measure): float(by_suite[suite][measure]) for suite, measure in columns if measure in by_suite.get(suite, {})}
         for label, by_suite in bench.get("references", {}).items()
     }
-    for reference in references.values():  # pooled: the suites' means weighted by their numbers of queries
-        for measure in metrics:
-            counts = [(reference.get((suite, measure)), len(next((q for (r, s, m), q in per_query.items() if (s, m) == (suite, measure)), {})))
-                      for suite in suites]
-            if (POOLED, measure) in columns and all(value is not None and n for value, n in counts):
-                reference[(POOLED, measure)] = sum(value * n for value, n in counts) / sum(n for _, n in counts)
+    for measure in metrics:  # pooled: the suites' means weighted by their numbers of queries
+        pooled_row = next((r for r in rows if (r, POOLED, measure) in per_query), None)
+        if pooled_row is None:
+            continue
+        counts = {suite: len(per_query[(pooled_row, suite, measure)]) for suite in suites}
+        for reference in references.values():
+            if all((suite, measure) in reference and counts[suite] for suite in suites):
+                reference[(POOLED, measure)] = sum(reference[(suite, measure)] * n for suite, n in counts.items()) / sum(counts.values())
     references = {label: row for label, row in references.items() if row}
     return ReportTable(rows, columns, values, references, baseline, alpha)
 
@@ -411,11 +410,12 @@ def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path
             for label, runs in sorted(by_label.items(), key=lambda item: (rank.get(item[0].split("[")[0], len(rank)), item[0])):
                 pairs = sorted(set.intersection(*(set(r) for r in runs)))
                 ax.plot(pairs, [np.mean([r[p] for r in runs]) for p in pairs], marker="o", markersize=3, label=label)
-            for name, text, style in CURVE_REFERENCES:
-                path = results / "eval" / suite / f"{name}.json"
+            for text, file in REFERENCES.items():
+                path = results / "eval" / suite / file
                 value = _read_json(path).get(measure) if path.is_file() else None
                 if value is not None:
-                    ax.axhline(value, color="gray", linestyle=style, linewidth=1.2, label=f"{text} {value:.3f}")
+                    ax.axhline(value, color="gray", linestyle=REFERENCE_STYLES[text]["linestyle"], linewidth=1.2,
+                               label=f"{text} {value:.3f}")
             ax.set_title(f"{suite}: {backbone}")
             ax.set_xlabel("training pairs")
             ax.set_ylabel(measure)
