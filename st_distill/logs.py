@@ -7,7 +7,7 @@
   once per model per process, not once per bench cell.
 - Progress bars are drawn only on a terminal: written to a log file, their carriage returns
   and cursor escapes would become hundreds of lines. Long jobs log their size and an estimated
-  time instead (see :func:`st_distill.scoring.score_pairs`).
+  time instead (see :func:`st_distill.models.scoring.score_pairs`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Teachers:
 
 - :class:`CrossEncoderTeacher`: a sentence-transformers ``CrossEncoder``; scores are **raw
-  logits** (no activation), scored by :func:`st_distill.scoring.score_pairs`. A causal-LM
+  logits** (no activation), scored by :func:`st_distill.models.scoring.score_pairs`. A causal-LM
   reranker loaded as a ``CrossEncoder`` (a ``LogitScore`` module after the language model)
   works the same way: its raw score is the log-odds ``logit("yes") - logit("no")``.
 - :class:`BiEncoderTeacher`: a ``SentenceTransformer``; the score is the cosine or dot
@@ -249,14 +249,16 @@ class CrossEncoderTeacher(Teacher):
         device: str | None = None,
     ) -> None:
         if isinstance(model, str):
-            from sentence_transformers.cross_encoder import CrossEncoder
+            from st_distill.models import load_cross_encoder
 
             model_id = model
-            model = CrossEncoder(model, num_labels=1, max_length=max_length, revision=revision, device=device)
+            model = load_cross_encoder(model, num_labels=1, revision=revision, device=device)
         else:
             model_id = _model_id(model)
         if max_length is not None:
-            model.max_seq_length = max_length
+            from st_distill.models import cap_max_length
+
+            model.max_seq_length = cap_max_length(model, max_length)
         self.model = model
         self.model_id = model_id
         self.revision = revision or _commit_hash(model)
@@ -277,7 +279,7 @@ class CrossEncoderTeacher(Teacher):
         return {"kind": "cross-encoder", "max_length": self.model.max_seq_length, "activation": False, **model_fingerprint(self.model)}
 
     def score(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        from st_distill.scoring import score_pairs
+        from st_distill.models.scoring import score_pairs
 
         pairs = list(zip(queries, documents))
         scores = score_pairs(self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False)

@@ -298,7 +298,7 @@ def test_cosine_head_trained_layers_and_learning_curves_in_the_grid(tmp_path, ti
         assert [p["pairs"] for p in points] == [0, 16, 32]  # 4 steps x 8 pairs, every 16
         # the last point is the saved model's own evaluation
         assert points[-1]["suites"]["dl19"]["nDCG@10"] == pytest.approx(metrics["suites"]["dl19"]["aggregate"]["nDCG@10"], abs=1e-6)
-        assert json.loads((cell / "model" / "modules.json").read_text())[1]["type"] == "st_distill.heads.SegmentCosine"
+        assert json.loads((cell / "model" / "modules.json").read_text())[1]["type"] == "st_distill.models.heads.SegmentCosine"
     assert (out / "report" / "curves" / "dl19.png").is_file()
 
 

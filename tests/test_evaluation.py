@@ -19,7 +19,7 @@ from st_distill.evaluation import (
     rerank_run,
     top_candidates,
 )
-from st_distill.scoring import score_pairs
+from st_distill.models.scoring import score_pairs
 
 # ---------------------------------------------------------------- metrics
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from st_distill import scoring
+from st_distill.models import scoring
 from st_distill.cli import build_parser
 from st_distill.logs import OncePerModel, progress_enabled
 from st_distill.models import model_argument, resolve_model
@@ -96,13 +96,13 @@ def test_scoring_states_its_size_and_estimate(tiny_model, caplog, monkeypatch):
     monkeypatch.setattr(scoring, "ESTIMATE_AFTER_SECONDS", 0.0)
     monkeypatch.setattr(scoring, "LONG_SCORING_SECONDS", 0.0)  # every job counts as long here
     pairs = [(f"query {i}", "a document about things " * (1 + i % 7)) for i in range(40)]
-    with caplog.at_level(logging.INFO, logger="st_distill.scoring"):
+    with caplog.at_level(logging.INFO, logger="st_distill.models.scoring"):
         scoring.score_pairs(tiny_model, pairs + pairs[:5], batch_size=8, show_progress_bar=False, announce=True)
     messages = [r.getMessage() for r in caplog.records]
     assert any("scoring 45 pairs (40 unique) at max length 64" in m for m in messages), messages
     assert any(m.startswith("estimated ") for m in messages), messages
     assert any("--max-length" in m and "--depth" in m for m in messages), messages
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="st_distill.scoring"):
+    with caplog.at_level(logging.INFO, logger="st_distill.models.scoring"):
         scoring.score_pairs(tiny_model, pairs, batch_size=8, show_progress_bar=False)  # small job: silent by default
     assert not caplog.records

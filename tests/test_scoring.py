@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from st_distill import scoring
-from st_distill.scoring import score_pairs, unique_pairs
+from st_distill.models.scoring import score_pairs, unique_pairs
 
 QUERIES = ["what is a cat", "how tall is the eiffel tower", "boiling point of water at altitude"]
 DOCS = [

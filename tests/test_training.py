@@ -170,7 +170,7 @@ def test_cosine_head_scores_the_segment_cosine_and_starts_standardised(tiny_mode
     from transformers import AutoModel, AutoTokenizer
 
     from st_distill.bench.training import load_student
-    from st_distill.heads import SegmentCosine
+    from st_distill.models.heads import SegmentCosine
 
     student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="cosine", calibration_pairs=PAIRS)
     assert isinstance(student[1], SegmentCosine) and student.num_labels == 1
@@ -199,7 +199,7 @@ def test_cosine_head_scores_the_segment_cosine_and_starts_standardised(tiny_mode
 
 def test_cosine_head_needs_segment_ids_and_load_student_trusts_only_its_own(tiny_model_path, tmp_path):
     from st_distill.bench.training import load_student
-    from st_distill.heads import SegmentCosine
+    from st_distill.models.heads import SegmentCosine
 
     features = {"token_embeddings": torch.ones(1, 3, 4), "attention_mask": torch.ones(1, 3)}
     with pytest.raises(ValueError, match="SegmentCosine needs token_type_ids"):
@@ -207,7 +207,7 @@ def test_cosine_head_needs_segment_ids_and_load_student_trusts_only_its_own(tiny
     student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="cosine")
     student.save_pretrained(str(tmp_path / "m"))
     modules = json.loads((tmp_path / "m" / "modules.json").read_text())
-    assert modules[1]["type"] == "st_distill.heads.SegmentCosine"
+    assert modules[1]["type"] == "st_distill.models.heads.SegmentCosine"
     modules[1]["type"] = "evil.Module"
     (tmp_path / "m" / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(ValueError, match=r"outside sentence-transformers and st-distill: \['evil.Module'\]"):

@@ -1,6 +1,6 @@
 """The GPU one-shot of issue 13: what a lent GPU should tell us, in one run of a few minutes.
 
-1. ``throughput``: re-ranking pairs per second of :func:`st_distill.scoring.score_pairs` (bf16
+1. ``throughput``: re-ranking pairs per second of :func:`st_distill.models.scoring.score_pairs` (bf16
    autocast on CUDA) against the library's ``CrossEncoder.predict`` (its default, fp32), on a
    BERT-base-sized cross-encoder (12 layers, 768 wide, ~110M parameters, random weights built
    from a config: speed does not depend on the weights) over unique TREC DL 2019 (query, passage)
@@ -73,7 +73,7 @@ def throughput(model_path: str, device: str, n_pairs: int, batch_size: int, max_
     """Pairs per second of score_pairs (bf16 on CUDA) and CrossEncoder.predict (fp32), each pair unique."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
-    from st_distill.scoring import score_pairs
+    from st_distill.models.scoring import score_pairs
 
     queries, passages = dl19_texts()
     pairs = [(q, p) for p in passages for q in queries][:n_pairs]  # unique pairs: score_pairs' dedup gains nothing

@@ -1,4 +1,4 @@
-"""Re-ranking throughput: st_distill.scoring.score_pairs against the library's ways of scoring a run.
+"""Re-ranking throughput: st_distill.models.scoring.score_pairs against the library's ways of scoring a run.
 
 On the TREC DL 2019 BM25 top-100 (43 queries x 100 = 4,300 pairs; ``--pairs N`` takes a seeded
 sample of N, kept in run order) with the packaged all-MiniLM-L6-v2 as a CrossEncoder (one label,
@@ -7,7 +7,7 @@ random head: speed does not depend on the weights), it measures pairs per second
 - ``limit``: the bare Hugging Face model forward over pre-tokenised batches sorted by token
   length (tokenising and padding not timed): what any scorer can reach with this model;
 - ``score_pairs``: ours, everything included (dedup, tokenising, padding, forward), in bfloat16
-  where the CPU or GPU computes it natively (:mod:`st_distill.precision`);
+  where the CPU or GPU computes it natively (:mod:`st_distill.models.precision`);
 - ``score_pairs[fp32]``: ours with ``autocast=False``;
 - ``predict``: ``CrossEncoder.predict`` on the pairs in run order;
 - ``ce-reranking-evaluator``: the library's ``CrossEncoderRerankingEvaluator`` (``documents`` =
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from st_distill.data.formats import read_qrels, read_trec_run, read_tsv
-from st_distill.scoring import score_pairs
+from st_distill.models.scoring import score_pairs
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "trec-dl-2019"
 

@@ -2,7 +2,7 @@
 
 Trains a student (the packaged all-MiniLM-L6-v2 as a one-label CrossEncoder, truncated to
 ``--layers``) for 10 steps of 32 SciFact (query, abstract) pairs with AdamW, then scores 640 pairs
-with :func:`st_distill.scoring.score_pairs`, at each ``--lengths`` maximum length, and prints
+with :func:`st_distill.models.scoring.score_pairs`, at each ``--lengths`` maximum length, and prints
 pairs per second. Rates depend on token counts: SciFact abstracts fill every length up to 256.
 
 Usage::
@@ -31,7 +31,7 @@ def main() -> None:
 
     from st_distill.bench.training import make_student
     from st_distill.data.formats import load_beir
-    from st_distill.scoring import score_pairs
+    from st_distill.models.scoring import score_pairs
 
     torch.set_num_threads(args.threads)
     layers = json.loads(args.layers)

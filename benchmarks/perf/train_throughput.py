@@ -186,7 +186,7 @@ def main() -> None:
 
     import torch
 
-    from st_distill.precision import native_bf16
+    from st_distill.models.precision import native_bf16
 
     print(f"objective {cli.objective}, {cli.steps} steps x {results[names[0]]['pairs_per_step']} pairs, layers {cli.layers or 'all'}, "
           f"head {cli.head}, max length {cli.max_length}, {cli.threads} threads, native bf16 on this CPU: {native_bf16('cpu')}, "

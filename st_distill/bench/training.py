@@ -37,7 +37,7 @@ __all__ = ["HEADS", "make_student", "load_student", "sample_pairs", "train_model
 
 #: Score heads :func:`make_student` builds: the library's classifier on the [CLS] vector; mean
 #: pooling of the token embeddings and a dense layer to one score; the cosine of the two segments'
-#: mean embeddings (:class:`st_distill.heads.SegmentCosine`) and a dense layer.
+#: mean embeddings (:class:`st_distill.models.heads.SegmentCosine`) and a dense layer.
 HEADS = ("cls", "mean", "cosine")
 
 #: On CPU in float32, a training step scores its pairs in length-sorted chunks of at most this many
@@ -139,7 +139,7 @@ def make_student(
             vector). ``"mean"``: ``Transformer`` (feature extraction), ``Pooling("mean")`` and
             ``Dense(hidden, 1, module_output_name="scores")``: a bi-encoder checkpoint's mean-pooled
             embedding, which it was trained to make meaningful, feeds the new score layer.
-            ``"cosine"``: ``Transformer``, :class:`~st_distill.heads.SegmentCosine` (the cosine of the
+            ``"cosine"``: ``Transformer``, :class:`~st_distill.models.heads.SegmentCosine` (the cosine of the
             query's and the document's mean token embeddings, encoded jointly) and ``Dense(1, 1)``:
             a bi-encoder checkpoint that ranks before any training (BERT-style tokenizers only).
         train_layers: Indices of the layers that train, counted in the student after truncation (so
@@ -166,7 +166,7 @@ def make_student(
         from sentence_transformers.base.modules import Dense, Transformer
         from sentence_transformers.sentence_transformer.modules import Pooling
 
-        from st_distill.heads import SegmentCosine
+        from st_distill.models.heads import SegmentCosine
 
         # num_labels = 1 in the config: CrossEncoder reads it from the transformer when no Dense says otherwise
         transformer = Transformer(model, transformer_task="feature-extraction", max_seq_length=max_length,
@@ -231,20 +231,14 @@ def sample_pairs(dataset: Dataset, n: int = 64) -> list[tuple[str, str]]:
 
 
 def load_student(path: str | os.PathLike, max_length: int | None = None, device: str | None = None) -> CrossEncoder:
-    """Loads a saved student, trusting the module classes of st-distill (:mod:`st_distill.heads`) and no others.
+    """Loads a saved student, trusting the module classes of st-distill (:mod:`st_distill.models.heads`) and no others.
 
     Raises:
         ValueError: When the model's ``modules.json`` names a module outside sentence-transformers and st-distill.
     """
-    from sentence_transformers.cross_encoder import CrossEncoder
+    from st_distill.models import load_cross_encoder
 
-    modules = Path(path) / "modules.json"
-    types = [m["type"] for m in json.loads(modules.read_text(encoding="utf-8"))] if modules.is_file() else []
-    foreign = [t for t in types if not t.startswith(("sentence_transformers.", "st_distill."))]
-    if foreign:
-        raise ValueError(f"{modules}: module classes outside sentence-transformers and st-distill: {foreign}")
-    own = any(t.startswith("st_distill.") for t in types)
-    return CrossEncoder(str(path), max_length=max_length, device=device, trust_remote_code=own)
+    return load_cross_encoder(path, max_length=max_length, device=device)
 
 
 @contextlib.contextmanager
@@ -252,8 +246,8 @@ def fast_forward(model: CrossEncoder, bf16: bool = True, tokens_per_chunk: int |
     """While active, ``model(features)`` runs as a training step should on this hardware.
 
     - ``bf16``: under autocast to bfloat16 where the device computes it natively
-      (:func:`st_distill.precision.native_bf16`), the score projection in float32
-      (:func:`st_distill.precision.float32_head`); float32 elsewhere. Scores come out float32.
+      (:func:`st_distill.models.precision.native_bf16`), the score projection in float32
+      (:func:`st_distill.models.precision.float32_head`); float32 elsewhere. Scores come out float32.
     - ``tokens_per_chunk``: a padded batch is scored in chunks of similar-length rows, each cut to its
       longest row and holding at most this many padded tokens, and the scores are put back in the
       batch's order. Rows are right-padded and the attention mask hides padding, so the scores are
@@ -264,8 +258,8 @@ def fast_forward(model: CrossEncoder, bf16: bool = True, tokens_per_chunk: int |
     """
     import torch
 
-    from st_distill.precision import autocast, autocast_dtype, float32_head
-    from st_distill.scoring import length_batches
+    from st_distill.models.precision import autocast, autocast_dtype, float32_head
+    from st_distill.models.scoring import length_batches
 
     device = model.device
     reduced = bf16 and autocast_dtype(device) == torch.bfloat16
@@ -392,7 +386,7 @@ def train_model(
     """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
-    from st_distill.precision import native_bf16, score_head
+    from st_distill.models.precision import native_bf16, score_head
 
     bf16 = bool(args["bf16"])
     head_lr = args.get("head_learning_rate")

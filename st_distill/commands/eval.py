@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     require_output_folder(args.output_dir)
     model = args.model
     if args.device:
-        from sentence_transformers.cross_encoder import CrossEncoder
+        from st_distill.models import load_cross_encoder
 
-        model = CrossEncoder(args.model, num_labels=1, device=args.device)
+        model = load_cross_encoder(args.model, num_labels=1, device=args.device)
     report = rerank_and_evaluate(
         model,
         args.run,

@@ -74,14 +74,13 @@ def _first_stages(specs: list[str]) -> object:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the chosen action."""
-    from sentence_transformers.cross_encoder import CrossEncoder
-
     from st_distill.evaluation import mteb as st_mteb
+    from st_distill.models import load_cross_encoder
     from st_distill.io import write_json
 
     if args.mteb_action == "evaluate":
         scores = st_mteb.evaluate_mteb(
-            CrossEncoder(args.model),
+            load_cross_encoder(args.model),
             args.tasks,
             first_stage=_first_stages(args.first_stage),
             top_k=args.top_k,
@@ -100,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {key: value for key, value in (("license", args.license), ("release_date", args.release_date)) if value}
     meta = st_mteb.model_meta(
-        CrossEncoder(args.model), name=args.name, revision=args.revision, cell_metadata=args.cell_metadata, **overrides
+        load_cross_encoder(args.model), name=args.name, revision=args.revision, cell_metadata=args.cell_metadata, **overrides
     )
     path = st_mteb.write_model_meta_source(meta, args.output)
     print(json.dumps({"written": str(path), "name": meta.name, "n_parameters": meta.n_parameters}))

@@ -1,7 +1,7 @@
 """Evaluation: re-ranking of precomputed first-stage runs, ir_measures metrics, first-stage retrieval.
 
 - :func:`rerank_and_evaluate` / :func:`rerank_run` / :func:`top_candidates`: re-rank each query's
-  top-k of a run with a CrossEncoder (scored by :func:`st_distill.scoring.score_pairs`);
+  top-k of a run with a CrossEncoder (scored by :func:`st_distill.models.scoring.score_pairs`);
 - :func:`evaluate` / :func:`parse_measures`: metrics by ir_measures, per query and averaged;
 - :func:`bm25_retrieve` / :func:`dense_retrieve`: make a first-stage run;
 - :class:`RerankingEvaluator`: the same re-ranking as a ``CrossEncoderTrainer`` evaluator;

@@ -23,7 +23,7 @@ from st_distill.data.formats import Texts
 from st_distill.evaluation.evaluator import append_csv, when
 from st_distill.evaluation.rerank import top_candidates
 from st_distill.losses.functional import kl_distill
-from st_distill.scoring import score_pairs
+from st_distill.models.scoring import score_pairs
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder

@@ -13,7 +13,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from st_distill.data.formats import Qrels, Run, Texts
 from st_distill.evaluation.metrics import evaluate, parse_measures
 from st_distill.evaluation.rerank import top_candidates
-from st_distill.scoring import score_pairs
+from st_distill.models.scoring import score_pairs
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder

@@ -511,9 +511,9 @@ def evaluate_mteb(
             print(scores["SciFact"]["ndcg_at_10"])
     """
     if isinstance(model, str):
-        from sentence_transformers.cross_encoder import CrossEncoder
+        from st_distill.models import load_cross_encoder
 
-        model = CrossEncoder(model)
+        model = load_cross_encoder(model)
     if isinstance(tasks, (str, AbsTask)):
         tasks = [tasks]
     resolved = [resolve_task(spec) for spec in tasks]

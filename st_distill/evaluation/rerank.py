@@ -50,7 +50,8 @@ from st_distill.data.formats import (
 )
 from st_distill.evaluation.metrics import evaluate, parse_measures
 from st_distill.io import require_output_folder, write_json
-from st_distill.scoring import score_pairs
+from st_distill.models import cap_max_length, load_cross_encoder
+from st_distill.models.scoring import score_pairs
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -290,11 +291,9 @@ def rerank_and_evaluate(
     corpus_texts, query_texts, qrels_dict = load_inputs(corpus, queries, qrels, split)
     model_name = model if isinstance(model, str) else getattr(getattr(model[0], "model", None), "name_or_path", None)
     if isinstance(model, str):
-        from sentence_transformers.cross_encoder import CrossEncoder
-
-        model = CrossEncoder(model, num_labels=1)
+        model = load_cross_encoder(model, num_labels=1)
     if max_length is not None:
-        model.max_seq_length = max_length
+        model.max_seq_length = cap_max_length(model, max_length)
     start = time.perf_counter()
     try:
         reranked, candidates = rerank_run(
