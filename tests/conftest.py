@@ -80,6 +80,6 @@ def torch_one_thread():
 def float32_by_default(monkeypatch):
     """Tests compare scores with float32 references, so bfloat16 autocast (which st_distill.models.precision turns
     on for CPUs with AMX or AVX512-BF16) runs only in the tests that ask for it, on any machine."""
-    from st_distill import precision
+    from st_distill.models import precision
 
     monkeypatch.setattr(precision, "native_bf16", lambda device: False)

@@ -50,6 +50,9 @@ def test_every_model_option_uses_the_resolver(argv):
 def test_model_argument_error_is_a_usage_error():
     with pytest.raises(argparse.ArgumentTypeError, match="not installed"):
         model_argument("package:no_such_module_xyz")
+    for spec in ("package:../x", "package:", "package:.relative", "package:a/b"):  # was an ImportError traceback
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a module name"):
+            model_argument(spec)
 
 
 def test_teacher_command_resolves_package_models():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from st_distill import scoring
+from st_distill.models import scoring
 from st_distill.models.scoring import score_pairs, unique_pairs
 
 QUERIES = ["what is a cat", "how tall is the eiffel tower", "boiling point of water at altitude"]
@@ -158,7 +158,7 @@ def test_token_budget_batches(tiny_model, monkeypatch):
 
 
 def test_bf16_where_native_keeps_the_head_in_float32(tiny_model, monkeypatch):
-    from st_distill import precision
+    from st_distill.models import precision
 
     pairs = _pairs()
     full = score_pairs(tiny_model, pairs, activation=False, show_progress_bar=False)
@@ -181,7 +181,7 @@ def test_bf16_where_native_keeps_the_head_in_float32(tiny_model, monkeypatch):
 
 
 def test_precision_choices(tiny_model, monkeypatch):
-    from st_distill import precision
+    from st_distill.models import precision
 
     assert precision.autocast_dtype("cpu") is None and not torch.is_autocast_enabled("cpu")
     with precision.autocast("cpu"):

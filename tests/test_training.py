@@ -151,7 +151,7 @@ def test_fast_forward_left_padding_is_scored_whole(tiny_model, torch_one_thread)
 
 
 def test_fast_forward_bf16_keeps_the_head_and_scores_float32(tiny_model_path, monkeypatch, torch_one_thread):
-    from st_distill import precision
+    from st_distill.models import precision
 
     monkeypatch.setattr(precision, "native_bf16", lambda device: True)  # bfloat16 autocast runs (emulated) on any CPU
     student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu").eval()

