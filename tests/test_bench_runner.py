@@ -15,6 +15,8 @@ import pytest
 from st_distill.cli import main
 from st_distill.models import resolve_resource
 
+pytestmark = pytest.mark.slow  # grids end to end: CI's Python legs skip them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -278,6 +278,7 @@ def _readme_section() -> str:
 README_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 
 
+@pytest.mark.slow
 def test_readme_evaluation_examples_run(shared_data, tiny_model_path, tmp_path, monkeypatch, capsys):
     """The README's commands and Python example, as written; only the hub model becomes the tiny local one
     and the re-ranking depth is cut to 3 for speed."""

@@ -35,6 +35,8 @@ import pytest
 from st_distill.bench.phases.build import _hub_triples
 from st_distill.cli import main
 
+pytestmark = pytest.mark.slow  # grids end to end: CI's Python legs skip them
+
 ROOT = Path(__file__).resolve().parents[1]
 RANKZEPHYR = Path(__file__).parent / "data" / "rank-distillm" / "rankzephyr-msmarco-train-6q-top60.run"
 MAX_QUERIES = 4

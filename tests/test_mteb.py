@@ -153,6 +153,7 @@ def test_predictions_file_keeps_each_querys_top_k_in_trec_eval_order(task, bm25_
         assert all(docs[d] == run[qid][d] for d in docs)
 
 
+@pytest.mark.slow
 def test_mteb_ndcg_equals_st_distill_eval_on_the_same_run_and_model(
     task, bm25_run, model, scifact, query_ids, reference_ndcg, shared_data, tmp_path
 ):
@@ -214,6 +215,7 @@ def test_reranking_task_reranks_its_own_candidates_into_the_main_results_folder(
 # --------------------------------------------------------------------------- first stage run by MTEB
 
 
+@pytest.mark.slow
 def test_first_stage_model_run_by_mteb_then_reranked(tiny_model_path, model, scifact, query_ids, bm25_run, tmp_path):
     from sentence_transformers import SentenceTransformer, models
 
@@ -349,6 +351,7 @@ def mteb_section() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_mteb_example_runs(tiny_model_path, scifact, tmp_path, monkeypatch):
     """The README's example as written, with the tiny model, a BM25 run made here and a depth of 1."""
     from st_distill.evaluation.retrieve import bm25_retrieve

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from st_distill.objectives import OBJECTIVES
 
-pytestmark = pytest.mark.usefixtures("torch_one_thread")
+# README examples end to end: CI's Python legs skip them
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("torch_one_thread")]
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 README_MODEL = "microsoft/MiniLM-L12-H384-uncased"

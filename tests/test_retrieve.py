@@ -19,6 +19,7 @@ CORPUS = {
 }
 
 
+@pytest.mark.slow
 def test_bm25_scifact_reference(shared_data):
     """A plain BM25 over SciFact test lands near the published 0.665 nDCG@10 (Pyserini flat: 0.679)."""
     data = load_beir(shared_data / "scifact", "test")

@@ -97,6 +97,7 @@ def test_new_weights_at_a_cached_path_are_scored_not_mixed(tiny_model_path, tmp_
     np.testing.assert_allclose(served(load_cached_scores(cache), PAIRS), served(result, PAIRS))
 
 
+@pytest.mark.slow
 def test_the_same_model_by_another_path_spelling_is_served_from_the_cache(tiny_model_path, tmp_path):
     first = score_with_teachers([CrossEncoderTeacher(tiny_model_path, max_length=64)], PAIRS, QUERIES, CORPUS, tmp_path / "cache")
     copy = tmp_path / "elsewhere" / "copy-of-the-model"
