@@ -79,6 +79,8 @@ def evaluate_mteb_suite(model, suite: MtebSuite, folder: Path) -> dict[str, dict
     Returns:
         ``{task: {metric: value}}`` with MTEB's metric names (``ndcg_at_10``, ``main_score``, ...).
     """
+    # imported here, not at the top: ``import mteb`` adds seconds (measured with ``python -X importtime``)
+    # to every bench run, and only configs with an MTEB suite need it
     from st_distill.evaluation.mteb import evaluate_mteb
 
     return evaluate_mteb(model, suite.tasks, first_stage=suite.first_stage, top_k=suite.top_k, output_folder=folder)
