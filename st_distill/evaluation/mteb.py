@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, Any
 
 import mteb
 from datasets import Dataset
-from sentence_transformers import SentenceTransformer
 from mteb.abstasks.abstask import AbsTask
 from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.model_meta import ModelMeta
 from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
+from sentence_transformers import SentenceTransformer
 
 from st_distill.data.formats import BeirData, Run, load_beir, read_trec_run, top_k as run_top_k
 from st_distill.io import atomic_write, file_sha256
@@ -100,6 +100,7 @@ def check_path_name(value: str, argument: str) -> str:
             "backslashes, or a leading or doubled '/'"
         )
     return value
+
 
 # --------------------------------------------------------------------------- tasks
 
@@ -532,8 +533,10 @@ def evaluate_mteb(
         task's first evaluation split.
 
     Raises:
-        ValueError: On a Retrieval task without a first stage, or a first stage that does not
-            fit a task (see :func:`write_predictions`).
+        ValueError: On a Retrieval task without a first stage, a first stage that does not fit a
+            task (see :func:`write_predictions`), or a ``model_name``, ``revision`` or task name that
+            would lead out of ``output_folder`` (see :func:`check_path_name`); names and tasks are
+            checked before the model is loaded.
 
     Example:
         ::

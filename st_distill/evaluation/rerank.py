@@ -353,7 +353,8 @@ def rerank_and_evaluate(
         ValueError: On a document or query without text (run file and line named), unless
             ``skip_missing``; on unknown measures; when no query of the run is judged; on a
             ``depth``, ``batch_size`` or ``max_length`` below 1.
-        NotADirectoryError: When ``output_dir`` is an existing file (raised before any scoring).
+        NotADirectoryError: When ``output_dir`` is an existing file (raised before any work).
+        PermissionError: When ``output_dir`` cannot take new files (raised before any work).
     """
     # fail on bad settings before any work
     parsed = parse_measures(measures, rel_level)
