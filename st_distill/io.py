@@ -44,25 +44,36 @@ def require_output_file(path: str | os.PathLike) -> Path:
 
 
 def require_output_folder(path: str | os.PathLike) -> Path:
-    """Checks, before any work, that ``path`` is a folder or can become one (nothing there, or only folders above).
+    """Checks, before any work, that ``path`` is a folder or can become one, and that it takes new files.
+
+    Writability is tried, not inferred from permission bits (which the superuser ignores, and which
+    do not show a read-only file system): an empty folder is made and removed in ``path``, or in its
+    nearest existing parent when ``path`` does not exist yet.
 
     Raises:
         NotADirectoryError: When ``path`` or one of its parents is an existing file.
+        PermissionError: When nothing can be created there (no write permission, a read-only file system).
     """
     path = Path(path)
-    _require_folder_chain(path, path)
+    existing = _require_folder_chain(path, path)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".st-distill-write-check-", dir=existing))
+    except OSError as exc:
+        where = "" if existing == path else f" (its nearest existing parent {existing} does not take new folders)"
+        raise PermissionError(f"{path}: cannot write there{where}: {exc.strerror or exc}") from exc
     return path
 
 
-def _require_folder_chain(folder: Path, target: Path) -> None:
-    """Raises when ``folder``, or the nearest of its parents that exists, is not a folder."""
+def _require_folder_chain(folder: Path, target: Path) -> Path:
+    """The nearest of ``folder`` and its parents that exists; raises when that is not a folder."""
     for parent in (folder, *folder.parents):
         if parent.exists():
             if parent.is_dir():
-                return
+                return parent
             if parent == target:
                 raise NotADirectoryError(f"{target}: exists and is not a folder")
             raise NotADirectoryError(f"{target}: cannot be created, {parent} is a file")
+    return Path.cwd()
 
 
 def open_bytes(path: str | os.PathLike) -> IO[bytes]:

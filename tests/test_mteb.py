@@ -20,6 +20,7 @@ mteb = pytest.importorskip("mteb")
 from st_distill import cli  # noqa: E402
 from st_distill.data.formats import BeirData, load_beir, write_trec_run  # noqa: E402
 from st_distill.evaluation import mteb as st_mteb  # noqa: E402
+from st_distill.evaluation import submission  # noqa: E402
 
 N_QUERIES = 20
 DEPTH = 20
@@ -306,8 +307,8 @@ def test_model_meta_source_imports_and_validates(model, tmp_path):
         "settings": {"backbone": {"model": "jhu-clsp/ettin-encoder-17m", "layers": None}, "objective": "distillranknet"},
         "teacher": "cross-encoder/ms-marco-MiniLM-L6-v2", "train_dataset": "msmarco", "license": "apache-2.0",
     }))
-    meta = st_mteb.model_meta(model, name="st-distill-tests/tiny-distillranknet", revision="0123abcd", cell_metadata=cell)
-    path = st_mteb.write_model_meta_source(meta, tmp_path / "st_distill_tiny.py")
+    meta = submission.model_meta(model, name="st-distill-tests/tiny-distillranknet", revision="0123abcd", cell_metadata=cell)
+    path = submission.write_model_meta_source(meta, tmp_path / "st_distill_tiny.py")
     module = import_file(path, "st_distill_tiny")
 
     loaded = module.tiny_distillranknet
@@ -325,7 +326,61 @@ def test_model_meta_source_imports_and_validates(model, tmp_path):
         "apache-2.0", "0123abcd", "https://huggingface.co/st-distill-tests/tiny-distillranknet",
     )
     with pytest.raises(ValueError, match="license"):
-        st_mteb.model_meta(model, name="st-distill-tests/tiny", license="not-a-licence")
+        submission.model_meta(model, name="st-distill-tests/tiny", license="not-a-licence")
+
+
+def test_submission_names_keep_deprecated_aliases_in_mteb_module():
+    for name in submission.__all__:
+        with pytest.warns(DeprecationWarning, match=f"moved to st_distill.evaluation.submission.{name}"):
+            assert getattr(st_mteb, name) is getattr(submission, name)
+    with pytest.raises(AttributeError):
+        st_mteb.not_a_name  # noqa: B018
+
+
+# --------------------------------------------------------------------------- names that become paths (#20, 10)
+
+
+@pytest.fixture
+def toy_task(tmp_path) -> tuple[Path, Path]:
+    """A three-query BEIR folder and a run over it: MTEB evaluates it in a second."""
+    folder = tmp_path / "inputs" / "toy"
+    (folder / "qrels").mkdir(parents=True)
+    docs = {f"d{i}": f"document number {i} about topic {i % 3}" for i in range(6)}
+    queries = {f"q{i}": f"topic {i}" for i in range(3)}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in docs.items()))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(3)))
+    run = tmp_path / "inputs" / "toy.trec"
+    run.write_text("".join(f"{q} Q0 {d} {r} {10 - r} bm25\n" for q in queries for r, d in enumerate(docs, 1)))
+    return folder, run
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--revision", "../../../escaped", "revision '../../../escaped' would lead out of the output folder"),
+     ("--model-name", "../../escaped", "model_name '../../escaped' would lead out"),
+     ("--tasks", "../../../escaped=FOLDER", "task name '../../../escaped' would lead out")],
+)
+def test_names_leading_out_of_the_output_folder_are_refused(toy_task, tiny_model_path, tmp_path, capsys, option, value, message):
+    folder, run = toy_task
+    output = tmp_path / "a" / "b" / "results"
+    argv = ["mteb", "evaluate", tiny_model_path, "--tasks", f"Toy={folder}", "--first-stage", str(run), "--top-k", "5",
+            "--output-folder", str(output)]
+    if option == "--tasks":
+        argv[argv.index("--tasks") + 1] = value.replace("FOLDER", str(folder))
+    else:
+        argv += [option, value]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs"]  # nothing written, inside or outside
+
+
+def test_library_refuses_such_names_before_loading_the_model(toy_task):
+    folder, run = toy_task
+    with pytest.raises(ValueError, match="revision '../x' would lead out"):
+        st_mteb.evaluate_mteb("no-such/model", [f"Toy={folder}"], first_stage=str(run), revision="../x")
+    with pytest.raises(ValueError, match="task name 'a/../../x' would lead out"):
+        st_mteb.local_retrieval_task(folder, name="a/../../x")
 
 
 def test_cli_writes_an_importable_model_meta(tiny_model_path, tmp_path, capsys):

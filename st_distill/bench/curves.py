@@ -2,7 +2,7 @@
 
 :class:`LearningCurve` is a ``TrainerCallback``: before the first step, every ``every_pairs``
 training pairs, and after the last step, it re-ranks each suite's first-stage run with the model
-being trained (:func:`st_distill.evaluation.rerank_run`, so in bfloat16 where the hardware has it)
+being trained (:func:`st_distill.evaluation.rerank_and_measure`, so in bfloat16 where the hardware has it)
 and appends a point to a JSON-lines file::
 
     {"step": 40, "pairs": 640, "train_seconds": 51.2, "train_cpu_seconds": 98.0,
@@ -32,6 +32,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from st_distill.evaluation.rerank import Candidates, rerank_and_measure, top_candidates
 from st_distill.io import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -40,12 +41,27 @@ __all__ = ["LearningCurve", "read_curve"]
 
 
 def read_curve(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The points of a curve file, in step order (``[]`` when there is none)."""
+    """The points of a curve file, in step order (``[]`` when there is none).
+
+    Raises:
+        ValueError: Naming the file and line, when a line is not a JSON point with a ``step``.
+    """
     path = Path(path)
     if not path.is_file():
         return []
+    points = []
     with open(path, encoding="utf-8") as f:
-        return sorted((json.loads(line) for line in f if line.strip()), key=lambda p: p["step"])
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                point = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({exc.msg}); the curve file is damaged") from exc
+            if not isinstance(point, dict) or not isinstance(point.get("step"), int):
+                raise ValueError(f"{path}, line {number}: expected a JSON object with an integer 'step'")
+            points.append(point)
+    return sorted(points, key=lambda p: p["step"])
 
 
 class LearningCurve(TrainerCallback):
@@ -85,6 +101,7 @@ class LearningCurve(TrainerCallback):
         self.points: list[dict[str, Any]] = []
         self._clock = (0.0, 0.0)  # training wall and CPU seconds counted so far
         self._since: tuple[float, float] | None = None
+        self._candidates: dict[str, Candidates] = {}  # per suite, made at the first point
 
     # -- the trainer's events ------------------------------------------------------------------
 
@@ -130,18 +147,15 @@ class LearningCurve(TrainerCallback):
                 f.write(json.dumps(p, sort_keys=True) + "\n")
 
     def _evaluate(self, model, step: int) -> None:
-        from st_distill.evaluation import evaluate, parse_measures, rerank_run
-
         self._stop()
         started = time.perf_counter()
         suites = {}
         for name, suite in self.suites.items():
-            depth = max(len(docs) for docs in suite.run.values())
-            reranked, _ = rerank_run(model, suite.run, suite.queries, suite.corpus, depth=depth,
-                                     batch_size=self.batch_size, show_progress_bar=False)
-            result = evaluate(reranked, suite.qrels, self.metrics, rel_level=suite.relevance_level)
-            parsed = (str(m) for m in parse_measures(self.metrics, suite.relevance_level))
-            suites[name] = {measure: result.aggregate[key] for measure, key in zip(self.metrics, parsed)}
+            if name not in self._candidates:
+                self._candidates[name] = top_candidates(suite.run, suite.queries, suite.corpus, depth=None)
+            result = rerank_and_measure(model, self._candidates[name], suite.qrels, self.metrics, suite.relevance_level,
+                                        batch_size=self.batch_size, show_progress_bar=False, given_names=True)
+            suites[name] = result.evaluation.aggregate
         point = {"step": step, "pairs": step * self.pairs_per_step, "train_seconds": round(self._clock[0], 2),
                  "train_cpu_seconds": round(self._clock[1], 2), "suites": suites}
         self.points.append(point)

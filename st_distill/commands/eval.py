@@ -18,9 +18,11 @@ averages, per-query values, judged/unjudged query counts) and prints a summary t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from st_distill.commands.arguments import positive_int
-from st_distill.models import model_argument
+from st_distill.io import require_output_folder
+from st_distill.models import load_cross_encoder, model_argument
 
 HELP = "re-rank a TREC run with a CrossEncoder; write the re-ranked run and first-stage/re-ranked metrics"
 
@@ -48,17 +50,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="drop and count run entries whose query or document has no text, instead of failing")
 
 
-def run(args: argparse.Namespace) -> int:
-    from st_distill.evaluation.rerank import rerank_and_evaluate
-    from st_distill.io import require_output_folder
+def check_texts(args: argparse.Namespace) -> None:
+    """Refuses, before any work, texts and judgements given in a way ``eval`` would misread.
 
+    Raises:
+        ValueError: Naming the options: neither ``--beir`` nor ``--corpus``; both; or ``--corpus``
+            naming a folder (a folder goes with ``--beir``).
+    """
     if not (args.beir or args.corpus):
         raise ValueError("give --beir DIR, or --corpus FILE with --queries FILE and --qrels FILE")
+    if args.beir and args.corpus:
+        raise ValueError(f"--beir {args.beir} and --corpus {args.corpus}: give one (--corpus takes a file, --beir a folder)")
+    if args.corpus and Path(args.corpus).is_dir():
+        raise ValueError(
+            f"--corpus {args.corpus}: is a folder; --corpus takes a corpus file (with --queries and --qrels), "
+            "a BEIR folder goes with --beir"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    # imported here, not at the top: the evaluation imports torch and sentence-transformers (seconds),
+    # and the parser is built for every ``st-distill --help``
+    from st_distill.evaluation.rerank import rerank_and_evaluate
+
+    check_texts(args)
     require_output_folder(args.output_dir)
     model = args.model
     if args.device:
-        from st_distill.models import load_cross_encoder
-
         model = load_cross_encoder(args.model, num_labels=1, device=args.device)
     report = rerank_and_evaluate(
         model,

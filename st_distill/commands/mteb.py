@@ -19,7 +19,8 @@ import argparse
 import json
 
 from st_distill.commands.arguments import positive_int
-from st_distill.models import model_argument
+from st_distill.io import write_json
+from st_distill.models import load_cross_encoder, model_argument
 
 HELP = "evaluate a CrossEncoder with MTEB (reranking over a first stage) and write its ModelMeta"
 
@@ -74,13 +75,15 @@ def _first_stages(specs: list[str]) -> object:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the chosen action."""
-    from st_distill.evaluation import mteb as st_mteb
-    from st_distill.models import load_cross_encoder
-    from st_distill.io import write_json
+    # imported here, not at the top: mteb (and torch under it) take seconds to import, and the
+    # parser is built for every ``st-distill --help``
+    from st_distill.evaluation.mteb import evaluate_mteb
+    from st_distill.evaluation.submission import model_meta, write_model_meta_source
 
     if args.mteb_action == "evaluate":
-        scores = st_mteb.evaluate_mteb(
-            load_cross_encoder(args.model),
+        # the model is loaded by evaluate_mteb, after its names and tasks are checked
+        scores = evaluate_mteb(
+            args.model,
             args.tasks,
             first_stage=_first_stages(args.first_stage),
             top_k=args.top_k,
@@ -98,9 +101,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     overrides = {key: value for key, value in (("license", args.license), ("release_date", args.release_date)) if value}
-    meta = st_mteb.model_meta(
+    meta = model_meta(
         load_cross_encoder(args.model), name=args.name, revision=args.revision, cell_metadata=args.cell_metadata, **overrides
     )
-    path = st_mteb.write_model_meta_source(meta, args.output)
+    path = write_model_meta_source(meta, args.output)
     print(json.dumps({"written": str(path), "name": meta.name, "n_parameters": meta.n_parameters}))
     return 0

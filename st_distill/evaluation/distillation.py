@@ -218,7 +218,6 @@ class DistillationEvaluator(BaseEvaluator):
         """
         if not teacher:
             raise ValueError("the teacher run is empty: no list to evaluate on")
-        depth = depth if depth is not None else max(len(docs) for docs in teacher.values())
         candidates = top_candidates(teacher, queries, corpus, depth, skip_missing)
         qids = list(candidates.first_stage)
         documents = [[corpus[docid] for docid in candidates.first_stage[qid]] for qid in qids]

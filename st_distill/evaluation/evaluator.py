@@ -10,10 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-from st_distill.data.formats import Qrels, Run, Texts
+from st_distill.data.formats import Qrels, Texts
 from st_distill.evaluation.metrics import evaluate, parse_measures
-from st_distill.evaluation.rerank import top_candidates
-from st_distill.models.scoring import score_pairs
+from st_distill.evaluation.rerank import rerank_and_measure, top_candidates
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -127,17 +126,10 @@ class RerankingEvaluator(BaseEvaluator):
         self, model: CrossEncoder, output_path: str | None = None, epoch: int = -1, steps: int = -1
     ) -> dict[str, float]:
         """Re-ranks the candidates with ``model`` and returns the metrics (and the first stage's, as ``base_*``)."""
-        scores = score_pairs(
-            model,
-            self.candidates.pairs,
-            batch_size=self.batch_size,
-            activation=False,
+        result = rerank_and_measure(
+            model, self.candidates, self.qrels, self.measures, batch_size=self.batch_size,
             show_progress_bar=self.show_progress_bar,
-        )
-        reranked: Run = {qid: {} for qid in self.candidates.first_stage}
-        for (qid, docid), score in zip(self.candidates.ids, scores.tolist()):
-            reranked[qid][docid] = score
-        result = evaluate(reranked, self.qrels, self.measures)
+        ).evaluation
         logger.info(
             "RerankingEvaluator %s%s: %d queries, %d pairs (depth %d)",
             self.name, when(epoch, steps), result.queries["evaluated"], len(self.candidates.pairs), self.depth,

@@ -25,9 +25,12 @@ Per-query values are kept, for significance tests between runs.
 
 from __future__ import annotations
 
+import json
 import numbers
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ir_measures
@@ -54,9 +57,14 @@ def parse_measures(measures: Sequence[str] | None = None, rel_level: int = 1) ->
     Raises:
         ValueError: On a name ir_measures does not know, or a ``rel_level`` below 1.
     """
+    return list(dict.fromkeys(_measures_by_name(measures, rel_level).values()))
+
+
+def _measures_by_name(measures: Sequence[str] | None, rel_level: int) -> dict[str, Any]:
+    """``{name as given: ir_measures measure with the threshold applied}``, in the given order."""
     if rel_level < 1:
         raise ValueError(f"rel_level must be at least 1, got {rel_level}")
-    parsed = []
+    parsed: dict[str, Any] = {}
     for name in measures if measures is not None else DEFAULT_MEASURES:
         try:
             measure = ir_measures.parse_measure(name) if isinstance(name, str) else name
@@ -69,8 +77,7 @@ def parse_measures(measures: Sequence[str] | None = None, rel_level: int = 1) ->
             and measure.NAME not in _REL_NOT_A_THRESHOLD
         ):
             measure = measure(rel=rel_level)
-        if measure not in parsed:
-            parsed.append(measure)
+        parsed.setdefault(str(name), measure)
     if not parsed:
         raise ValueError("no measure given")
     return parsed
@@ -125,6 +132,7 @@ def evaluate(
     measures: Sequence[str] | None = None,
     rel_level: int = 1,
     missing_as_zero: bool = False,
+    given_names: bool = False,
 ) -> Evaluation:
     """Evaluates a run against qrels with ir_measures.
 
@@ -135,6 +143,9 @@ def evaluate(
         rel_level: Minimum grade counted as relevant by binary measures (2 for TREC DL passage).
         missing_as_zero: Score judged queries absent from the run 0 (trec_eval ``-c``) instead of
             leaving them out.
+        given_names: Key the results by the names as given (``RR@10``) instead of ir_measures'
+            spelling with the threshold applied (``RR(rel=2)@10``); names that parse to the same
+            measure each get its values.
 
     Returns:
         An :class:`Evaluation` with the averages, the per-query values and the query counts.
@@ -146,7 +157,9 @@ def evaluate(
     """
     if not run:
         raise ValueError("the run is empty: nothing to evaluate")
-    parsed = parse_measures(measures, rel_level)
+    by_name = _measures_by_name(measures, rel_level)
+    parsed = list(dict.fromkeys(by_name.values()))
+    keys = {name: str(m) for name, m in by_name.items()} if given_names else {str(m): str(m) for m in parsed}
     unjudged = [qid for qid in run if qid not in qrels]
     missing = [qid for qid in qrels if qid not in run]
     evaluated_qids = [qid for qid in run if qid in qrels] + (missing if missing_as_zero else [])
@@ -158,17 +171,46 @@ def evaluate(
     used_qrels = {qid: qrels[qid] for qid in evaluated_qids}
     check_grades(used_qrels)
     used_run = {qid: dict(run[qid]) for qid in evaluated_qids if qid in run}
-    per_query: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
+    per_measure: dict[str, dict[str, float]] = {str(m): {} for m in parsed}
     aggregators = {str(m): m.aggregator() for m in parsed}
     for metric in ir_measures.iter_calc(parsed, used_qrels, used_run):
         name = str(metric.measure)
-        per_query[name][metric.query_id] = float(metric.value)
+        per_measure[name][metric.query_id] = float(metric.value)
         aggregators[name].add(metric.value)
-    per_query = {name: {qid: values[qid] for qid in evaluated_qids if qid in values} for name, values in per_query.items()}
     return Evaluation(
-        aggregate={name: float(agg.result()) for name, agg in aggregators.items()},
-        per_query=per_query,
+        aggregate={key: float(aggregators[name].result()) for key, name in keys.items()},
+        per_query={
+            key: {qid: per_measure[name][qid] for qid in evaluated_qids if qid in per_measure[name]}
+            for key, name in keys.items()
+        },
         queries={"evaluated": len(evaluated_qids), "unjudged": len(unjudged), "judged_not_in_run": len(missing)},
         unjudged=unjudged,
         judged_not_in_run=missing,
     )
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads back a metrics file the evaluation wrote (``metrics.json``, a reference row's ``first_stage.json``...).
+
+    Args:
+        path: The JSON file.
+
+    Returns:
+        Its JSON object.
+
+    Raises:
+        FileNotFoundError: When there is no such file.
+        ValueError: Naming the file (and the line and column) when it is not valid JSON, or not a JSON object.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path}, line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg}); "
+            "the file is damaged: delete it to compute it again"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object of metrics, found {type(data).__name__}")
+    return data

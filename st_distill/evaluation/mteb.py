@@ -23,17 +23,17 @@ Retrieval task is saved under ``experiments/first_stage_<name>__first_stage_revi
 stand in for each other in the cache. Reranking tasks over their own candidates go to the
 model's main folder: those are the results MTEB's leaderboard takes from a re-ranker.
 
-For submission, :func:`model_meta` builds the ``ModelMeta`` of a trained model and
-:func:`model_meta_source` writes it as a Python module for ``mteb/models/model_implementations/``.
+The material to submit a model (its ``ModelMeta`` and that as a Python module) is written by
+:mod:`st_distill.evaluation.submission`; its names are still importable from here (deprecated).
 """
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,9 +45,11 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
 from mteb.models.model_meta import ModelMeta
 from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
+from sentence_transformers import SentenceTransformer
 
 from st_distill.data.formats import BeirData, Run, load_beir, read_trec_run, top_k as run_top_k
 from st_distill.io import atomic_write, file_sha256
+from st_distill.models import load_cross_encoder
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -56,18 +58,48 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_K = 100
 
-# Names our users give their training data -> the MTEB task built on the same data, for
-# ``ModelMeta.training_datasets`` (which MTEB uses to flag results that are not zero-shot).
-KNOWN_TRAINING_DATASETS: dict[str, str] = {
-    "msmarco": "MSMARCO",
-    "ms-marco": "MSMARCO",
-    "ms_marco": "MSMARCO",
-    "msmarco-passage": "MSMARCO",
-    "scifact": "SciFact",
-    "nfcorpus": "NFCorpus",
-    "trec-dl-2019": "TRECDL2019",
-    "trec-dl-2020": "TRECDL2020",
-}
+#: Names that moved to :mod:`st_distill.evaluation.submission`, still importable from here (deprecated).
+_MOVED_TO_SUBMISSION = ("KNOWN_TRAINING_DATASETS", "model_meta", "model_meta_source", "write_model_meta_source")
+
+
+def __getattr__(name: str) -> Any:
+    """The deprecated aliases of the names moved to :mod:`st_distill.evaluation.submission`."""
+    if name in _MOVED_TO_SUBMISSION:
+        # imported here, not at the top: submission imports this module (a real cycle)
+        from st_distill.evaluation import submission
+
+        warnings.warn(
+            f"st_distill.evaluation.mteb.{name} moved to st_distill.evaluation.submission.{name}; "
+            "the old name will be removed in a later release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(submission, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def check_path_name(value: str, argument: str) -> str:
+    """Checks a name that becomes part of a path under an output folder (a model name, a revision, a
+    task name): MTEB files results under ``results/<model>/<revision>/<task>.json``.
+
+    Args:
+        value: The name; ``/`` may separate parts (``organization/model``).
+        argument: What the name is, for the message (``"revision"``, ``"task name"``...).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        ValueError: Naming ``argument``, when ``value`` is empty, starts with ``/``, has an empty or
+            ``..`` part, or holds a NUL or a backslash: it would lead out of the folder.
+    """
+    parts = value.split("/")
+    if not value or "\\" in value or "\0" in value or any(part in ("", "..") for part in parts):
+        raise ValueError(
+            f"{argument} {value!r} would lead out of the output folder: use a name without '..' parts, "
+            "backslashes, or a leading or doubled '/'"
+        )
+    return value
 
 
 # --------------------------------------------------------------------------- tasks
@@ -141,9 +173,12 @@ def local_retrieval_task(
         The task, not yet loaded.
 
     Raises:
-        ValueError: On an unknown or multilingual ``like`` task, or query ids without judgements.
+        ValueError: On an unknown or multilingual ``like`` task, query ids without judgements, or a
+            name that would lead out of a folder (see :func:`check_path_name`).
         FileNotFoundError: When the BEIR folder lacks a file or the split.
     """
+    if name is not None:
+        check_path_name(name, "task name")
     if isinstance(source, BeirData):
         data, path = source, "local"
     else:
@@ -205,7 +240,7 @@ def resolve_task(spec: str | AbsTask) -> AbsTaskRetrieval:
     else:
         name, sep, folder = spec.partition("=")
         if sep:
-            task = local_retrieval_task(folder, name=name, like=name if _is_registered(name) else None)
+            task = local_retrieval_task(folder, name=name, like=name if is_registered_task(name) else None)
         elif Path(spec).is_dir():
             task = local_retrieval_task(spec)
         else:
@@ -221,7 +256,8 @@ def resolve_task(spec: str | AbsTask) -> AbsTaskRetrieval:
     return task
 
 
-def _is_registered(task_name: str) -> bool:
+def is_registered_task(task_name: str) -> bool:
+    """Whether ``task_name`` is a task of MTEB's registry."""
     try:
         mteb.get_task(task_name)
     except KeyError:
@@ -282,7 +318,7 @@ def write_predictions(
     """
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    task_name = task.metadata.name
+    task_name = check_path_name(task.metadata.name, "task name")
     where = source or "the run"
     predictions: dict[str, Any] = {
         "mteb_model_meta": {"model_name": name, "revision": revision, "top_k": top_k, "kind": "trec-run"}
@@ -374,6 +410,7 @@ def _prepare_first_stage(
                     f"nor a model in MTEB's registry ({exc.args[0]})"
                 ) from exc
         name, revision = _model_identity(model)
+        check_path_name(revision, "first-stage model revision")  # the name's '/' become '__' below
         predictions_folder = work_folder / f"{name.replace('/', '__')}-{revision}"
         predictions = predictions_folder / task.prediction_file_name
         if not predictions.is_file():
@@ -393,8 +430,6 @@ def _model_identity(model: Any) -> tuple[str, str]:
     elif hasattr(model, "mteb_model_meta"):
         meta = model.mteb_model_meta
     else:
-        from sentence_transformers import SentenceTransformer
-
         if not isinstance(model, SentenceTransformer):
             raise TypeError(
                 f"first stage of type {type(model).__name__}: expected a TREC run file, a predictions folder, "
@@ -443,7 +478,10 @@ def reranker_meta(model: CrossEncoder, *, name: str | None = None, revision: str
         update["revision"] = revision
     elif meta.revision in (None, "no_revision_available") and path.is_dir():
         update["revision"] = _weights_revision(path) or meta.revision
-    return meta.model_copy(update=update) if update else meta
+    meta = meta.model_copy(update=update) if update else meta
+    if meta.revision is not None:  # MTEB writes the name with '/' as '__', the revision as it is
+        check_path_name(str(meta.revision), "revision")
+    return meta
 
 
 def _summarise(result: Any, split: str) -> dict[str, float]:
@@ -495,8 +533,10 @@ def evaluate_mteb(
         task's first evaluation split.
 
     Raises:
-        ValueError: On a Retrieval task without a first stage, or a first stage that does not
-            fit a task (see :func:`write_predictions`).
+        ValueError: On a Retrieval task without a first stage, a first stage that does not fit a
+            task (see :func:`write_predictions`), or a ``model_name``, ``revision`` or task name that
+            would lead out of ``output_folder`` (see :func:`check_path_name`); names and tasks are
+            checked before the model is loaded.
 
     Example:
         ::
@@ -510,14 +550,19 @@ def evaluate_mteb(
             )
             print(scores["SciFact"]["ndcg_at_10"])
     """
-    if isinstance(model, str):
-        from st_distill.models import load_cross_encoder
-
-        model = load_cross_encoder(model)
+    # names that become folders of the results cache are checked before any work
+    if model_name is not None:
+        check_path_name(model_name, "model_name")
+    if revision is not None:
+        check_path_name(revision, "revision")
     if isinstance(tasks, (str, AbsTask)):
         tasks = [tasks]
     resolved = [resolve_task(spec) for spec in tasks]
+    for task in resolved:
+        check_path_name(task.metadata.name, "task name")
     stages = _first_stages_per_task(first_stage, resolved)
+    if isinstance(model, str):
+        model = load_cross_encoder(model)
     output_folder = Path(output_folder)
     cache = mteb.ResultCache(output_folder)
     encode_kwargs: dict[str, Any] = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
@@ -541,161 +586,3 @@ def evaluate_mteb(
         scores[task_name] = _summarise(result.task_results[0], task.eval_splits[0])
         logger.info("%s: %s = %.4f", task_name, task.metadata.main_score, scores[task_name]["main_score"])
     return scores
-
-
-# --------------------------------------------------------------------------- submission
-
-
-def _read_cell_metadata(cell_metadata: Mapping[str, Any] | str | os.PathLike | None) -> dict[str, Any]:
-    """The cell metadata as a flat dict; a bench cell's ``settings.backbone.model`` becomes ``backbone``."""
-    if cell_metadata is None:
-        return {}
-    if isinstance(cell_metadata, Mapping):
-        data = dict(cell_metadata)
-    else:
-        path = Path(cell_metadata)
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object of bench cell metadata")
-    # a bench cell's cell.json/metrics.json: {"cell": {...}, "settings": {"backbone": {"model": ...}, ...}}
-    backbone = (data.get("settings") or {}).get("backbone")
-    if isinstance(backbone, dict) and isinstance(backbone.get("model"), str):
-        data.setdefault("backbone", backbone["model"])
-    return data
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
-def _training_datasets(cell: Mapping[str, Any]) -> set[str] | None:
-    """MTEB task names for the data the model and its teachers learnt from (None when unknown)."""
-    names: set[str] = set(_as_list(cell.get("training_datasets")))
-    unknown = sorted(n for n in names if not _is_registered(n))
-    if unknown:
-        logger.warning("training datasets that are not MTEB task names (MTEB expects task names): %s", unknown)
-    for dataset in _as_list(cell.get("train_dataset")) + _as_list(cell.get("dataset")):
-        mapped = KNOWN_TRAINING_DATASETS.get(Path(dataset).name.lower())
-        if mapped:
-            names.add(mapped)
-    teachers = _as_list(cell.get("teachers")) + _as_list(cell.get("teacher"))
-    for teacher in teachers:
-        try:
-            names |= mteb.get_model_meta(teacher).training_datasets or set()
-        except (KeyError, ValueError):
-            logger.info("teacher %s is not in MTEB's registry: its training data are not listed", teacher)
-    return names or None
-
-
-def model_meta(
-    model: CrossEncoder,
-    *,
-    name: str,
-    revision: str | None = None,
-    cell_metadata: Mapping[str, Any] | str | os.PathLike | None = None,
-    **overrides: Any,
-) -> ModelMeta:
-    """Builds the ``ModelMeta`` of a trained CrossEncoder, for MTEB's model registry.
-
-    Fields come from the model (parameter counts, memory, max tokens, base model) and from the
-    bench cell's metadata where given. Cell keys read: ``training_datasets`` (MTEB task
-    names), ``train_dataset``/``dataset`` (names such as ``msmarco``, mapped through
-    :data:`KNOWN_TRAINING_DATASETS`), ``teacher``/``teachers`` (their MTEB training data are
-    added, as MTEB counts a teacher's data as the student's), ``backbone``, ``license``,
-    ``languages``, ``release_date``, ``public_training_code``, ``public_training_data``,
-    ``citation``, ``contacts``. A bench cell's ``cell.json`` (``{"cell": ..., "settings":
-    {"backbone": {"model": ...}, ...}}``) gives the backbone; add the teacher and data keys to it.
-
-    Args:
-        model: The trained CrossEncoder.
-        name: The hub id it is published under, ``organization/model``.
-        revision: The hub commit of the published weights.
-        cell_metadata: The bench cell's metadata: a mapping or a JSON file.
-        overrides: Any ``ModelMeta`` field, set last.
-
-    Returns:
-        A validated ``ModelMeta`` with ``loader=CrossEncoderWrapper`` and ``model_type=["cross-encoder"]``.
-
-    Raises:
-        pydantic.ValidationError: When a field is invalid (e.g. an unknown licence or language code).
-    """
-    cell = _read_cell_metadata(cell_metadata)
-    n_parameters = sum(p.numel() for p in model.model.parameters())
-    embeddings = model.model.get_input_embeddings()
-    backbone = cell.get("backbone") or model.model_card_data.base_model
-    folder = Path(model.model.name_or_path)
-    fields: dict[str, Any] = {
-        "loader": CrossEncoderWrapper,
-        "name": name,
-        "revision": revision,
-        "release_date": cell.get("release_date") or datetime.datetime.now(tz=datetime.timezone.utc).date().isoformat(),
-        "languages": _as_list(cell.get("languages")) or ["eng-Latn"],
-        "n_parameters": n_parameters,
-        "n_embedding_parameters": int(embeddings.weight.numel()) if embeddings is not None else None,
-        "memory_usage_mb": round(n_parameters * 4 / 1024**2),
-        "max_tokens": model.max_length,
-        "embed_dim": None,
-        "license": cell.get("license") or model.model_card_data.license,
-        "open_weights": True,
-        "public_training_code": cell.get("public_training_code"),
-        "public_training_data": cell.get("public_training_data"),
-        "framework": ["Sentence Transformers", "PyTorch"] + (["safetensors"] if any(folder.glob("*.safetensors")) else []),
-        "reference": f"https://huggingface.co/{name}",
-        "similarity_fn_name": None,
-        "use_instructions": False,
-        "training_datasets": _training_datasets(cell),
-        "adapted_from": backbone,
-        "model_type": ["cross-encoder"],
-        "modalities": ["text"],
-        "citation": cell.get("citation"),
-        "contacts": _as_list(cell.get("contacts")) or None,
-    }
-    fields.update(overrides)
-    if fields["license"] is None:
-        logger.warning("model_meta(%s): no licence known; set license= before submitting", name)
-    return ModelMeta(**fields)
-
-
-def model_meta_source(meta: ModelMeta, variable: str | None = None) -> str:
-    """Writes a ``ModelMeta`` as a Python module for ``mteb/models/model_implementations/``.
-
-    The constructor call is MTEB's own serialisation (``ModelMeta.to_python``); the module adds
-    the imports it needs, so that it imports on its own and evaluates to an equal ``ModelMeta``.
-
-    Args:
-        meta: The metadata, e.g. from :func:`model_meta`.
-        variable: The module-level name; defaults to the model name as an identifier.
-    """
-    if variable is None:
-        variable = "".join(c if c.isalnum() else "_" for c in str(meta.name).split("/")[-1]).strip("_").lower()
-        if not variable or variable[0].isdigit():
-            variable = f"model_{variable}"
-    if not variable.isidentifier():
-        raise ValueError(f"{variable!r} is not a Python identifier")
-    loader = meta.loader
-    loader_name = getattr(loader, "func", loader).__name__ if loader is not None else None
-    imports = ["from mteb.models.model_meta import ModelMeta"]
-    if loader_name == "CrossEncoderWrapper":
-        imports.append("from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper")
-    elif loader is not None:
-        raise ValueError(f"loader {loader_name} is not CrossEncoderWrapper: write the import by hand")
-    if meta.similarity_fn_name is not None:
-        imports.append("from mteb.models.model_meta import ScoringFunction")
-    header = f'"""MTEB model metadata for {meta.name}, written by st-distill."""\n\nfrom __future__ import annotations\n\n'
-    return header + "\n".join(sorted(imports)) + f"\n\n{variable} = {meta.to_python()}\n"
-
-
-def write_model_meta_source(meta: ModelMeta, path: str | os.PathLike, variable: str | None = None) -> Path:
-    """Writes :func:`model_meta_source` to ``path`` atomically and returns the path."""
-    path = Path(path)
-    with atomic_write(path) as f:
-        f.write(model_meta_source(meta, variable))
-    return path

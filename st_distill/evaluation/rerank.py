@@ -48,7 +48,7 @@ from st_distill.data.formats import (
     read_trec_run,
     write_trec_run,
 )
-from st_distill.evaluation.metrics import evaluate, parse_measures
+from st_distill.evaluation.metrics import Evaluation, evaluate, parse_measures
 from st_distill.io import require_output_folder, write_json
 from st_distill.models import cap_max_length, load_cross_encoder
 from st_distill.models.scoring import score_pairs
@@ -88,7 +88,7 @@ def top_candidates(
     run: Mapping[str, Mapping[str, float]],
     queries: Texts,
     corpus: Texts,
-    depth: int = 100,
+    depth: int | None = 100,
     skip_missing: bool = False,
     qids: Sequence[str] | None = None,
 ) -> Candidates:
@@ -98,7 +98,7 @@ def top_candidates(
         run: The first-stage run.
         queries: ``{qid: text}``.
         corpus: ``{docid: text}``.
-        depth: Documents re-ranked per query.
+        depth: Documents re-ranked per query; ``None`` keeps them all (a run already cut to its depth).
         skip_missing: Drop (and count) queries and documents without text instead of raising.
         qids: Only these queries of the run (default: all, in run order).
 
@@ -109,7 +109,7 @@ def top_candidates(
         MissingTextError: On a query or document without text, unless ``skip_missing``.
         ValueError: On a non-positive ``depth`` or an empty run.
     """
-    if depth <= 0:
+    if depth is not None and depth <= 0:
         raise ValueError(f"depth must be positive, got {depth}")
     if not run:
         raise ValueError("the run is empty: nothing to re-rank")
@@ -144,38 +144,40 @@ def top_candidates(
     return Candidates(first_stage, pairs, ids, skipped)
 
 
-def rerank_run(
-    model: CrossEncoder,
-    run: Mapping[str, Mapping[str, float]],
-    queries: Texts,
-    corpus: Texts,
-    depth: int = 100,
-    batch_size: int = 64,
-    skip_missing: bool = False,
-    show_progress_bar: bool | None = None,
-) -> tuple[Run, Candidates]:
-    """Re-ranks each query's top ``depth`` documents of a run with a CrossEncoder.
+@dataclass
+class Reranking:
+    """A re-ranking of candidates by a model, and its metrics.
+
+    Attributes:
+        run: The re-ranked run ``{qid: {docid: raw logit}}``, over the candidates' queries.
+        evaluation: Its :class:`~st_distill.evaluation.metrics.Evaluation`.
+        seconds: Wall-clock seconds spent scoring.
+    """
+
+    run: Run
+    evaluation: Evaluation
+    seconds: float
+
+
+def score_candidates(
+    model: CrossEncoder, candidates: Candidates, batch_size: int = 64, show_progress_bar: bool | None = None
+) -> Run:
+    """Scores every candidate pair with a CrossEncoder: the re-ranking core every evaluation goes through.
 
     Args:
         model: The CrossEncoder (one output label).
-        run: The first-stage run ``{qid: {docid: score}}``.
-        queries: ``{qid: text}``.
-        corpus: ``{docid: text}``.
-        depth: Documents re-ranked per query.
+        candidates: The pairs to score, from :func:`top_candidates`.
         batch_size: Pairs per forward pass.
-        skip_missing: Drop (and count) queries and documents without text instead of raising.
         show_progress_bar: Progress bar over the pairs (``None``: when logging at INFO).
 
     Returns:
-        ``(reranked, candidates)``: the re-ranked run and the :class:`Candidates` it was built
-        from. Its scores are the model's raw logits: the activation (a sigmoid) is monotonic, so
-        the ranking is the same, but it saturates to 1.0 in float32 and would tie top documents.
+        The re-ranked run ``{qid: {docid: score}}``, queries in the candidates' order. Its scores are
+        the model's raw logits: the activation (a sigmoid) is monotonic, so the ranking is the same,
+        but it saturates to 1.0 in float32 and would tie top documents.
 
     Raises:
-        MissingTextError: On a query or document without text, unless ``skip_missing``.
-        ValueError: On an empty run, a non-positive depth, or nothing left to re-rank.
+        ValueError: When there is no candidate pair.
     """
-    candidates = top_candidates(run, queries, corpus, depth, skip_missing)
     if not candidates.pairs:
         raise ValueError("no (query, document) pair left to re-rank")
     scores = score_pairs(
@@ -184,7 +186,81 @@ def rerank_run(
     reranked: Run = {qid: {} for qid in candidates.first_stage}
     for (qid, docid), score in zip(candidates.ids, scores.tolist()):
         reranked[qid][docid] = score
-    return reranked, candidates
+    return reranked
+
+
+def rerank_and_measure(
+    model: CrossEncoder,
+    candidates: Candidates,
+    qrels: Qrels,
+    measures: Sequence[str] | None = None,
+    rel_level: int = 1,
+    batch_size: int = 64,
+    show_progress_bar: bool | None = None,
+    given_names: bool = False,
+) -> Reranking:
+    """Re-ranks candidates with a model (:func:`score_candidates`) and evaluates the re-ranked run
+    (:func:`~st_distill.evaluation.metrics.evaluate`): the one re-rank + evaluate step of the
+    trainer evaluator, the learning curves, the bench and ``st-distill eval``.
+
+    Args:
+        model: The CrossEncoder (one output label).
+        candidates: The pairs to score, from :func:`top_candidates`.
+        qrels: ``{qid: {docid: grade}}``.
+        measures: ir_measures names; ``None`` gives nDCG@10, RR@10, AP, R@100.
+        rel_level: Minimum grade counted relevant by binary measures (2 for TREC DL passage).
+        batch_size: Pairs per forward pass.
+        show_progress_bar: Progress bar over the pairs (``None``: when logging at INFO).
+        given_names: Key the metrics by the measure names as given (see
+            :func:`~st_distill.evaluation.metrics.evaluate`).
+
+    Returns:
+        The :class:`Reranking`: run, metrics, scoring time.
+
+    Raises:
+        ValueError: On unknown measures, no candidate pair, or no judged query.
+    """
+    parse_measures(measures, rel_level)  # unknown names fail before any scoring
+    start = time.perf_counter()
+    reranked = score_candidates(model, candidates, batch_size, show_progress_bar)
+    seconds = time.perf_counter() - start
+    evaluation = evaluate(reranked, qrels, measures, rel_level=rel_level, given_names=given_names)
+    return Reranking(reranked, evaluation, seconds)
+
+
+def rerank_run(
+    model: CrossEncoder,
+    run: Mapping[str, Mapping[str, float]],
+    queries: Texts,
+    corpus: Texts,
+    depth: int | None = 100,
+    batch_size: int = 64,
+    skip_missing: bool = False,
+    show_progress_bar: bool | None = None,
+) -> tuple[Run, Candidates]:
+    """Re-ranks each query's top ``depth`` documents of a run with a CrossEncoder
+    (:func:`top_candidates`, then :func:`score_candidates`).
+
+    Args:
+        model: The CrossEncoder (one output label).
+        run: The first-stage run ``{qid: {docid: score}}``.
+        queries: ``{qid: text}``.
+        corpus: ``{docid: text}``.
+        depth: Documents re-ranked per query; ``None`` re-ranks them all.
+        batch_size: Pairs per forward pass.
+        skip_missing: Drop (and count) queries and documents without text instead of raising.
+        show_progress_bar: Progress bar over the pairs (``None``: when logging at INFO).
+
+    Returns:
+        ``(reranked, candidates)``: the re-ranked run (raw logits, see :func:`score_candidates`) and
+        the :class:`Candidates` it was built from.
+
+    Raises:
+        MissingTextError: On a query or document without text, unless ``skip_missing``.
+        ValueError: On an empty run, a non-positive depth, or nothing left to re-rank.
+    """
+    candidates = top_candidates(run, queries, corpus, depth, skip_missing)
+    return score_candidates(model, candidates, batch_size, show_progress_bar), candidates
 
 
 def load_inputs(
@@ -277,7 +353,8 @@ def rerank_and_evaluate(
         ValueError: On a document or query without text (run file and line named), unless
             ``skip_missing``; on unknown measures; when no query of the run is judged; on a
             ``depth``, ``batch_size`` or ``max_length`` below 1.
-        NotADirectoryError: When ``output_dir`` is an existing file (raised before any scoring).
+        NotADirectoryError: When ``output_dir`` is an existing file (raised before any work).
+        PermissionError: When ``output_dir`` cannot take new files (raised before any work).
     """
     # fail on bad settings before any work
     parsed = parse_measures(measures, rel_level)
@@ -289,16 +366,8 @@ def rerank_and_evaluate(
     names = [str(m) for m in parsed]
     first_run = read_trec_run(run)
     corpus_texts, query_texts, qrels_dict = load_inputs(corpus, queries, qrels, split)
-    model_name = model if isinstance(model, str) else getattr(getattr(model[0], "model", None), "name_or_path", None)
-    if isinstance(model, str):
-        model = load_cross_encoder(model, num_labels=1)
-    if max_length is not None:
-        model.max_seq_length = cap_max_length(model, max_length)
-    start = time.perf_counter()
     try:
-        reranked, candidates = rerank_run(
-            model, first_run, query_texts, corpus_texts, depth, batch_size, skip_missing, show_progress_bar
-        )
+        candidates = top_candidates(first_run, query_texts, corpus_texts, depth, skip_missing)
     except MissingTextError as exc:
         line = _line_of(run, exc.qid, exc.docid)
         where = "queries" if exc.kind == "query" else "corpus"
@@ -306,9 +375,18 @@ def rerank_and_evaluate(
             run, line, f"{exc} ({where}: {queries if exc.kind == 'query' and queries else corpus}); "
             "pass --skip-missing to drop and count such entries"
         ) from exc
-    seconds = time.perf_counter() - start
+    if not candidates.pairs:
+        raise ValueError("no (query, document) pair left to re-rank")
     first = evaluate(candidates.first_stage, qrels_dict, parsed)
-    second = evaluate(reranked, qrels_dict, parsed)
+    model_name = model if isinstance(model, str) else getattr(getattr(model[0], "model", None), "name_or_path", None)
+    if isinstance(model, str):
+        model = load_cross_encoder(model, num_labels=1)
+    if max_length is not None:
+        model.max_seq_length = cap_max_length(model, max_length)
+    second = rerank_and_measure(
+        model, candidates, qrels_dict, parsed, batch_size=batch_size, show_progress_bar=show_progress_bar
+    )
+    reranked = second.run
     report: dict[str, Any] = {
         "model": str(model_name or type(model).__name__),
         "run": str(run),
@@ -323,9 +401,9 @@ def rerank_and_evaluate(
         "pairs": {"scored": len(candidates.pairs), "unique": len(set(candidates.pairs))},
         "skipped": {"missing_queries": candidates.skipped["missing_queries"],
                     "missing_documents": candidates.skipped["missing_documents"]},
-        "seconds": {"scoring": round(seconds, 3)},
+        "seconds": {"scoring": round(second.seconds, 3)},
         "first_stage": first.to_dict(),
-        "reranked": second.to_dict(),
+        "reranked": second.evaluation.to_dict(),
     }
     if output_dir is not None:
         output_dir = Path(output_dir)

@@ -10,25 +10,23 @@ from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
+from st_distill.bench.phases.teacher import teacher_models
 from st_distill.data.formats import Run, read_trec_run, write_trec_run
+from st_distill.evaluation.distillation import fidelity
+from st_distill.evaluation.metrics import Evaluation, evaluate, read_metrics
+from st_distill.evaluation.rerank import rerank_and_measure, top_candidates
 from st_distill.io import write_json
+from st_distill.teachers import score_with_teachers
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["REFERENCES", "evaluate_model", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
 
 
-def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
-    """Metrics of ``run`` on a suite, keyed by the config's measure names (``RR@10``, not ``RR(rel=2)@10``)."""
-    from st_distill.evaluation import evaluate, parse_measures
-
-    result = evaluate(run, suite.qrels, measures, rel_level=suite.relevance_level)
-    names = {str(parsed): name for parsed, name in zip(parse_measures(measures, suite.relevance_level), measures)}
-    return {
-        "aggregate": {names[k]: v for k, v in result.aggregate.items()},
-        "per_query": {names[k]: v for k, v in result.per_query.items()},
-        "queries": result.queries,
-    }
+def _suite_metrics(evaluation: Evaluation) -> dict[str, Any]:
+    """A suite's entry of a cell's ``metrics.json``: averages, per-query values and query counts,
+    keyed by the config's measure names (``RR@10``, not ``RR(rel=2)@10``)."""
+    return {"aggregate": evaluation.aggregate, "per_query": evaluation.per_query, "queries": evaluation.queries}
 
 
 def evaluate_model(
@@ -52,14 +50,14 @@ def evaluate_model(
     Returns:
         ``{suite: {"aggregate": {measure: value}, "per_query": {measure: {qid: value}}, "queries": counts[, "fidelity": {...}]}}``.
     """
-    from st_distill.evaluation import rerank_run
-
     out = {}
     for name, suite in suites.items():
-        depth = max(len(docs) for docs in suite.run.values())
-        reranked, _ = rerank_run(model, suite.run, suite.queries, suite.corpus, depth=depth, batch_size=batch_size)
+        candidates = top_candidates(suite.run, suite.queries, suite.corpus, depth=None)
+        result = rerank_and_measure(model, candidates, suite.qrels, metrics, suite.relevance_level,
+                                    batch_size=batch_size, given_names=True)
+        reranked = result.run
         write_trec_run(reranked, runs_dir / f"{name}.trec", tag="st-distill")
-        out[name] = _metrics(reranked, suite, metrics)
+        out[name] = _suite_metrics(result.evaluation)
         teacher = ws / "eval" / name / "teacher.trec" if ws is not None else None
         if teacher is not None and teacher.is_file():
             out[name]["fidelity"] = student_fidelity(reranked, read_trec_run(teacher), temperature)
@@ -69,8 +67,6 @@ def evaluate_model(
 def student_fidelity(student: Run, teacher: Run, temperature: float = 1.0) -> dict[str, float]:
     """:func:`st_distill.evaluation.fidelity` of a student's re-ranked run against the teacher's, over
     the documents both scored."""
-    from st_distill.evaluation.distillation import fidelity
-
     qids = [qid for qid in student if qid in teacher]
     docs = {qid: [docid for docid in student[qid] if docid in teacher[qid]] for qid in qids}
     qids = [qid for qid in qids if docs[qid]]
@@ -83,6 +79,8 @@ def evaluate_mteb_suite(model, suite: MtebSuite, folder: Path) -> dict[str, dict
     Returns:
         ``{task: {metric: value}}`` with MTEB's metric names (``ndcg_at_10``, ``main_score``, ...).
     """
+    # imported here, not at the top: ``import mteb`` adds seconds (measured with ``python -X importtime``)
+    # to every bench run, and only configs with an MTEB suite need it
     from st_distill.evaluation.mteb import evaluate_mteb
 
     return evaluate_mteb(model, suite.tasks, first_stage=suite.first_stage, top_k=suite.top_k, output_folder=folder)
@@ -116,13 +114,12 @@ def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) 
       scores are cached in ``eval/<suite>/teacher/`` like the training pairs'. A teacher given
       only as a scores file or an LLM ranking cannot score new pairs, and gets no row.
     """
-    from st_distill.bench.phases.teacher import teacher_models
-
     teachers = None
     for name, suite in suites.items():
         folder = ws / "eval" / name
         for label, file in REFERENCES.items():
             if (folder / file).is_file():
+                read_metrics(folder / file)  # a damaged file is named here, not in the report
                 continue
             if file == "first_stage.json":
                 run = suite.run
@@ -134,12 +131,11 @@ def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) 
             else:
                 continue
             logger.info("%s metrics of %s", label, name)
-            write_json(folder / file, _metrics(run, suite, config.eval.metrics)["aggregate"])
+            result = evaluate(run, suite.qrels, config.eval.metrics, rel_level=suite.relevance_level, given_names=True)
+            write_json(folder / file, result.aggregate)
 
 
 def _teacher_run(teachers: list, config: BenchConfig, suite: Loaded, folder: Path) -> Run:
-    from st_distill.teachers import score_with_teachers
-
     scores = score_with_teachers(teachers, suite.run, suite.queries, suite.corpus, cache_dir=folder / "teacher", ensemble=config.teacher.ensemble)
     run = scores.to_run()
     write_trec_run(run, folder / "teacher.trec", tag="st-distill-teacher")
