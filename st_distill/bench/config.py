@@ -185,7 +185,9 @@ NonNegativeFloat = Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
 Text = Annotated[str, Strict()]
 SafeName = Annotated[str, Strict(), AfterValidator(_safe_name)]
 Names = Annotated[tuple[Text, ...], MinLen(1), AfterValidator(_distinct)]
-Seeds = Annotated[tuple[NonNegativeInt, ...], MinLen(1), AfterValidator(_distinct)]
+#: A seed numpy, torch and ``random`` all accept: 0 <= seed < 2**32.
+Seed = Annotated[int, Strict(), Ge(0), Lt(2**32)]
+Seeds = Annotated[tuple[Seed, ...], MinLen(1), AfterValidator(_distinct)]
 Measure = Annotated[str, Strict(), AfterValidator(_measure)]
 Measures = Annotated[tuple[Measure, ...], MinLen(1), AfterValidator(_distinct)]
 InputFile = Annotated[Path, BeforeValidator(_input_path), AfterValidator(_existing_file)]
@@ -760,6 +762,9 @@ class BenchConfig(_Section):
         if baseline not in objectives:
             raise _fail(f"{baseline!r} is not one of the config's objectives ({', '.join(objectives)})", "report", "baseline")
         update["report"] = config.report.model_copy(update={"baseline": baseline})
+        for i, measure in enumerate(config.report.metrics):
+            if measure not in config.eval.metrics:
+                raise _fail(f"{measure!r} is not evaluated: add it to eval.metrics ({', '.join(config.eval.metrics)})", "report", "metrics", i)
         phases = config.phases or (PhaseConfig(name="main"),)
         for i, phase in enumerate(phases):
             for label, chosen, known in (("backbones", phase.backbones, backbones), ("objectives", phase.objectives, objectives)):

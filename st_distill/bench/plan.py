@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, Collection
+from st_distill.bench.config import BenchConfig, Collection, ConfigError
+from st_distill.bench.phases.build import normalization
 from st_distill.data.download import beir_cache_folder
-from st_distill.data.formats import read_qrels
-from st_distill.io import file_sha256
+from st_distill.data.formats import read_qrels, read_texts
+from st_distill.io import file_sha256, open_bytes
 from st_distill.models import RESOURCE_PREFIX, resolve_resource
+from st_distill.models.fingerprint import spec_fingerprint
 
-__all__ = ["Cell", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+__all__ = ["Cell", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,10 @@ def passages_per_row(objective: str, n_negatives: int | None) -> int:
 
 
 def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The merged settings of a cell: training arguments, loss arguments, negatives per row, model.
+    """The merged settings of a cell: everything that decides its data, model and training: the
+    backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`), the
+    data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``), training and
+    loss arguments. A finished cell is reused only while they stay the same.
 
     Training arguments merge, later winning: the objective's registry defaults, ``[train]``, the
     backbone's ``train``, the objective's ``train``, the phase's ``train``, the values an earlier
@@ -160,15 +165,58 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
     return {
         # head and train_layers only when set, so that cells finished before these keys keep their settings
-        "backbone": {"model": backbone.model, "layers": backbone.layers,
+        "backbone": {"model": backbone.model, "fingerprint": spec_fingerprint(backbone.model), "layers": backbone.layers,
                      **({"head": backbone.head} if backbone.head != "cls" else {}),
                      **({"train_layers": list(backbone.train_layers)} if backbone.train_layers is not None else {})},
         "objective": cell.objective,
         "n_negatives": n_negatives,
+        "data": objective.data,
+        "normalize": normalization(config, cell.objective),
         "loss": dict(sorted(objective.loss.items())),
         "train": dict(sorted(train.items())),
         "passages_per_row": passages_per_row(cell.objective, n_negatives),
     }
+
+
+def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
+    """Checks, before any work, what the config's sections cannot check alone: every cell's batch holds
+    at least one whole row, and every evaluation suite given as files has a judged query in its run.
+
+    Raises:
+        ConfigError: Naming the key path of the first problem.
+    """
+    for cell in cells:
+        s = cell_settings(config, cell)
+        batch, row = s["train"]["passages_per_batch"], s["passages_per_row"]
+        if batch < row:
+            raise ConfigError(config.path, _train_key(config, cell, "passages_per_batch"),
+                              f"{batch} is less than the {row} passages of one {cell.objective} row (1 positive + "
+                              f"{row - 1} negatives): each batch would still take a whole row of {row} (cell {cell.key}); "
+                              f"set it to {row} or more, or lower the objective's n_negatives")
+    for name, suite in config.eval.suites.items():
+        if suite.queries is None or suite.qrels is None or suite.run is None or not suite.run.is_file():
+            continue  # BEIR, ir_datasets and BM25 suites are checked when they are loaded
+        queries, qrels = read_texts(suite.queries), read_qrels(suite.qrels)
+        judged = [qid for qid in qrels if qid in queries][: suite.max_queries]
+        with open_bytes(suite.run) as f:
+            ranked = {line.split(None, 1)[0].decode() for line in f if line.strip()}
+        if not ranked.intersection(judged):
+            raise ConfigError(config.path, f"eval.suites.{name}.run",
+                              f"no query of {suite.run} is among the {len(judged)} judged queries of {suite.qrels}"
+                              f"{f' (max_queries = {suite.max_queries})' if suite.max_queries else ''}: nothing to evaluate")
+
+
+def _train_key(config: BenchConfig, cell: Cell, key: str) -> str:
+    """The key path that gives a cell its training argument ``key`` (the last layer that sets it)."""
+    phase = next(i for i, p in enumerate(config.phases) if p.name == cell.phase)
+    objective = next(i for i, o in enumerate(config.objectives) if o.name == cell.objective)
+    backbone = next(i for i, b in enumerate(config.backbones) if b.name == cell.backbone)
+    for path, layer in ((f"phases[{phase}].sweep", dict(cell.sweep)), (f"phases[{phase}].train", config.phases[phase].train),
+                        (f"objectives[{objective}].train", config.objectives[objective].train),
+                        (f"backbones[{backbone}].train", config.backbones[backbone].train)):
+        if key in layer:
+            return f"{path}.{key}"
+    return f"train.{key}" if key in config.train else f"train.{key} (unset: the {cell.objective} objective's default)"
 
 
 def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None = None) -> str:

@@ -44,7 +44,7 @@ from st_distill.bench.phases.evaluate import REFERENCES
 #: The column of every suite's queries together (with two suites or more).
 POOLED = "pooled"
 from st_distill.bench.stats import holm, paired_ttest, seed_mean
-from st_distill.io import atomic_write, write_json
+from st_distill.io import atomic_write, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,6 @@ REFERENCE_STYLES = {
     "random order": {"color": "tab:red", "linestyle": ":"},
     "teacher": {"color": "black", "linestyle": "-."},
 }
-
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple[dict, list[dict]]:
@@ -83,19 +78,19 @@ def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple
     bench_path = results / "bench.json"
     if not bench_path.is_file():
         raise FileNotFoundError(f"{bench_path}: no such file (is {results} a results folder of 'st-distill bench'?)")
-    bench = _read_json(bench_path)
+    bench = read_json(bench_path)
     phases = [p["name"] for p in bench["phases"]]
     phase = phase or phases[-1]
     if phase not in phases:
         raise ValueError(f"unknown phase {phase!r} (phases of this run: {', '.join(phases)})")
     cells = []
     for done in sorted((results / "cells" / phase).glob("*/*/*/DONE")):
-        metrics = _read_json(done.parent / "metrics.json")
+        metrics = read_json(done.parent / "metrics.json")
         metrics["folder"] = str(done.parent.relative_to(results))
         cells.append(metrics)
     cells.sort(key=lambda m: (m["cell"]["backbone"], m["cell"]["objective"], m["cell"]["seed"], m["cell"].get("variant", "")))
     bench["references"] = {
-        label: {suite: _read_json(results / "eval" / suite / file) for suite in bench["suites"] if (results / "eval" / suite / file).is_file()}
+        label: {suite: read_json(results / "eval" / suite / file) for suite in bench["suites"] if (results / "eval" / suite / file).is_file()}
         for label, file in REFERENCES.items()
     }
     return bench, cells
@@ -222,7 +217,7 @@ def _markdown(table: ReportTable, title: str) -> str:
         lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(_cell_text(table.values[row].get(c)) for c in table.columns) + " |")
     lines += [
         "",
-        f"Mean over seeds ± standard deviation across seeds. {UP}/{DOWN}: significantly better/worse than "
+        f"{_shown(table)} {UP}/{DOWN}: significantly better/worse than "
         f"`{table.baseline}` on the same backbone (two-sided paired t-test on per-query values averaged over seeds, "
         f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}). Reference rows: "
         "the first-stage run; a random order of its candidates (seeded per query), the floor; the teacher's own "
@@ -232,6 +227,16 @@ def _markdown(table: ReportTable, title: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _shown(table: ReportTable) -> str:
+    """What the table's values are: a mean ± std over seeds, or (one seed) that seed's value."""
+    spreads = [value["std"] is not None for row in table.values.values() for value in row.values() if value is not None]
+    if spreads and not any(spreads):
+        return "One seed per cell: the value of that seed."
+    if all(spreads):
+        return "Mean over seeds ± standard deviation across seeds."
+    return "Mean over seeds ± standard deviation across seeds; a value without ±: the one seed of that cell."
 
 
 def _csv(table: ReportTable) -> str:
@@ -340,8 +345,11 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, obj
         log = results / cell["folder"] / "training_log.jsonl"
         if not log.is_file():
             continue
-        with open(log, encoding="utf-8") as f:
-            points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
+        try:
+            with open(log, encoding="utf-8") as f:
+                points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{log}: not valid JSON lines ({exc}); the file is corrupt: delete or repair it") from None
         c = cell["cell"]
         curves[(c["backbone"], c["objective"] + (f"[{c['variant']}]" if c.get("variant") else ""))].append(points)
         loss_args.setdefault(c["objective"], cell.get("settings", {}).get("loss", {}))
@@ -412,7 +420,7 @@ def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path
                 ax.plot(pairs, [np.mean([r[p] for r in runs]) for p in pairs], marker="o", markersize=3, label=label)
             for text, file in REFERENCES.items():
                 path = results / "eval" / suite / file
-                value = _read_json(path).get(measure) if path.is_file() else None
+                value = read_json(path).get(measure) if path.is_file() else None
                 if value is not None:
                     ax.axhline(value, color="gray", linestyle=REFERENCE_STYLES[text]["linestyle"], linewidth=1.2,
                                label=f"{text} {value:.3f}")

@@ -40,6 +40,7 @@ Several processes may share one results folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -50,20 +51,24 @@ from typing import Any
 
 from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase, check_built
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
-from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
-from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed
+from st_distill.bench.plan import Cell, cell_settings, check_plan, inputs_of, plan_cells, select_shard
+from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, claim
 from st_distill.data.download import fetch_beir
 from st_distill.data.builder import REPORT_FILE
-from st_distill.io import write_json
+from st_distill.io import read_json, write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PhaseBlocked", "Runner", "run_bench"]
+
+
+#: Settings that cells finished before st-distill recorded them lack (see Runner.check_finished).
+_LEGACY_KEYS = ("data", "normalize")
 
 
 class PhaseBlocked(RuntimeError):
@@ -184,7 +189,7 @@ class Runner:
         path = self.ws / INPUTS_FILE
         if path.is_file():
             now = inputs_of(self.config)
-            before = json.loads(path.read_text(encoding="utf-8"))
+            before = read_json(path)
             changed = [key for key in now if before.get(key) != now[key]]
             if changed:
                 raise ValueError(f"{self.ws}: its data, teacher scores and first-stage runs were made with other "
@@ -192,22 +197,59 @@ class Runner:
                                  f"{', '.join(SHARED_FOLDERS)}, cells/ and {INPUTS_FILE} there to rebuild them")
 
     def check_finished(self, cells: list[Cell]) -> None:
-        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now.
+        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now
+        (:func:`~st_distill.bench.plan.cell_settings`: data, model and training), and that the datasets
+        those cells trained on were built with the config's settings.
+
+        A cell finished before its settings recorded the backbone's fingerprint, ``data`` and
+        ``normalize`` is compared on the rest; its dataset's check covers ``data`` and ``normalize``,
+        and a warning says that its backbone's weights cannot be checked.
 
         Raises:
-            ValueError: Naming the first finished cell whose stored settings differ.
+            ValueError: Naming the first finished cell (or its dataset) whose settings differ.
         """
         selected_for: dict[str, dict] = {}
+        unprinted = []
         for cell in cells:
             final = self.ws / "cells" / cell.key
             if not (final / DONE).is_file():
                 continue
+            if (self.ws / "data" / cell.objective / DONE).is_file():
+                check_built(self.config, self.ws, cell.objective)
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
-            stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
-            if stored != json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase]))):
-                raise ValueError(f"{final}: finished with other settings than the config's now; "
+            stored = read_json(final / "metrics.json")["settings"]
+            now = json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase])))
+            if "fingerprint" not in stored["backbone"]:  # finished before st-distill recorded these
+                stored = {**{k: now[k] for k in _LEGACY_KEYS}, **stored, "backbone": {**stored["backbone"], "fingerprint": now["backbone"]["fingerprint"]}}
+                unprinted.append(cell.key)
+            if stored != now:
+                changed = _changed(stored, now)
+                raise ValueError(f"{final}: finished with other settings than the config's now ({', '.join(changed)}); "
                                  "use another output_dir, or delete this cell to recompute it")
+        if unprinted:
+            logger.warning("%d finished cell(s) (first: %s) recorded no fingerprint of their backbone (made by an older "
+                           "st-distill): reused on the assumption that its weights are unchanged", len(unprinted), unprinted[0])
+
+    def complete_metrics(self, cells: list[Cell]) -> None:
+        """Adds the config's measures that finished cells of ``cells`` lack (``eval.metrics`` grew since),
+        computed from their saved re-ranked runs (``runs/<suite>.trec``). Rank 0 only."""
+        for cell in cells:
+            final = self.ws / "cells" / cell.key
+            if not (final / DONE).is_file():
+                continue
+            metrics = read_json(final / "metrics.json")
+            added = False
+            for name, suite in metrics.get("suites", {}).items():
+                missing = tuple(m for m in self.config.eval.metrics if m not in suite["aggregate"])
+                if missing and name in self.config.eval.suites:
+                    more = run_metrics(final / "runs" / f"{name}.trec", self.suites()[name], missing)
+                    suite["aggregate"].update(more["aggregate"])
+                    suite["per_query"].update(more["per_query"])
+                    added = True
+            if added:
+                write_json(final / "metrics.json", metrics)
+                logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(self.config.eval.metrics))
 
     def write_record(self) -> None:
         """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
@@ -241,7 +283,7 @@ class Runner:
                 continue
             path = self.ws / "cells" / phase.name / "selection.json"
             if path.is_file():
-                choice = json.loads(path.read_text(encoding="utf-8"))
+                choice = read_json(path)
             else:
                 choice = self._select(phase)
                 if self.dist.is_main:
@@ -258,7 +300,7 @@ class Runner:
                                "its selection is needed by the phases after it: run it to the end first")
         scores: dict[str, dict[tuple, list[float]]] = {}
         for cell in cells:
-            metrics = json.loads((self.ws / "cells" / cell.key / "metrics.json").read_text(encoding="utf-8"))
+            metrics = read_json(self.ws / "cells" / cell.key / "metrics.json")
             value = metrics["suites"][phase.select_on]["aggregate"][self.config.eval.main_metric]
             scores.setdefault(cell.objective, {}).setdefault(cell.sweep, []).append(float(value))
         choice = {}
@@ -282,10 +324,24 @@ class Runner:
     # -- one cell ----------------------------------------------------------------------------------
 
     def run_cell(self, cell: Cell, settings: dict[str, Any]) -> None:
-        """Trains (every rank), saves and evaluates (rank 0) one cell in ``<cell>.partial/``, then renames it final."""
+        """Trains (every rank), saves and evaluates (rank 0) one cell in ``<cell>.partial/``, then renames it final.
+
+        A ``<cell>.partial/`` left by a killed run is resumed only when its ``cell.json`` records the
+        same settings; one made under other settings (or without a record) is discarded first, so
+        that what a cell records is what it trained with.
+        """
         final = self.ws / "cells" / cell.key
         work = final.with_name(final.name + PARTIAL)
         if self.dist.is_main:
+            if work.is_dir():
+                record = work / "cell.json"
+                before = read_json(record).get("settings") if record.is_file() else None
+                now = json.loads(json.dumps(settings))
+                if before != now:
+                    changed = "no record of its settings" if before is None else f"other {', '.join(_changed(before, now))} settings"
+                    logger.warning("cell %s: discarding %s, started with %s than the config's now; training it anew",
+                                   cell.key, work, changed)
+                    shutil.rmtree(work)
             work.mkdir(parents=True, exist_ok=True)
             write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
         self.dist.barrier()
@@ -326,9 +382,8 @@ class Runner:
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
-            _model_card(model, self.config, cell, settings,
-                        json.loads((self.ws / "data" / cell.objective / REPORT_FILE).read_text(encoding="utf-8")))
-            model.save_pretrained(str(work / "model"))
+            _model_card(model, self.config, cell, settings, read_json(self.ws / "data" / cell.objective / REPORT_FILE))
+            save_model(model, work / "model")
             write_json(work / "train.json", summary)
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
             (work / "TRAINED").touch()
@@ -341,7 +396,7 @@ class Runner:
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
                                 ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
         mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
-        summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
+        summary = read_json(work / "train.json")
         write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
                                            "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
         (work / DONE).touch()
@@ -361,6 +416,7 @@ class Runner:
         from tqdm.auto import tqdm
 
         cells = select_shard(plan_cells(self.config, phase), *shard)
+        check_plan(self.config, cells)
         self.check_inputs()
         self.check_finished(cells)
         # rank 0's view of what is finished, so that every rank runs the same cells
@@ -369,22 +425,71 @@ class Runner:
         where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
         logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
         self.prepare(todo)
-        ran = 0
+        if self.dist.is_main:
+            self.complete_metrics(cells)
+        ran = skipped = 0
         progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
-        for cell in todo:  # the finished cells' settings were checked by check_finished
+        took: list[float] = []
+        for i, cell in enumerate(todo):  # the finished cells' settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
-            logger.info("cell %d/%d: %s", done + ran + 1, len(cells), cell.key)
-            progress.set_postfix_str(cell.key)
-            started = time.perf_counter()
-            self.run_cell(cell, settings)
-            ran += 1
+            with claim(self.ws / ".locks" / "cells" / f"{cell.key}.lock") if self.dist.is_main else contextlib.nullcontext() as holder:
+                # another run on this folder may hold the cell, or have finished it since this one planned
+                state = self.dist.broadcast("held" if holder else "done" if (self.ws / "cells" / cell.key / DONE).is_file() else "run")
+                if state == "held":
+                    if self.dist.is_main:
+                        logger.warning("cell %s: skipped, %s is running it", cell.key, holder)
+                    skipped += 1
+                elif state == "done":
+                    logger.info("cell %s: finished meanwhile by another run", cell.key)
+                    done += 1
+                else:
+                    logger.info("cell %d/%d: %s", done + ran + skipped + 1, len(cells), cell.key)
+                    progress.set_postfix_str(cell.key)
+                    started = time.perf_counter()
+                    self.run_cell(cell, settings)
+                    ran += 1
+                    took.append(time.perf_counter() - started)
+                    left = len(todo) - i - 1
+                    logger.info("cell %s finished in %.0f s%s", cell.key, took[-1],
+                                f"; about {_duration(sum(took) / len(took) * left)} left for {left} more cell(s)" if left else "")
             progress.update(1)
-            logger.info("cell %s finished in %.0f s", cell.key, time.perf_counter() - started)
         progress.close()
-        return {"done": done, "ran": ran, "total": len(cells)}
+        if skipped:
+            logger.warning("%d cell(s) skipped: other runs hold them; run again once they end", skipped)
+        return {"done": done, "ran": ran, "total": len(cells), "skipped": skipped}
+
+def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The top-level keys whose values differ between two settings."""
+    return sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def save_model(model, folder: Path) -> None:
+    """``model.save_pretrained(folder)``, with an error that names the folder when the write fails
+    (a full disk, a file-size limit: safetensors says only ``File too large``).
+
+    Raises:
+        OSError: If the model could not be written; the message names ``folder``.
+    """
+    try:
+        model.save_pretrained(str(folder))
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror or exc}: saving the model to {folder}", str(folder)) from exc
+    except Exception as exc:  # safetensors' SafetensorError is no OSError
+        if type(exc).__name__ != "SafetensorError":
+            raise
+        raise OSError(f"saving the model to {folder} failed: {exc}") from exc
 
 
 def _cell_dict(cell: Cell) -> dict[str, Any]:

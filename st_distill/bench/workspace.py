@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
+import socket
+import time
+import warnings
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DONE", "PARTIAL", "STARTED", "INPUTS_FILE", "SHARED_FOLDERS", "lock", "atomic_folder", "Distributed", "WAIT_TIMEOUT"]
+from st_distill.io import file_lock, read_json, write_json
+
+__all__ = ["DONE", "PARTIAL", "STARTED", "INPUTS_FILE", "SHARED_FOLDERS", "lock", "claim", "atomic_folder", "Distributed", "WAIT_TIMEOUT"]
 
 DONE = "DONE"
 INPUTS_FILE = "inputs.json"
@@ -20,16 +24,47 @@ STARTED = "STARTED"
 PARTIAL = ".partial"
 
 
+def lock(path: Path) -> contextlib.AbstractContextManager[None]:
+    """Deprecated: :func:`st_distill.io.file_lock`."""
+    warnings.warn("st_distill.bench.workspace.lock is deprecated: use st_distill.io.file_lock", DeprecationWarning, stacklevel=2)
+    return file_lock(path)
+
+
 @contextlib.contextmanager
-def lock(path: Path) -> Iterator[None]:
-    """An exclusive file lock, so that shards sharing a results folder build shared steps once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+def claim(path: Path) -> Iterator[str | None]:
+    """Tries to take the exclusive lock ``path`` without waiting (one per cell, so that two runs on one
+    results folder never train the same cell).
+
+    While held, ``<path>.holder`` names the holder (pid, host, since when) for the others to show.
+
+    Yields:
+        ``None`` while this process holds the lock; else who holds it, e.g. ``"pid 42 on host h since
+        2026-01-01 10:00:00 UTC"``, and nothing is held.
+
+    Raises:
+        OSError: If ``path`` cannot be a lock file (a symbolic link, a folder).
+    """
+    holder = path.with_name(path.name + ".holder")
+    with file_lock(path, blocking=False) as held:
+        if not held:
+            yield _holder(holder)
+            return
         try:
-            yield
+            write_json(holder, {"pid": os.getpid(), "host": socket.gethostname(),
+                                "since": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())})
+            yield None
         finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                holder.unlink()
+
+
+def _holder(path: Path) -> str:
+    """Who holds a :func:`claim`, from its ``.holder`` file."""
+    try:
+        who = read_json(path)
+        return f"pid {who['pid']} on host {who['host']} since {who['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (no holder recorded yet)"
 
 
 @contextlib.contextmanager
@@ -105,6 +140,6 @@ class Distributed:
     def main_locked(self, path: Path) -> Iterator[None]:
         """Rank 0 runs the block holding the file lock ``path`` (see :func:`lock`); the other ranks run
         it without (doing only their part of it), and every rank meets at a barrier after it."""
-        with lock(path) if self.is_main else contextlib.nullcontext():
+        with file_lock(path) if self.is_main else contextlib.nullcontext():
             yield
         self.barrier()

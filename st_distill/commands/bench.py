@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 speaks for the job
         return 0
     scope = "in the grid" if args.shard == (0, 1) and args.phase is None else f"in {_scope(args)}"
-    print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} {scope}; results in {config.output_dir}")
+    skipped = f", {counts['skipped']} skipped (held by other runs)" if counts.get("skipped") else ""
+    print(f"{counts['ran']} cell(s) run, {counts['done']} already done{skipped}, {counts['total']} {scope}; results in {config.output_dir}")
     if "report" in counts:
         print(f"\n{Path(counts['report']).read_text(encoding='utf-8')}")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from st_distill.bench.config import HF_PREFIX, BenchConfig
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.workspace import DONE, atomic_folder
 from st_distill.data.formats import top_k
-from st_distill.io import write_json
+from st_distill.io import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +132,7 @@ def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
         ValueError: When it was built with others (``n_negatives``, ``data``, ``normalize``).
     """
     final = ws / "data" / objective
-    built = json.loads((final / SETTINGS).read_text(encoding="utf-8")) if (final / SETTINGS).is_file() else None
+    built = read_json(final / SETTINGS) if (final / SETTINGS).is_file() else None
     settings = build_settings(config, objective)
     if built != settings:
         raise ValueError(f"{final}: built with other settings ({built}) than the config's now ({settings}); "

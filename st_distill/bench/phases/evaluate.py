@@ -15,7 +15,7 @@ from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFERENCES", "evaluate_model", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
+__all__ = ["REFERENCES", "evaluate_model", "run_metrics", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
 
 
 def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
@@ -144,3 +144,8 @@ def _teacher_run(teachers: list, config: BenchConfig, suite: Loaded, folder: Pat
     run = scores.to_run()
     write_trec_run(run, folder / "teacher.trec", tag="st-distill-teacher")
     return run
+
+
+def run_metrics(path: Path, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
+    """Metrics of a saved run (a cell's ``runs/<suite>.trec``) on ``suite``: ``{"aggregate", "per_query", "queries"}``."""
+    return _metrics(read_trec_run(path), suite, measures)
