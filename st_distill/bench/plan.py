@@ -194,8 +194,8 @@ def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
                               f"{row - 1} negatives): each batch would still take a whole row of {row} (cell {cell.key}); "
                               f"set it to {row} or more, or lower the objective's n_negatives")
     for name, suite in config.eval.suites.items():
-        if suite.queries is None or suite.qrels is None or suite.run is None or not suite.run.is_file():
-            continue  # BEIR, ir_datasets and BM25 suites are checked when they are loaded
+        if any(f is None or not f.is_file() for f in (suite.queries, suite.qrels, suite.run)):
+            continue  # BEIR, ir_datasets and BM25 suites are checked when they are loaded; missing files (dry runs) are listed
         queries, qrels = read_texts(suite.queries), read_qrels(suite.qrels)
         judged = [qid for qid in qrels if qid in queries][: suite.max_queries]
         with open_bytes(suite.run) as f:

@@ -46,15 +46,16 @@ def run(args: argparse.Namespace) -> int:
     the plan and exits 2 when inputs are missing."""
     from st_distill.bench.config import BenchConfig, load_config
     from st_distill.bench.downloads import describe_downloads
-    from st_distill.bench.plan import describe_plan, plan_cells, select_shard
+    from st_distill.bench.plan import check_plan, describe_plan, plan_cells, select_shard
     from st_distill.bench.runner import PhaseBlocked, run_bench
 
     if args.schema:
         print(json.dumps(BenchConfig.model_json_schema(), indent=2))
         return 0
     config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
+    cells = select_shard(plan_cells(config, args.phase), *args.shard)
+    check_plan(config, cells)
     if args.dry_run:
-        cells = select_shard(plan_cells(config, args.phase), *args.shard)
         print(describe_plan(config, cells))
         print("\n".join(describe_downloads(config)))
         for missing in config.missing:
