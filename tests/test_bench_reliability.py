@@ -255,14 +255,14 @@ def test_seeds_and_report_metrics_are_checked_with_their_key_path(tmp_path, tiny
         load_config(path)
 
 
-def test_a_batch_smaller_than_a_row_is_refused_before_any_work(tmp_path, tiny_model_path, capsys):
+def test_a_batch_smaller_than_a_row_is_said_with_its_key_path(tmp_path, tiny_model_path, capsys, caplog):
     path = _tiny_config(tmp_path, tiny_model_path, replace=("passages_per_batch = 8", "passages_per_batch = 1"))
-    out = tmp_path / "out"
-    for dry in ([], ["--dry-run"]):
-        assert main(["bench", str(path), "--output", str(out), *dry]) == 2
-        err = capsys.readouterr().err
-        assert "train.passages_per_batch: 1 is less than the 2 passages of one marginmse row" in err
-        assert not out.exists()
+    assert main(["bench", str(path), "--output", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "marginmse/seed-0: 4 steps x 1 row x 2 passages = 8 pairs" in capsys.readouterr().out
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "passages_per_batch" in r.getMessage()]
+    assert len(warnings) == 1  # once, for marginmse; bce's rows are one passage
+    assert "train.passages_per_batch: 1 is less than the 2 passages of one marginmse row" in warnings[0]
+    assert "each batch takes a whole row of 2 passages" in warnings[0]
 
 
 def test_a_suite_without_a_judged_query_is_refused_before_any_work(tmp_path, tiny_model_path, capsys):

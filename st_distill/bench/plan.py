@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from st_distill.data.formats import read_qrels, read_texts
 from st_distill.io import file_sha256, open_bytes
 from st_distill.models import RESOURCE_PREFIX, resolve_resource
 from st_distill.models.fingerprint import spec_fingerprint
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Cell", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
@@ -179,20 +182,24 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
 
 
 def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
-    """Checks, before any work, what the config's sections cannot check alone: every cell's batch holds
-    at least one whole row, and every evaluation suite given as files has a judged query in its run.
+    """Checks, before any work, what the config's sections cannot check alone: that every evaluation
+    suite given as files has a judged query in its run; and warns (with the key path) where a cell's
+    ``passages_per_batch`` is smaller than one row of its objective, as a batch then still takes a
+    whole row (a listwise study may want that: one list per batch).
 
     Raises:
         ConfigError: Naming the key path of the first problem.
     """
+    warned = set()
     for cell in cells:
         s = cell_settings(config, cell)
         batch, row = s["train"]["passages_per_batch"], s["passages_per_row"]
-        if batch < row:
-            raise ConfigError(config.path, _train_key(config, cell, "passages_per_batch"),
-                              f"{batch} is less than the {row} passages of one {cell.objective} row (1 positive + "
-                              f"{row - 1} negatives): each batch would still take a whole row of {row} (cell {cell.key}); "
-                              f"set it to {row} or more, or lower the objective's n_negatives")
+        key = _train_key(config, cell, "passages_per_batch")
+        if batch < row and (key, cell.objective) not in warned:
+            warned.add((key, cell.objective))
+            logger.warning("%s: %s: %d is less than the %d passages of one %s row (1 positive + %d negatives): each batch "
+                           "takes a whole row of %d passages instead (first cell: %s); set it to %d or more to say so",
+                           config.path, key, batch, row, cell.objective, row - 1, row, cell.key, row)
     for name, suite in config.eval.suites.items():
         if any(f is None or not f.is_file() for f in (suite.queries, suite.qrels, suite.run)):
             continue  # BEIR, ir_datasets and BM25 suites are checked when they are loaded; missing files (dry runs) are listed

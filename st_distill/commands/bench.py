@@ -53,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(BenchConfig.model_json_schema(), indent=2))
         return 0
     config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
-    cells = select_shard(plan_cells(config, args.phase), *args.shard)
-    check_plan(config, cells)
     if args.dry_run:
+        cells = select_shard(plan_cells(config, args.phase), *args.shard)
+        check_plan(config, cells)  # a real run checks it in Runner.run
         print(describe_plan(config, cells))
         print("\n".join(describe_downloads(config)))
         for missing in config.missing:
