@@ -284,7 +284,7 @@ def test_a_write_over_the_file_size_limit_names_the_file(tmp_path, tiny_model_pa
         import resource, signal, sys
         from pathlib import Path
         from st_distill.io import write_json
-        from st_distill.bench.runner import save_model
+        from st_distill.bench.workspace import save_model
         from st_distill.models import load_cross_encoder
         model = load_cross_encoder({tiny_model_path!r})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig, Collection, ConfigError
+from st_distill.bench.config import TRAIN_KEYS, BenchConfig, Collection, ConfigError
 from st_distill.bench.phases.build import normalization
 from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels, read_texts
@@ -162,7 +162,7 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     backbone = config.backbone(cell.backbone)
     phase = next(p for p in config.phases if p.name == cell.phase)
     registry = get_objective(cell.objective).defaults
-    train = {k: registry[k] for k in ("learning_rate", "passages_per_batch", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps", "optimizer") if k in registry}
+    train = {k: v for k, v in registry.items() if k in TRAIN_KEYS}
     for layer in (config.train, backbone.train, objective.train, phase.train, (selected or {}).get(cell.objective, {}), dict(cell.sweep)):
         train.update(layer)
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives

@@ -55,7 +55,7 @@ from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, cell_settings, check_plan, inputs_of, plan_cells, select_shard
-from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed, claim
+from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim, save_model
 from st_distill.data.download import fetch_beir
 from st_distill.data.builder import REPORT_FILE
 from st_distill.io import read_json, write_json
@@ -109,7 +109,7 @@ class Runner:
 
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
-        self.ws = Path(config.output_dir)
+        self.ws = Workspace(config.output_dir)
         self.dist = Distributed()
         if not self.dist.is_main:  # rank 0 tells the story; the others only warn
             logging.getLogger("st_distill").setLevel(logging.WARNING)
@@ -122,20 +122,20 @@ class Runner:
     def sources(self) -> dict[str, Loaded]:
         if self._sources is None:
             self._sources = {
-                s.name: load_collection(s, self.ws / "sources" / s.name, max(s.depth, self.config.negatives.depth))
+                s.name: load_collection(s, self.ws.source(s.name), max(s.depth, self.config.negatives.depth))
                 for s in self.config.train_sources
             }
         return self._sources
 
     def suites(self) -> dict[str, Loaded]:
         if self._suites is None:
-            self._suites = {name: load_collection(s, self.ws / "eval" / name, s.depth) for name, s in self.config.eval.suites.items()}
+            self._suites = {name: load_collection(s, self.ws.suite(name), s.depth) for name, s in self.config.eval.suites.items()}
         return self._suites
 
     def build(self, objective: str) -> None:
         """Builds (once) the dataset of ``objective``, scoring with the teachers first (once per run),
         and checks that a dataset found there was built with the config's settings. Rank 0 only."""
-        if not (self.ws / "data" / objective / DONE).is_file():
+        if not (self.ws.data(objective) / DONE).is_file():
             if self._teacher_scores is None:
                 self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
             build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
@@ -146,10 +146,10 @@ class Runner:
         checked against the config's settings (see :meth:`build`), then loaded on every rank."""
         from st_distill.data.builder import load_built_dataset
 
-        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+        with self.dist.main_locked(self.ws.prepare_lock):
             if self.dist.is_main:
                 self.build(objective)
-        return load_built_dataset(self.ws / "data" / objective)
+        return load_built_dataset(self.ws.data(objective))
 
     def prepare(self, cells: list[Cell]) -> None:
         """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
@@ -162,7 +162,7 @@ class Runner:
         different inputs cannot both record theirs. The teacher phase's training runs on every rank; the other ranks wait for
         rank 0 at the end.
         """
-        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+        with self.dist.main_locked(self.ws.prepare_lock):
             if self.dist.is_main:
                 self.check_inputs()  # again: another shard may have recorded its inputs since run() checked
                 self.write_record()
@@ -186,7 +186,7 @@ class Runner:
         Raises:
             ValueError: When the folder's shared files were made from other inputs.
         """
-        path = self.ws / INPUTS_FILE
+        path = self.ws.inputs
         if path.is_file():
             now = inputs_of(self.config)
             before = read_json(path)
@@ -211,21 +211,21 @@ class Runner:
         selected_for: dict[str, dict] = {}
         unprinted = []
         for cell in cells:
-            final = self.ws / "cells" / cell.key
-            if not (final / DONE).is_file():
+            final = self.ws.cell(cell.key)
+            if not final.done.is_file():
                 continue
-            if (self.ws / "data" / cell.objective / DONE).is_file():
+            if (self.ws.data(cell.objective) / DONE).is_file():
                 check_built(self.config, self.ws, cell.objective)
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
-            stored = read_json(final / "metrics.json")["settings"]
+            stored = read_json(final.metrics)["settings"]
             now = json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase])))
             if "fingerprint" not in stored["backbone"]:  # finished before st-distill recorded these
                 stored = {**{k: now[k] for k in _LEGACY_KEYS}, **stored, "backbone": {**stored["backbone"], "fingerprint": now["backbone"]["fingerprint"]}}
                 unprinted.append(cell.key)
             if stored != now:
                 changed = _changed(stored, now)
-                raise ValueError(f"{final}: finished with other settings than the config's now ({', '.join(changed)}); "
+                raise ValueError(f"{final.path}: finished with other settings than the config's now ({', '.join(changed)}); "
                                  "use another output_dir, or delete this cell to recompute it")
         if unprinted:
             logger.warning("%d finished cell(s) (first: %s) recorded no fingerprint of their backbone (made by an older "
@@ -235,28 +235,28 @@ class Runner:
         """Adds the config's measures that finished cells of ``cells`` lack (``eval.metrics`` grew since),
         computed from their saved re-ranked runs (``runs/<suite>.trec``). Rank 0 only."""
         for cell in cells:
-            final = self.ws / "cells" / cell.key
-            if not (final / DONE).is_file():
+            final = self.ws.cell(cell.key)
+            if not final.done.is_file():
                 continue
-            metrics = read_json(final / "metrics.json")
+            metrics = read_json(final.metrics)
             added = False
             for name, suite in metrics.get("suites", {}).items():
                 missing = tuple(m for m in self.config.eval.metrics if m not in suite["aggregate"])
                 if missing and name in self.config.eval.suites:
-                    more = run_metrics(final / "runs" / f"{name}.trec", self.suites()[name], missing)
+                    more = run_metrics(final.run(name), self.suites()[name], missing)
                     suite["aggregate"].update(more["aggregate"])
                     suite["per_query"].update(more["per_query"])
                     added = True
             if added:
-                write_json(final / "metrics.json", metrics)
+                write_json(final.metrics, metrics)
                 logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(self.config.eval.metrics))
 
     def write_record(self) -> None:
         """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
-        if not (self.ws / INPUTS_FILE).is_file():
-            write_json(self.ws / INPUTS_FILE, inputs_of(c))
-        write_json(self.ws / "bench.json", {
+        if not self.ws.inputs.is_file():
+            write_json(self.ws.inputs, inputs_of(c))
+        write_json(self.ws.record, {
             "name": c.name,
             "phases": [{"name": p.name, "backbones": list(p.backbones), "objectives": list(p.objectives), "seeds": list(p.seeds),
                         "sweep": {k: list(v) for k, v in p.sweep.items()}, "select_on": p.select_on} for p in c.phases],
@@ -267,7 +267,7 @@ class Runner:
             "main_metric": c.eval.main_metric,
             "report": {"metrics": list(c.report.metrics), "baseline": c.report.baseline, "alpha": c.report.alpha},
         })
-        shutil.copyfile(c.path, self.ws / "config.toml")
+        shutil.copyfile(c.path, self.ws.config_copy)
 
     def selections(self, upto: str) -> dict[str, dict[str, Any]]:
         """The values earlier sweep phases selected per objective, for the phases after them.
@@ -281,7 +281,7 @@ class Runner:
                 break
             if not phase.select_on:
                 continue
-            path = self.ws / "cells" / phase.name / "selection.json"
+            path = self.ws.selection(phase.name)
             if path.is_file():
                 choice = read_json(path)
             else:
@@ -294,13 +294,13 @@ class Runner:
 
     def _select(self, phase) -> dict[str, Any]:
         cells = plan_cells(self.config, phase.name)
-        missing = [c.key for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()]
+        missing = [c.key for c in cells if not self.ws.cell(c.key).done.is_file()]
         if missing:
             raise PhaseBlocked(f"phase {phase.name!r} has {len(missing)} unfinished cell(s) (first: {missing[0]}); "
                                "its selection is needed by the phases after it: run it to the end first")
         scores: dict[str, dict[tuple, list[float]]] = {}
         for cell in cells:
-            metrics = read_json(self.ws / "cells" / cell.key / "metrics.json")
+            metrics = read_json(self.ws.cell(cell.key).metrics)
             value = metrics["suites"][phase.select_on]["aggregate"][self.config.eval.main_metric]
             scores.setdefault(cell.objective, {}).setdefault(cell.sweep, []).append(float(value))
         choice = {}
@@ -330,35 +330,33 @@ class Runner:
         same settings; one made under other settings (or without a record) is discarded first, so
         that what a cell records is what it trained with.
         """
-        final = self.ws / "cells" / cell.key
-        work = final.with_name(final.name + PARTIAL)
+        final, work = self.ws.cell(cell.key), self.ws.partial(cell.key)
         if self.dist.is_main:
-            if work.is_dir():
-                record = work / "cell.json"
-                before = read_json(record).get("settings") if record.is_file() else None
+            if work.path.is_dir():
+                before = read_json(work.record).get("settings") if work.record.is_file() else None
                 now = json.loads(json.dumps(settings))
                 if before != now:
                     changed = "no record of its settings" if before is None else f"other {', '.join(_changed(before, now))} settings"
                     logger.warning("cell %s: discarding %s, started with %s than the config's now; training it anew",
-                                   cell.key, work, changed)
-                    shutil.rmtree(work)
-            work.mkdir(parents=True, exist_ok=True)
-            write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
+                                   cell.key, work.path, changed)
+                    shutil.rmtree(work.path)
+            work.path.mkdir(parents=True, exist_ok=True)
+            write_json(work.record, {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
         self.dist.barrier()
-        if not (work / "TRAINED").is_file():
+        if not work.trained.is_file():
             self.train_cell(cell, settings, work)
         if self.dist.is_main:
             self.evaluate_cell(cell, settings, work)
-            os.replace(work, final)
+            os.replace(work.path, final.path)
         self.dist.barrier()
 
-    def train_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
+    def train_cell(self, cell: Cell, settings: dict[str, Any], work: CellFolder) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
         from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
         from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
-        dataset = load_built_dataset(self.ws / "data" / cell.objective)
+        dataset = load_built_dataset(self.ws.data(cell.objective))
         train, backbone = settings["train"], settings["backbone"]
         head = backbone.get("head", "cls")
         model = make_student(resolve_model(backbone["model"]), cell.seed, backbone["layers"], train["max_length"], head=head,
@@ -374,32 +372,32 @@ class Runner:
             callbacks.append(LearningCurve({name: self.suites()[name] for name in curve.suites} if self.dist.is_main else {},
                                            self.config.eval.metrics, curve.every_pairs,
                                            batch_rows * settings["passages_per_row"] * self.dist.world_size,
-                                           work / "curve.jsonl", self.config.eval.batch_size, enabled=self.dist.is_main))
+                                           work.curve, self.config.eval.batch_size, enabled=self.dist.is_main))
         summary = train_model(
             model, loss, dataset, train, seed=cell.seed, batch_rows=batch_rows,
-            checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl", started_marker=work / STARTED,
+            checkpoints=work.checkpoints, log_path=work.training_log, started_marker=work.started,
             callbacks=callbacks,
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
-            _model_card(model, self.config, cell, settings, read_json(self.ws / "data" / cell.objective / REPORT_FILE))
-            save_model(model, work / "model")
-            write_json(work / "train.json", summary)
-            shutil.rmtree(work / "checkpoints", ignore_errors=True)
-            (work / "TRAINED").touch()
+            _model_card(model, self.config, cell, settings, read_json(self.ws.data(cell.objective) / REPORT_FILE))
+            save_model(model, work.model)
+            write_json(work.summary, summary)
+            shutil.rmtree(work.checkpoints, ignore_errors=True)
+            work.trained.touch()
 
-    def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
+    def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: CellFolder) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
         from st_distill.bench.training import load_student
 
-        model = load_student(work / "model", max_length=settings["train"]["max_length"])
-        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
+        model = load_student(work.model, max_length=settings["train"]["max_length"])
+        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work.runs,
                                 ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
-        mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
-        summary = read_json(work / "train.json")
-        write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
+        mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work.mteb) if self.config.eval.mteb else {}
+        summary = read_json(work.summary)
+        write_json(work.metrics, {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
                                            "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
-        (work / DONE).touch()
+        work.done.touch()
 
     # -- the grid ----------------------------------------------------------------------------------
 
@@ -420,7 +418,7 @@ class Runner:
         self.check_inputs()
         self.check_finished(cells)
         # rank 0's view of what is finished, so that every rank runs the same cells
-        todo = self.dist.broadcast([c for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()])
+        todo = self.dist.broadcast([c for c in cells if not self.ws.cell(c.key).done.is_file()])
         done = len(cells) - len(todo)
         where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
         logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
@@ -435,9 +433,9 @@ class Runner:
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
-            with claim(self.ws / ".locks" / "cells" / f"{cell.key}.lock") if self.dist.is_main else contextlib.nullcontext() as holder:
+            with claim(self.ws.cell_lock(cell.key)) if self.dist.is_main else contextlib.nullcontext() as holder:
                 # another run on this folder may hold the cell, or have finished it since this one planned
-                state = self.dist.broadcast("held" if holder else "done" if (self.ws / "cells" / cell.key / DONE).is_file() else "run")
+                state = self.dist.broadcast("held" if holder else "done" if self.ws.cell(cell.key).done.is_file() else "run")
                 if state == "held":
                     if self.dist.is_main:
                         logger.warning("cell %s: skipped, %s is running it", cell.key, holder)
@@ -471,25 +469,6 @@ def _duration(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def save_model(model, folder: Path) -> None:
-    """``model.save_pretrained(folder)``, with an error that names the folder when the write fails
-    (a full disk, a file-size limit: safetensors says only ``File too large``).
-
-    Raises:
-        OSError: If the model could not be written; the message names ``folder``.
-    """
-    try:
-        model.save_pretrained(str(folder))
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
-        raise OSError(exc.errno, f"{exc.strerror or exc}: saving the model to {folder}", str(folder)) from exc
-    except Exception as exc:  # safetensors' SafetensorError is no OSError
-        if type(exc).__name__ != "SafetensorError":
-            raise
-        raise OSError(f"saving the model to {folder} failed: {exc}") from exc
 
 
 def _cell_dict(cell: Cell) -> dict[str, Any]:

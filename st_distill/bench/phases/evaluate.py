@@ -10,6 +10,7 @@ from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
+from st_distill.bench.workspace import Workspace
 from st_distill.data.formats import Run, read_trec_run, write_trec_run
 from st_distill.io import write_json
 
@@ -32,7 +33,7 @@ def _metrics(run: Run, suite: Loaded, measures: tuple[str, ...]) -> dict[str, An
 
 
 def evaluate_model(
-    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Path | None = None,
+    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Workspace | None = None,
     temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Re-ranks every suite's first-stage run with ``model``; writes the runs; returns the metrics.
@@ -60,7 +61,7 @@ def evaluate_model(
         reranked, _ = rerank_run(model, suite.run, suite.queries, suite.corpus, depth=depth, batch_size=batch_size)
         write_trec_run(reranked, runs_dir / f"{name}.trec", tag="st-distill")
         out[name] = _metrics(reranked, suite, metrics)
-        teacher = ws / "eval" / name / "teacher.trec" if ws is not None else None
+        teacher = ws.teacher_run(name) if ws is not None else None
         if teacher is not None and teacher.is_file():
             out[name]["fidelity"] = student_fidelity(reranked, read_trec_run(teacher), temperature)
     return out
@@ -106,7 +107,7 @@ def random_order(run: Run, seed: int = 0) -> Run:
     return shuffled
 
 
-def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) -> None:
+def reference_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Loaded]) -> None:
     """Evaluates (once) the report's reference rows of each suite, written under ``eval/<suite>/``.
 
     - ``first_stage.json``: the first-stage run, cut to the suite's depth;
@@ -120,7 +121,7 @@ def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) 
 
     teachers = None
     for name, suite in suites.items():
-        folder = ws / "eval" / name
+        folder = ws.suite(name)
         for label, file in REFERENCES.items():
             if (folder / file).is_file():
                 continue
