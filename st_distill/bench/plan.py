@@ -7,9 +7,11 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from st_distill.bench.config import TRAIN_KEYS, BenchConfig, Collection, ConfigError
+from pydantic import BaseModel, ConfigDict
+
+from st_distill.bench.config import TRAIN_KEYS, BenchConfig, Collection, ConfigError, TrainArgs
 from st_distill.bench.phases.build import normalization
 from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels, read_texts
@@ -19,7 +21,7 @@ from st_distill.models.fingerprint import spec_fingerprint
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Cell", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+__all__ = ["BackboneSettings", "Cell", "CellSettings", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
 
 @dataclass(frozen=True)
@@ -146,11 +148,53 @@ def passages_per_row(objective: str, n_negatives: int | None) -> int:
     return 1 + (n_negatives if n_negatives is not None else fmt.n_negatives)
 
 
-def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+class BackboneSettings(BaseModel):
+    """A cell's backbone: the model spec, its fingerprint, and how the student is cut from it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    model: str
+    fingerprint: str
+    """:func:`~st_distill.models.fingerprint.spec_fingerprint` of ``model``: new weights behind a path are a new backbone."""
+    layers: int | tuple[int, ...] | None = None
+    head: Literal["cls", "mean", "cosine"] = "cls"
+    train_layers: tuple[int, ...] | None = None
+
+
+class CellSettings(BaseModel):
+    """Everything that decides a cell's data, model and training (see :func:`cell_settings`); a finished
+    cell is reused only while its recorded settings (:meth:`record`) equal these."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    backbone: BackboneSettings
+    objective: str
+    n_negatives: int | None
+    data: Literal["run", "triples"]
+    """Where the rows come from (``objectives[].data``)."""
+    normalize: str
+    """How teacher scores became labels (``objectives[].normalize`` or ``teacher.normalize``)."""
+    loss: dict[str, Any]
+    train: TrainArgs
+    passages_per_row: int
+
+    def record(self) -> dict[str, Any]:
+        """The settings as JSON values, as ``cell.json`` and ``metrics.json`` store them (``"settings"``):
+        keys sorted within ``loss`` and ``train``; the backbone's ``head`` and ``train_layers`` only
+        when set, as cells finished before those keys existed recorded them."""
+        out = self.model_dump(mode="json")
+        backbone = out["backbone"]
+        if backbone["head"] == "cls":
+            del backbone["head"]
+        if backbone["train_layers"] is None:
+            del backbone["train_layers"]
+        out["loss"], out["train"] = dict(sorted(out["loss"].items())), dict(sorted(out["train"].items()))
+        return out
+
+
+def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> CellSettings:
     """The merged settings of a cell: everything that decides its data, model and training: the
     backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`), the
     data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``), training and
-    loss arguments. A finished cell is reused only while they stay the same.
+    loss arguments.
 
     Training arguments merge, later winning: the objective's registry defaults, ``[train]``, the
     backbone's ``train``, the objective's ``train``, the phase's ``train``, the values an earlier
@@ -166,19 +210,17 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     for layer in (config.train, backbone.train, objective.train, phase.train, (selected or {}).get(cell.objective, {}), dict(cell.sweep)):
         train.update(layer)
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
-    return {
-        # head and train_layers only when set, so that cells finished before these keys keep their settings
-        "backbone": {"model": backbone.model, "fingerprint": spec_fingerprint(backbone.model), "layers": backbone.layers,
-                     **({"head": backbone.head} if backbone.head != "cls" else {}),
-                     **({"train_layers": list(backbone.train_layers)} if backbone.train_layers is not None else {})},
-        "objective": cell.objective,
-        "n_negatives": n_negatives,
-        "data": objective.data,
-        "normalize": normalization(config, cell.objective),
-        "loss": dict(sorted(objective.loss.items())),
-        "train": dict(sorted(train.items())),
-        "passages_per_row": passages_per_row(cell.objective, n_negatives),
-    }
+    return CellSettings(
+        backbone=BackboneSettings(model=backbone.model, fingerprint=spec_fingerprint(backbone.model), layers=backbone.layers,
+                                  head=backbone.head, train_layers=backbone.train_layers),
+        objective=cell.objective,
+        n_negatives=n_negatives,
+        data=objective.data,
+        normalize=normalization(config, cell.objective),
+        loss=dict(sorted(objective.loss.items())),
+        train=dict(sorted(train.items())),
+        passages_per_row=passages_per_row(cell.objective, n_negatives),
+    )
 
 
 def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
@@ -193,7 +235,7 @@ def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
     warned = set()
     for cell in cells:
         s = cell_settings(config, cell)
-        batch, row = s["train"]["passages_per_batch"], s["passages_per_row"]
+        batch, row = s.train["passages_per_batch"], s.passages_per_row
         key = _train_key(config, cell, "passages_per_batch")
         if batch < row and (key, cell.objective) not in warned:
             warned.add((key, cell.objective))
@@ -256,13 +298,13 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         selecting[phase.name] = [(p.name, key) for p in config.phases[: config.phases.index(phase)] if p.select_on for key in p.sweep]
     for cell in cells:
         s = cell_settings(config, cell, selected)
-        rows = max(1, s["train"]["passages_per_batch"] // s["passages_per_row"])
-        pairs = s["train"]["max_steps"] * rows * s["passages_per_row"]
+        rows = max(1, s.train["passages_per_batch"] // s.passages_per_row)
+        pairs = s.train["max_steps"] * rows * s.passages_per_row
         total_pairs += pairs
         chosen = "".join(f", {key} selected by phase {name!r}" for name, key in selecting[cell.phase])
         lines.append(
-            f"    {cell.key}: {_plural(s['train']['max_steps'], 'step')} x {_plural(rows, 'row')} x "
-            f"{_plural(s['passages_per_row'], 'passage')} = {_plural(pairs, 'pair')}, lr {s['train']['learning_rate']:g}{chosen}"
+            f"    {cell.key}: {_plural(s.train['max_steps'], 'step')} x {_plural(rows, 'row')} x "
+            f"{_plural(s.passages_per_row, 'passage')} = {_plural(pairs, 'pair')}, lr {s.train['learning_rate']:g}{chosen}"
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     if config.teacher.source in ("models", "train"):

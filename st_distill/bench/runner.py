@@ -1,6 +1,7 @@
 """The bench runner: teacher phase, dataset building, the grid of training cells, evaluation.
 
-Results folder layout (``config.output_dir``)::
+Results folder layout (``config.output_dir``; :class:`~st_distill.bench.workspace.Workspace` owns
+every path and file name)::
 
     bench.json                      what the report needs to know about the run (no timestamps)
     inputs.json                     the training sources, negatives, teacher and suites that made
@@ -15,24 +16,33 @@ Results folder layout (``config.output_dir``)::
         model/                      the trained CrossEncoder, with its model card (README.md)
         runs/<suite>.trec           the re-ranked run of each suite
         metrics.json                aggregate and per-query metrics per suite, the cell's settings
+        cell.json                   the cell and the settings it was started with
         training_log.jsonl          the trainer's log history (loss per logging step)
         DONE                        written last
     cells/<phase>/selection.json    the hyper-parameters a sweep phase selected
     report/                         tables and charts (:mod:`st_distill.bench.report`)
+    .locks/prepare                  held while the shared steps are made
+    .locks/cells/<cell>.lock        held while a run makes the cell (``.holder`` beside it names who)
 
 Every cell is built in ``<cell>.partial/`` and renamed to its final name once ``DONE`` is written,
 so a finished cell is never half-written and never computed twice. A run killed in the middle of
-a cell leaves ``<cell>.partial/`` with the trainer's last checkpoint; the next run resumes there.
+a cell leaves ``<cell>.partial/`` with the trainer's last checkpoint; the next run resumes there
+when the cell's settings (:class:`~st_distill.bench.plan.CellSettings`: data, model, training) are
+those its ``cell.json`` records, and discards it otherwise.
 Shared steps (teacher, datasets, first-stage runs) are written atomically too (temporary folder,
 then rename) and skipped when present. They are reused only while the config's inputs
-(``inputs.json``) and each cell's training settings (its ``metrics.json``) stay the same; a run
-whose config changed either of them stops with an error naming what changed.
+(``inputs.json``) and each cell's settings (its ``metrics.json``; the backbone by the fingerprint of
+its files) stay the same; a run whose config changed either of them stops with an error naming
+what changed. Measures added to ``eval.metrics`` are computed for finished cells from their saved
+runs.
 
 Several processes may share one results folder:
 
 - shards (``--shard I/N``, e.g. array jobs): each runs its own cells; the shared steps (the
   record, BEIR downloads, teacher, datasets, first-stage runs, reference metrics) are made under a file lock
   (``.locks/prepare``), so the first shard builds them and the others find them done;
+- any runs on one folder: each cell is claimed (``.locks/cells/``) while a run makes it; another
+  run skips a claimed cell, naming the process that holds it;
 - the ranks of one ``torchrun`` / ``accelerate launch`` job (:class:`~st_distill.bench.workspace.Distributed`):
   every rank trains each cell (DDP, the global batch split across ranks); rank 0 alone builds
   the shared steps, writes the cell's folder and evaluates, and the others wait for it.
@@ -54,7 +64,7 @@ from st_distill.bench.phases.build import build_phase, check_built
 from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
-from st_distill.bench.plan import Cell, cell_settings, check_plan, inputs_of, plan_cells, select_shard
+from st_distill.bench.plan import Cell, CellSettings, cell_settings, check_plan, inputs_of, plan_cells, select_shard
 from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim, save_model
 from st_distill.data.download import fetch_beir
 from st_distill.data.builder import REPORT_FILE
@@ -75,7 +85,7 @@ class PhaseBlocked(RuntimeError):
     """A phase needs the selection of an earlier sweep phase whose cells are not all finished yet."""
 
 
-def _model_card(model, config: BenchConfig, cell: Cell, settings: dict, built: dict) -> None:
+def _model_card(model, config: BenchConfig, cell: Cell, built: dict) -> None:
     """Names the objective, the data and the teacher in the model card; ``built`` is the dataset's
     ``report.json`` (its teachers' fingerprints and the normalisation of their scores)."""
     t = config.teacher
@@ -219,7 +229,7 @@ class Runner:
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             stored = read_json(final.metrics)["settings"]
-            now = json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase])))
+            now = cell_settings(self.config, cell, selected_for[cell.phase]).record()
             if "fingerprint" not in stored["backbone"]:  # finished before st-distill recorded these
                 stored = {**{k: now[k] for k in _LEGACY_KEYS}, **stored, "backbone": {**stored["backbone"], "fingerprint": now["backbone"]["fingerprint"]}}
                 unprinted.append(cell.key)
@@ -323,7 +333,7 @@ class Runner:
 
     # -- one cell ----------------------------------------------------------------------------------
 
-    def run_cell(self, cell: Cell, settings: dict[str, Any]) -> None:
+    def run_cell(self, cell: Cell, settings: CellSettings) -> None:
         """Trains (every rank), saves and evaluates (rank 0) one cell in ``<cell>.partial/``, then renames it final.
 
         A ``<cell>.partial/`` left by a killed run is resumed only when its ``cell.json`` records the
@@ -334,14 +344,14 @@ class Runner:
         if self.dist.is_main:
             if work.path.is_dir():
                 before = read_json(work.record).get("settings") if work.record.is_file() else None
-                now = json.loads(json.dumps(settings))
+                now = settings.record()
                 if before != now:
                     changed = "no record of its settings" if before is None else f"other {', '.join(_changed(before, now))} settings"
                     logger.warning("cell %s: discarding %s, started with %s than the config's now; training it anew",
                                    cell.key, work.path, changed)
                     shutil.rmtree(work.path)
             work.path.mkdir(parents=True, exist_ok=True)
-            write_json(work.record, {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
+            write_json(work.record, {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance()})
         self.dist.barrier()
         if not work.trained.is_file():
             self.train_cell(cell, settings, work)
@@ -350,20 +360,20 @@ class Runner:
             os.replace(work.path, final.path)
         self.dist.barrier()
 
-    def train_cell(self, cell: Cell, settings: dict[str, Any], work: CellFolder) -> None:
+    def train_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
         from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
         from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
         dataset = load_built_dataset(self.ws.data(cell.objective))
-        train, backbone = settings["train"], settings["backbone"]
-        head = backbone.get("head", "cls")
-        model = make_student(resolve_model(backbone["model"]), cell.seed, backbone["layers"], train["max_length"], head=head,
-                             train_layers=backbone.get("train_layers"),
+        train, backbone = settings.train, settings.backbone
+        head = backbone.head
+        model = make_student(resolve_model(backbone.model), cell.seed, backbone.layers, train["max_length"], head=head,
+                             train_layers=None if backbone.train_layers is None else list(backbone.train_layers),
                              calibration_pairs=sample_pairs(dataset) if head == "cosine" else None)
-        loss = get_objective(cell.objective).loss(model, **settings["loss"])
-        batch_rows = rows_per_batch(train["passages_per_batch"], settings["passages_per_row"], self.dist.world_size)
+        loss = get_objective(cell.objective).loss(model, **settings.loss)
+        batch_rows = rows_per_batch(train["passages_per_batch"], settings.passages_per_row, self.dist.world_size)
         curve = self.config.eval.curve
         callbacks = []
         if curve is not None:
@@ -371,7 +381,7 @@ class Runner:
 
             callbacks.append(LearningCurve({name: self.suites()[name] for name in curve.suites} if self.dist.is_main else {},
                                            self.config.eval.metrics, curve.every_pairs,
-                                           batch_rows * settings["passages_per_row"] * self.dist.world_size,
+                                           batch_rows * settings.passages_per_row * self.dist.world_size,
                                            work.curve, self.config.eval.batch_size, enabled=self.dist.is_main))
         summary = train_model(
             model, loss, dataset, train, seed=cell.seed, batch_rows=batch_rows,
@@ -380,22 +390,22 @@ class Runner:
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
-            _model_card(model, self.config, cell, settings, read_json(self.ws.data(cell.objective) / REPORT_FILE))
+            _model_card(model, self.config, cell, read_json(self.ws.data(cell.objective) / REPORT_FILE))
             save_model(model, work.model)
             write_json(work.summary, summary)
             shutil.rmtree(work.checkpoints, ignore_errors=True)
             work.trained.touch()
 
-    def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: CellFolder) -> None:
+    def evaluate_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
         from st_distill.bench.training import load_student
 
-        model = load_student(work.model, max_length=settings["train"]["max_length"])
+        model = load_student(work.model, max_length=settings.train["max_length"])
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work.runs,
-                                ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
+                                ws=self.ws, temperature=float(settings.loss.get("temperature", 1.0)))
         mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work.mteb) if self.config.eval.mteb else {}
         summary = read_json(work.summary)
-        write_json(work.metrics, {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
+        write_json(work.metrics, {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance(),
                                            "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
         work.done.touch()
 
