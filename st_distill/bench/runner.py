@@ -249,17 +249,17 @@ class Runner:
             if not final.done.is_file():
                 continue
             metrics = read_json(final.metrics)
-            added = False
+            added: dict[str, None] = {}
             for name, suite in metrics.get("suites", {}).items():
                 missing = tuple(m for m in self.config.eval.metrics if m not in suite["aggregate"])
                 if missing and name in self.config.eval.suites:
                     more = run_metrics(final.run(name), self.suites()[name], missing)
                     suite["aggregate"].update(more["aggregate"])
                     suite["per_query"].update(more["per_query"])
-                    added = True
+                    added.update(dict.fromkeys(missing))
             if added:
                 write_json(final.metrics, metrics)
-                logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(self.config.eval.metrics))
+                logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(added))
 
     def write_record(self) -> None:
         """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
