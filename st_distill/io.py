@@ -4,6 +4,7 @@ that an input is a file and an output can be written, so a wrong path fails befo
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -12,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from filelock import FileLock, Timeout
 
 
 def require_file(path: str | os.PathLike) -> Path:
@@ -127,9 +130,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. EFBIG from a write: name the file
+            raise OSError(exc.errno, f"{exc.strerror or exc}: writing {path}", str(path)) from exc
         raise
 
 
@@ -148,6 +153,63 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Reads a JSON file.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        ValueError: If the file is not valid JSON; the message names the file.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); the file is corrupt: delete or repair it") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc}); the file is corrupt: delete or repair it") from None
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive lock on ``path`` (:class:`filelock.FileLock`), held for the ``with`` block.
+
+    The lock file is created (with its folder) when missing; a symbolic link there is refused, never
+    followed, so no file elsewhere is truncated.
+
+    Args:
+        path: The lock file.
+        blocking: Wait for the lock (the default); ``False`` tries once.
+
+    Yields:
+        Whether the lock is held (always ``True`` when ``blocking``).
+
+    Raises:
+        OSError: If ``path`` cannot be a lock file (a symbolic link, a folder); the message names it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(path)
+    try:
+        if path.is_symlink():
+            raise OSError(errno.ELOOP, "it is a symbolic link")
+        lock.acquire(timeout=-1 if blocking else 0)
+    except Timeout:
+        yield False
+        return
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot lock {path} ({exc.strerror or exc}): a lock file must be a plain file, "
+                      "not a link or a folder; remove it", str(path)) from None
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

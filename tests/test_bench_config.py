@@ -190,11 +190,11 @@ def test_settings_merge_in_order_and_sweeps_expand(tmp_path):
     assert [c.key for c in cells[:2]] == ["proxy/tiny/infonce/seed-0--learning_rate=1e-05", "proxy/tiny/infonce/seed-0--learning_rate=2e-05"]
     assert len(cells) == 2 + 2 * 2
     bce = cell_settings(config, cells[2])
-    assert bce["train"]["learning_rate"] == 3e-5 and bce["train"]["max_steps"] == 7 and bce["train"]["passages_per_batch"] == 4
+    assert bce.train["learning_rate"] == 3e-5 and bce.train["max_steps"] == 7 and bce.train["passages_per_batch"] == 4
     infonce = cell_settings(config, cells[4], selected={"infonce": {"learning_rate": 2e-5}})
-    assert infonce["train"]["learning_rate"] == 2e-5 and infonce["passages_per_row"] == 2
+    assert infonce.train["learning_rate"] == 2e-5 and infonce.passages_per_row == 2
     # registry default where nothing overrides it
-    assert infonce["train"]["weight_decay"] == 0.0
+    assert infonce.train["weight_decay"] == 0.0
 
 
 def test_shards_partition_each_phase():
@@ -428,7 +428,7 @@ def finished_grid(config, out: Path, other_settings=None) -> None:
     for cell in plan_cells(config):
         folder = out / "cells" / cell.key
         folder.mkdir(parents=True)
-        settings = json.loads(json.dumps(cell_settings(config, cell)))
+        settings = cell_settings(config, cell).record()
         if cell == other_settings:
             settings["train"]["learning_rate"] = 0.5
         (folder / "metrics.json").write_text(json.dumps({"settings": settings}), encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -107,11 +108,15 @@ def check_cells(out: Path) -> None:
         assert any("loss" in json.loads(line) for line in (cell / "training_log.jsonl").read_text().splitlines())
 
 
-def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_model_path, capsys):
+def test_two_cell_grid_runs_end_to_end_and_skips_finished_cells(tmp_path, tiny_model_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="st_distill")
     config = write_config(tmp_path, tiny_model_path, teacher="train")
     out = tmp_path / "out"
     assert main(["bench", str(config), "--output", str(out)]) == 0
-    assert "2 cell(s) run" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "2 cell(s) run" in captured.out
+    # issue 18: after the first cell, an estimate of the time left for the rest
+    assert "cell main/tiny/bce/seed-0 finished in" in caplog.text and "s left for 1 more cell(s)" in caplog.text
     check_cells(out)
     # the data were built once per objective; the teacher cache holds every scored pair
     assert (out / "data" / "marginmse" / "DONE").is_file() and (out / "teacher" / "model" / "DONE").is_file()

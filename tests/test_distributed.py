@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from st_distill.bench.workspace import lock
+from st_distill.io import file_lock
 from st_distill.cli import main
 
 pytestmark = pytest.mark.distributed
@@ -228,7 +228,7 @@ def test_two_shards_share_the_prepared_steps_and_split_the_cells(tmp_path, no_dr
     out = tmp_path / "out"
     logs = [tmp_path / f"shard{i}.log" for i in range(2)]
     shards = []
-    with lock(out / ".locks" / "prepare"):
+    with file_lock(out / ".locks" / "prepare"):
         for i, log in enumerate(logs):
             with open(log, "wb") as f:
                 shards.append(subprocess.Popen([sys.executable, *CLI, str(config), "--output", str(out), "--no-report", "--shard", f"{i}/2"],

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from st_distill.bench.config import BenchConfig, Collection
+from pydantic import BaseModel, ConfigDict
+
+from st_distill.bench.config import TRAIN_KEYS, BenchConfig, Collection, ConfigError, TrainArgs
+from st_distill.bench.phases.build import normalization
 from st_distill.data.download import beir_cache_folder
-from st_distill.data.formats import read_qrels
-from st_distill.io import file_sha256
+from st_distill.data.formats import read_qrels, read_texts
+from st_distill.io import file_sha256, open_bytes
 from st_distill.models import RESOURCE_PREFIX, resolve_resource
+from st_distill.models.fingerprint import spec_fingerprint
 
-__all__ = ["Cell", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["BackboneSettings", "Cell", "CellSettings", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
 
 @dataclass(frozen=True)
@@ -141,8 +148,53 @@ def passages_per_row(objective: str, n_negatives: int | None) -> int:
     return 1 + (n_negatives if n_negatives is not None else fmt.n_negatives)
 
 
-def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The merged settings of a cell: training arguments, loss arguments, negatives per row, model.
+class BackboneSettings(BaseModel):
+    """A cell's backbone: the model spec, its fingerprint, and how the student is cut from it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    model: str
+    fingerprint: str
+    """:func:`~st_distill.models.fingerprint.spec_fingerprint` of ``model``: new weights behind a path are a new backbone."""
+    layers: int | tuple[int, ...] | None = None
+    head: Literal["cls", "mean", "cosine"] = "cls"
+    train_layers: tuple[int, ...] | None = None
+
+
+class CellSettings(BaseModel):
+    """Everything that decides a cell's data, model and training (see :func:`cell_settings`); a finished
+    cell is reused only while its recorded settings (:meth:`record`) equal these."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    backbone: BackboneSettings
+    objective: str
+    n_negatives: int | None
+    data: Literal["run", "triples"]
+    """Where the rows come from (``objectives[].data``)."""
+    normalize: str
+    """How teacher scores became labels (``objectives[].normalize`` or ``teacher.normalize``)."""
+    loss: dict[str, Any]
+    train: TrainArgs
+    passages_per_row: int
+
+    def record(self) -> dict[str, Any]:
+        """The settings as JSON values, as ``cell.json`` and ``metrics.json`` store them (``"settings"``):
+        keys sorted within ``loss`` and ``train``; the backbone's ``head`` and ``train_layers`` only
+        when set, as cells finished before those keys existed recorded them."""
+        out = self.model_dump(mode="json")
+        backbone = out["backbone"]
+        if backbone["head"] == "cls":
+            del backbone["head"]
+        if backbone["train_layers"] is None:
+            del backbone["train_layers"]
+        out["loss"], out["train"] = dict(sorted(out["loss"].items())), dict(sorted(out["train"].items()))
+        return out
+
+
+def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> CellSettings:
+    """The merged settings of a cell: everything that decides its data, model and training: the
+    backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`), the
+    data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``), training and
+    loss arguments.
 
     Training arguments merge, later winning: the objective's registry defaults, ``[train]``, the
     backbone's ``train``, the objective's ``train``, the phase's ``train``, the values an earlier
@@ -154,21 +206,66 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     backbone = config.backbone(cell.backbone)
     phase = next(p for p in config.phases if p.name == cell.phase)
     registry = get_objective(cell.objective).defaults
-    train = {k: registry[k] for k in ("learning_rate", "passages_per_batch", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps", "optimizer") if k in registry}
+    train = {k: v for k, v in registry.items() if k in TRAIN_KEYS}
     for layer in (config.train, backbone.train, objective.train, phase.train, (selected or {}).get(cell.objective, {}), dict(cell.sweep)):
         train.update(layer)
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
-    return {
-        # head and train_layers only when set, so that cells finished before these keys keep their settings
-        "backbone": {"model": backbone.model, "layers": backbone.layers,
-                     **({"head": backbone.head} if backbone.head != "cls" else {}),
-                     **({"train_layers": list(backbone.train_layers)} if backbone.train_layers is not None else {})},
-        "objective": cell.objective,
-        "n_negatives": n_negatives,
-        "loss": dict(sorted(objective.loss.items())),
-        "train": dict(sorted(train.items())),
-        "passages_per_row": passages_per_row(cell.objective, n_negatives),
-    }
+    return CellSettings(
+        backbone=BackboneSettings(model=backbone.model, fingerprint=spec_fingerprint(backbone.model), layers=backbone.layers,
+                                  head=backbone.head, train_layers=backbone.train_layers),
+        objective=cell.objective,
+        n_negatives=n_negatives,
+        data=objective.data,
+        normalize=normalization(config, cell.objective),
+        loss=dict(sorted(objective.loss.items())),
+        train=dict(sorted(train.items())),
+        passages_per_row=passages_per_row(cell.objective, n_negatives),
+    )
+
+
+def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
+    """Checks, before any work, what the config's sections cannot check alone: that every evaluation
+    suite given as files has a judged query in its run; and warns (with the key path) where a cell's
+    ``passages_per_batch`` is smaller than one row of its objective, as a batch then still takes a
+    whole row (a listwise study may want that: one list per batch).
+
+    Raises:
+        ConfigError: Naming the key path of the first problem.
+    """
+    warned = set()
+    for cell in cells:
+        s = cell_settings(config, cell)
+        batch, row = s.train["passages_per_batch"], s.passages_per_row
+        key = _train_key(config, cell, "passages_per_batch")
+        if batch < row and (key, cell.objective) not in warned:
+            warned.add((key, cell.objective))
+            logger.warning("%s: %s: %d is less than the %d passages of one %s row (1 positive + %d negatives): each batch "
+                           "takes a whole row of %d passages instead (first cell: %s); set it to %d or more to say so",
+                           config.path, key, batch, row, cell.objective, row - 1, row, cell.key, row)
+    for name, suite in config.eval.suites.items():
+        if any(f is None or not f.is_file() for f in (suite.queries, suite.qrels, suite.run)):
+            continue  # BEIR, ir_datasets and BM25 suites are checked when they are loaded; missing files (dry runs) are listed
+        queries, qrels = read_texts(suite.queries), read_qrels(suite.qrels)
+        judged = [qid for qid in qrels if qid in queries][: suite.max_queries]
+        with open_bytes(suite.run) as f:
+            ranked = {line.split(None, 1)[0].decode() for line in f if line.strip()}
+        if not ranked.intersection(judged):
+            raise ConfigError(config.path, f"eval.suites.{name}.run",
+                              f"no query of {suite.run} is among the {len(judged)} judged queries of {suite.qrels}"
+                              f"{f' (max_queries = {suite.max_queries})' if suite.max_queries else ''}: nothing to evaluate")
+
+
+def _train_key(config: BenchConfig, cell: Cell, key: str) -> str:
+    """The key path that gives a cell its training argument ``key`` (the last layer that sets it)."""
+    phase = next(i for i, p in enumerate(config.phases) if p.name == cell.phase)
+    objective = next(i for i, o in enumerate(config.objectives) if o.name == cell.objective)
+    backbone = next(i for i, b in enumerate(config.backbones) if b.name == cell.backbone)
+    for path, layer in ((f"phases[{phase}].sweep", dict(cell.sweep)), (f"phases[{phase}].train", config.phases[phase].train),
+                        (f"objectives[{objective}].train", config.objectives[objective].train),
+                        (f"backbones[{backbone}].train", config.backbones[backbone].train)):
+        if key in layer:
+            return f"{path}.{key}"
+    return f"train.{key}" if key in config.train else f"train.{key} (unset: the {cell.objective} objective's default)"
 
 
 def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None = None) -> str:
@@ -201,13 +298,13 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         selecting[phase.name] = [(p.name, key) for p in config.phases[: config.phases.index(phase)] if p.select_on for key in p.sweep]
     for cell in cells:
         s = cell_settings(config, cell, selected)
-        rows = max(1, s["train"]["passages_per_batch"] // s["passages_per_row"])
-        pairs = s["train"]["max_steps"] * rows * s["passages_per_row"]
+        rows = max(1, s.train["passages_per_batch"] // s.passages_per_row)
+        pairs = s.train["max_steps"] * rows * s.passages_per_row
         total_pairs += pairs
         chosen = "".join(f", {key} selected by phase {name!r}" for name, key in selecting[cell.phase])
         lines.append(
-            f"    {cell.key}: {_plural(s['train']['max_steps'], 'step')} x {_plural(rows, 'row')} x "
-            f"{_plural(s['passages_per_row'], 'passage')} = {_plural(pairs, 'pair')}, lr {s['train']['learning_rate']:g}{chosen}"
+            f"    {cell.key}: {_plural(s.train['max_steps'], 'step')} x {_plural(rows, 'row')} x "
+            f"{_plural(s.passages_per_row, 'passage')} = {_plural(pairs, 'pair')}, lr {s.train['learning_rate']:g}{chosen}"
         )
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     if config.teacher.source in ("models", "train"):

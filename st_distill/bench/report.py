@@ -40,11 +40,12 @@ from typing import Any
 import numpy as np
 
 from st_distill.bench.phases.evaluate import REFERENCES
+from st_distill.bench.workspace import DONE, CellFolder, Workspace
 
 #: The column of every suite's queries together (with two suites or more).
 POOLED = "pooled"
 from st_distill.bench.stats import holm, paired_ttest, seed_mean
-from st_distill.io import atomic_write, write_json
+from st_distill.io import atomic_write, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +58,6 @@ REFERENCE_STYLES = {
     "random order": {"color": "tab:red", "linestyle": ":"},
     "teacher": {"color": "black", "linestyle": "-."},
 }
-
-
-def _read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple[dict, list[dict]]:
@@ -79,23 +75,23 @@ def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple
         FileNotFoundError: If ``results`` has no ``bench.json``.
         ValueError: For an unknown phase.
     """
-    results = Path(results)
-    bench_path = results / "bench.json"
+    ws = Workspace(results)
+    bench_path = ws.record
     if not bench_path.is_file():
-        raise FileNotFoundError(f"{bench_path}: no such file (is {results} a results folder of 'st-distill bench'?)")
-    bench = _read_json(bench_path)
+        raise FileNotFoundError(f"{bench_path}: no such file (is {ws} a results folder of 'st-distill bench'?)")
+    bench = read_json(bench_path)
     phases = [p["name"] for p in bench["phases"]]
     phase = phase or phases[-1]
     if phase not in phases:
         raise ValueError(f"unknown phase {phase!r} (phases of this run: {', '.join(phases)})")
     cells = []
-    for done in sorted((results / "cells" / phase).glob("*/*/*/DONE")):
-        metrics = _read_json(done.parent / "metrics.json")
-        metrics["folder"] = str(done.parent.relative_to(results))
+    for done in sorted(ws.cells(phase).glob(f"*/*/*/{DONE}")):
+        metrics = read_json(CellFolder(done.parent).metrics)
+        metrics["folder"] = str(done.parent.relative_to(ws.root))
         cells.append(metrics)
     cells.sort(key=lambda m: (m["cell"]["backbone"], m["cell"]["objective"], m["cell"]["seed"], m["cell"].get("variant", "")))
     bench["references"] = {
-        label: {suite: _read_json(results / "eval" / suite / file) for suite in bench["suites"] if (results / "eval" / suite / file).is_file()}
+        label: {suite: read_json(ws.suite(suite) / file) for suite in bench["suites"] if (ws.suite(suite) / file).is_file()}
         for label, file in REFERENCES.items()
     }
     return bench, cells
@@ -222,7 +218,7 @@ def _markdown(table: ReportTable, title: str) -> str:
         lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(_cell_text(table.values[row].get(c)) for c in table.columns) + " |")
     lines += [
         "",
-        f"Mean over seeds ± standard deviation across seeds. {UP}/{DOWN}: significantly better/worse than "
+        f"{_shown(table)} {UP}/{DOWN}: significantly better/worse than "
         f"`{table.baseline}` on the same backbone (two-sided paired t-test on per-query values averaged over seeds, "
         f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}). Reference rows: "
         "the first-stage run; a random order of its candidates (seeded per query), the floor; the teacher's own "
@@ -232,6 +228,16 @@ def _markdown(table: ReportTable, title: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _shown(table: ReportTable) -> str:
+    """What the table's values are: a mean ± std over seeds, or (one seed) that seed's value."""
+    spreads = [value["std"] is not None for row in table.values.values() for value in row.values() if value is not None]
+    if spreads and not any(spreads):
+        return "One seed per cell: the value of that seed."
+    if all(spreads):
+        return "Mean over seeds ± standard deviation across seeds."
+    return "Mean over seeds ± standard deviation across seeds; a value without ±: the one seed of that cell."
 
 
 def _csv(table: ReportTable) -> str:
@@ -323,7 +329,7 @@ def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
     return written
 
 
-def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, objectives: list[str]) -> Path | None:
+def _loss_curves(ws: Workspace, cells: list[dict], phase: str, folder: Path, objectives: list[str]) -> Path | None:
     """One panel per (backbone, objective): the training loss against steps (mean over seeds), with
     the loss of a constant-score student marked (:func:`st_distill.bench.levels.constant_score_level`).
     Objectives have their own y-axes: their losses live on scales that differ by orders of magnitude."""
@@ -337,11 +343,14 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, obj
     curves: dict[tuple[str, str], list[dict[int, float]]] = defaultdict(list)
     loss_args: dict[str, dict] = {}
     for cell in cells:
-        log = results / cell["folder"] / "training_log.jsonl"
+        log = CellFolder(ws / cell["folder"]).training_log
         if not log.is_file():
             continue
-        with open(log, encoding="utf-8") as f:
-            points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
+        try:
+            with open(log, encoding="utf-8") as f:
+                points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{log}: not valid JSON lines ({exc}); the file is corrupt: delete or repair it") from None
         c = cell["cell"]
         curves[(c["backbone"], c["objective"] + (f"[{c['variant']}]" if c.get("variant") else ""))].append(points)
         loss_args.setdefault(c["objective"], cell.get("settings", {}).get("loss", {}))
@@ -356,7 +365,7 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, obj
         steps = sorted(set.intersection(*(set(r) for r in runs)))
         ax.plot(steps, [np.mean([r[s] for r in runs]) for s in steps], color="tab:blue", label="training loss")
         name = objective.split("[")[0]
-        level = constant_score_level(name, results / "data" / name, loss_args.get(name))
+        level = constant_score_level(name, ws.data(name), loss_args.get(name))
         if level is not None:
             ax.axhline(level, color="gray", linestyle="--", linewidth=1, label=f"constant score ({level:.3g})")
         ax.set_title(f"{objective} ({backbone})", fontsize="medium")
@@ -372,7 +381,7 @@ def _loss_curves(results: Path, cells: list[dict], phase: str, folder: Path, obj
     return path
 
 
-def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path, objectives: list[str] | None = None) -> list[Path]:
+def learning_curves(results: str | os.PathLike, cells: list[dict], measure: str, folder: Path, objectives: list[str] | None = None) -> list[Path]:
     """Draws ``<folder>/<suite>.png`` for every suite with learning-curve points (``curve.jsonl`` of the cells).
 
     ``measure`` against training pairs, one line per objective (the mean over seeds at the pair
@@ -384,12 +393,13 @@ def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path
     """
     from st_distill.bench.curves import read_curve
 
+    ws = Workspace(results)
     lines: dict[str, dict[str, dict[str, list[dict[int, float]]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for cell in cells:
         c = cell["cell"]
         label = c["objective"] + (f"[{c['variant']}]" if c.get("variant") else "")
         by_suite: dict[str, dict[int, float]] = defaultdict(dict)
-        for point in read_curve(results / cell["folder"] / "curve.jsonl"):
+        for point in read_curve(CellFolder(ws / cell["folder"]).curve):
             for suite, values in point["suites"].items():
                 if measure in values:
                     by_suite[suite][int(point["pairs"])] = float(values[measure])
@@ -411,8 +421,8 @@ def learning_curves(results: Path, cells: list[dict], measure: str, folder: Path
                 pairs = sorted(set.intersection(*(set(r) for r in runs)))
                 ax.plot(pairs, [np.mean([r[p] for r in runs]) for p in pairs], marker="o", markersize=3, label=label)
             for text, file in REFERENCES.items():
-                path = results / "eval" / suite / file
-                value = _read_json(path).get(measure) if path.is_file() else None
+                path = ws.suite(suite) / file
+                value = read_json(path).get(measure) if path.is_file() else None
                 if value is not None:
                     ax.axhline(value, color="gray", linestyle=REFERENCE_STYLES[text]["linestyle"], linewidth=1.2,
                                label=f"{text} {value:.3f}")
@@ -441,11 +451,11 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         ``{"markdown": ..., "csv": ..., "latex": ..., "significance": ..., "<suite>": png, "loss": png,
         "curve:<suite>": png}``.
     """
-    results = Path(results)
-    bench, cells = collect_cells(results, phase)
+    ws = Workspace(results)
+    bench, cells = collect_cells(ws, phase)
     phase = phase or bench["phases"][-1]["name"]
     table = build_table(bench, cells, metrics)
-    folder = results / "report"
+    folder = ws.report
     suffix = "" if phase == bench["phases"][-1]["name"] else f"_{phase}"
     title = f"{bench['name']}: phase {phase}, {len(cells)} cell(s)"
     written: dict[str, Path] = {}
@@ -467,9 +477,9 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         main = (metrics or bench["report"]["metrics"])[0]
         for path in _bar_charts(table, main, folder / (f"charts{suffix}" if suffix else "charts")):
             written[path.stem] = path
-        loss = _loss_curves(results, cells, phase, folder, bench["objectives"])
+        loss = _loss_curves(ws, cells, phase, folder, bench["objectives"])
         if loss is not None:
             written["loss"] = loss
-        for path in learning_curves(results, cells, main, folder / (f"curves{suffix}" if suffix else "curves"), bench["objectives"]):
+        for path in learning_curves(ws, cells, main, folder / (f"curves{suffix}" if suffix else "curves"), bench["objectives"]):
             written[f"curve:{path.stem}"] = path
     return written

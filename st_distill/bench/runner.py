@@ -1,6 +1,7 @@
 """The bench runner: teacher phase, dataset building, the grid of training cells, evaluation.
 
-Results folder layout (``config.output_dir``)::
+Results folder layout (``config.output_dir``; :class:`~st_distill.bench.workspace.Workspace` owns
+every path and file name)::
 
     bench.json                      what the report needs to know about the run (no timestamps)
     inputs.json                     the training sources, negatives, teacher and suites that made
@@ -15,24 +16,33 @@ Results folder layout (``config.output_dir``)::
         model/                      the trained CrossEncoder, with its model card (README.md)
         runs/<suite>.trec           the re-ranked run of each suite
         metrics.json                aggregate and per-query metrics per suite, the cell's settings
+        cell.json                   the cell and the settings it was started with
         training_log.jsonl          the trainer's log history (loss per logging step)
         DONE                        written last
     cells/<phase>/selection.json    the hyper-parameters a sweep phase selected
     report/                         tables and charts (:mod:`st_distill.bench.report`)
+    .locks/prepare                  held while the shared steps are made
+    .locks/cells/<cell>.lock        held while a run makes the cell (``.holder`` beside it names who)
 
 Every cell is built in ``<cell>.partial/`` and renamed to its final name once ``DONE`` is written,
 so a finished cell is never half-written and never computed twice. A run killed in the middle of
-a cell leaves ``<cell>.partial/`` with the trainer's last checkpoint; the next run resumes there.
+a cell leaves ``<cell>.partial/`` with the trainer's last checkpoint; the next run resumes there
+when the cell's settings (:class:`~st_distill.bench.plan.CellSettings`: data, model, training) are
+those its ``cell.json`` records, and discards it otherwise.
 Shared steps (teacher, datasets, first-stage runs) are written atomically too (temporary folder,
 then rename) and skipped when present. They are reused only while the config's inputs
-(``inputs.json``) and each cell's training settings (its ``metrics.json``) stay the same; a run
-whose config changed either of them stops with an error naming what changed.
+(``inputs.json``) and each cell's settings (its ``metrics.json``; the backbone by the fingerprint of
+its files) stay the same; a run whose config changed either of them stops with an error naming
+what changed. Measures added to ``eval.metrics`` are computed for finished cells from their saved
+runs.
 
 Several processes may share one results folder:
 
 - shards (``--shard I/N``, e.g. array jobs): each runs its own cells; the shared steps (the
   record, BEIR downloads, teacher, datasets, first-stage runs, reference metrics) are made under a file lock
   (``.locks/prepare``), so the first shard builds them and the others find them done;
+- any runs on one folder: each cell is claimed (``.locks/cells/``) while a run makes it; another
+  run skips a claimed cell, naming the process that holds it;
 - the ranks of one ``torchrun`` / ``accelerate launch`` job (:class:`~st_distill.bench.workspace.Distributed`):
   every rank trains each cell (DDP, the global batch split across ranks); rank 0 alone builds
   the shared steps, writes the cell's folder and evaluates, and the others wait for it.
@@ -40,6 +50,7 @@ Several processes may share one results folder:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -50,14 +61,14 @@ from typing import Any
 
 from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase, check_built
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
-from st_distill.bench.plan import Cell, cell_settings, inputs_of, plan_cells, select_shard
-from st_distill.bench.workspace import DONE, INPUTS_FILE, PARTIAL, SHARED_FOLDERS, STARTED, Distributed
+from st_distill.bench.plan import Cell, CellSettings, cell_settings, check_plan, inputs_of, plan_cells, select_shard
+from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim, save_model
 from st_distill.data.download import fetch_beir
 from st_distill.data.builder import REPORT_FILE
-from st_distill.io import write_json
+from st_distill.io import read_json, write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
 
@@ -66,11 +77,15 @@ logger = logging.getLogger(__name__)
 __all__ = ["PhaseBlocked", "Runner", "run_bench"]
 
 
+#: Settings that cells finished before st-distill recorded them lack (see Runner.check_finished).
+_LEGACY_KEYS = ("data", "normalize")
+
+
 class PhaseBlocked(RuntimeError):
     """A phase needs the selection of an earlier sweep phase whose cells are not all finished yet."""
 
 
-def _model_card(model, config: BenchConfig, cell: Cell, settings: dict, built: dict) -> None:
+def _model_card(model, config: BenchConfig, cell: Cell, built: dict) -> None:
     """Names the objective, the data and the teacher in the model card; ``built`` is the dataset's
     ``report.json`` (its teachers' fingerprints and the normalisation of their scores)."""
     t = config.teacher
@@ -104,7 +119,7 @@ class Runner:
 
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
-        self.ws = Path(config.output_dir)
+        self.ws = Workspace(config.output_dir)
         self.dist = Distributed()
         if not self.dist.is_main:  # rank 0 tells the story; the others only warn
             logging.getLogger("st_distill").setLevel(logging.WARNING)
@@ -117,20 +132,20 @@ class Runner:
     def sources(self) -> dict[str, Loaded]:
         if self._sources is None:
             self._sources = {
-                s.name: load_collection(s, self.ws / "sources" / s.name, max(s.depth, self.config.negatives.depth))
+                s.name: load_collection(s, self.ws.source(s.name), max(s.depth, self.config.negatives.depth))
                 for s in self.config.train_sources
             }
         return self._sources
 
     def suites(self) -> dict[str, Loaded]:
         if self._suites is None:
-            self._suites = {name: load_collection(s, self.ws / "eval" / name, s.depth) for name, s in self.config.eval.suites.items()}
+            self._suites = {name: load_collection(s, self.ws.suite(name), s.depth) for name, s in self.config.eval.suites.items()}
         return self._suites
 
     def build(self, objective: str) -> None:
         """Builds (once) the dataset of ``objective``, scoring with the teachers first (once per run),
         and checks that a dataset found there was built with the config's settings. Rank 0 only."""
-        if not (self.ws / "data" / objective / DONE).is_file():
+        if not (self.ws.data(objective) / DONE).is_file():
             if self._teacher_scores is None:
                 self._teacher_scores = teacher_phase(self.config, self.ws, self.sources())
             build_phase(self.config, self.ws, objective, self.sources(), self._teacher_scores)
@@ -141,10 +156,10 @@ class Runner:
         checked against the config's settings (see :meth:`build`), then loaded on every rank."""
         from st_distill.data.builder import load_built_dataset
 
-        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+        with self.dist.main_locked(self.ws.prepare_lock):
             if self.dist.is_main:
                 self.build(objective)
-        return load_built_dataset(self.ws / "data" / objective)
+        return load_built_dataset(self.ws.data(objective))
 
     def prepare(self, cells: list[Cell]) -> None:
         """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
@@ -157,7 +172,7 @@ class Runner:
         different inputs cannot both record theirs. The teacher phase's training runs on every rank; the other ranks wait for
         rank 0 at the end.
         """
-        with self.dist.main_locked(self.ws / ".locks" / "prepare"):
+        with self.dist.main_locked(self.ws.prepare_lock):
             if self.dist.is_main:
                 self.check_inputs()  # again: another shard may have recorded its inputs since run() checked
                 self.write_record()
@@ -181,10 +196,10 @@ class Runner:
         Raises:
             ValueError: When the folder's shared files were made from other inputs.
         """
-        path = self.ws / INPUTS_FILE
+        path = self.ws.inputs
         if path.is_file():
             now = inputs_of(self.config)
-            before = json.loads(path.read_text(encoding="utf-8"))
+            before = read_json(path)
             changed = [key for key in now if before.get(key) != now[key]]
             if changed:
                 raise ValueError(f"{self.ws}: its data, teacher scores and first-stage runs were made with other "
@@ -192,29 +207,66 @@ class Runner:
                                  f"{', '.join(SHARED_FOLDERS)}, cells/ and {INPUTS_FILE} there to rebuild them")
 
     def check_finished(self, cells: list[Cell]) -> None:
-        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now.
+        """Checks that every finished cell of ``cells`` was made with the settings the config gives it now
+        (:func:`~st_distill.bench.plan.cell_settings`: data, model and training), and that the datasets
+        those cells trained on were built with the config's settings.
+
+        A cell finished before its settings recorded the backbone's fingerprint, ``data`` and
+        ``normalize`` is compared on the rest; its dataset's check covers ``data`` and ``normalize``,
+        and a warning says that its backbone's weights cannot be checked.
 
         Raises:
-            ValueError: Naming the first finished cell whose stored settings differ.
+            ValueError: Naming the first finished cell (or its dataset) whose settings differ.
         """
         selected_for: dict[str, dict] = {}
+        unprinted = []
         for cell in cells:
-            final = self.ws / "cells" / cell.key
-            if not (final / DONE).is_file():
+            final = self.ws.cell(cell.key)
+            if not final.done.is_file():
                 continue
+            if (self.ws.data(cell.objective) / DONE).is_file():
+                check_built(self.config, self.ws, cell.objective)
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
-            stored = json.loads((final / "metrics.json").read_text(encoding="utf-8"))["settings"]
-            if stored != json.loads(json.dumps(cell_settings(self.config, cell, selected_for[cell.phase]))):
-                raise ValueError(f"{final}: finished with other settings than the config's now; "
+            stored = read_json(final.metrics)["settings"]
+            now = cell_settings(self.config, cell, selected_for[cell.phase]).record()
+            if "fingerprint" not in stored["backbone"]:  # finished before st-distill recorded these
+                stored = {**{k: now[k] for k in _LEGACY_KEYS}, **stored, "backbone": {**stored["backbone"], "fingerprint": now["backbone"]["fingerprint"]}}
+                unprinted.append(cell.key)
+            if stored != now:
+                changed = _changed(stored, now)
+                raise ValueError(f"{final.path}: finished with other settings than the config's now ({', '.join(changed)}); "
                                  "use another output_dir, or delete this cell to recompute it")
+        if unprinted:
+            logger.warning("%d finished cell(s) (first: %s) recorded no fingerprint of their backbone (made by an older "
+                           "st-distill): reused on the assumption that its weights are unchanged", len(unprinted), unprinted[0])
+
+    def complete_metrics(self, cells: list[Cell]) -> None:
+        """Adds the config's measures that finished cells of ``cells`` lack (``eval.metrics`` grew since),
+        computed from their saved re-ranked runs (``runs/<suite>.trec``). Rank 0 only."""
+        for cell in cells:
+            final = self.ws.cell(cell.key)
+            if not final.done.is_file():
+                continue
+            metrics = read_json(final.metrics)
+            added: dict[str, None] = {}
+            for name, suite in metrics.get("suites", {}).items():
+                missing = tuple(m for m in self.config.eval.metrics if m not in suite["aggregate"])
+                if missing and name in self.config.eval.suites:
+                    more = run_metrics(final.run(name), self.suites()[name], missing)
+                    suite["aggregate"].update(more["aggregate"])
+                    suite["per_query"].update(more["per_query"])
+                    added.update(dict.fromkeys(missing))
+            if added:
+                write_json(final.metrics, metrics)
+                logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(added))
 
     def write_record(self) -> None:
         """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
-        if not (self.ws / INPUTS_FILE).is_file():
-            write_json(self.ws / INPUTS_FILE, inputs_of(c))
-        write_json(self.ws / "bench.json", {
+        if not self.ws.inputs.is_file():
+            write_json(self.ws.inputs, inputs_of(c))
+        write_json(self.ws.record, {
             "name": c.name,
             "phases": [{"name": p.name, "backbones": list(p.backbones), "objectives": list(p.objectives), "seeds": list(p.seeds),
                         "sweep": {k: list(v) for k, v in p.sweep.items()}, "select_on": p.select_on} for p in c.phases],
@@ -225,7 +277,7 @@ class Runner:
             "main_metric": c.eval.main_metric,
             "report": {"metrics": list(c.report.metrics), "baseline": c.report.baseline, "alpha": c.report.alpha},
         })
-        shutil.copyfile(c.path, self.ws / "config.toml")
+        shutil.copyfile(c.path, self.ws.config_copy)
 
     def selections(self, upto: str) -> dict[str, dict[str, Any]]:
         """The values earlier sweep phases selected per objective, for the phases after them.
@@ -239,9 +291,9 @@ class Runner:
                 break
             if not phase.select_on:
                 continue
-            path = self.ws / "cells" / phase.name / "selection.json"
+            path = self.ws.selection(phase.name)
             if path.is_file():
-                choice = json.loads(path.read_text(encoding="utf-8"))
+                choice = read_json(path)
             else:
                 choice = self._select(phase)
                 if self.dist.is_main:
@@ -252,13 +304,13 @@ class Runner:
 
     def _select(self, phase) -> dict[str, Any]:
         cells = plan_cells(self.config, phase.name)
-        missing = [c.key for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()]
+        missing = [c.key for c in cells if not self.ws.cell(c.key).done.is_file()]
         if missing:
             raise PhaseBlocked(f"phase {phase.name!r} has {len(missing)} unfinished cell(s) (first: {missing[0]}); "
                                "its selection is needed by the phases after it: run it to the end first")
         scores: dict[str, dict[tuple, list[float]]] = {}
         for cell in cells:
-            metrics = json.loads((self.ws / "cells" / cell.key / "metrics.json").read_text(encoding="utf-8"))
+            metrics = read_json(self.ws.cell(cell.key).metrics)
             value = metrics["suites"][phase.select_on]["aggregate"][self.config.eval.main_metric]
             scores.setdefault(cell.objective, {}).setdefault(cell.sweep, []).append(float(value))
         choice = {}
@@ -281,35 +333,47 @@ class Runner:
 
     # -- one cell ----------------------------------------------------------------------------------
 
-    def run_cell(self, cell: Cell, settings: dict[str, Any]) -> None:
-        """Trains (every rank), saves and evaluates (rank 0) one cell in ``<cell>.partial/``, then renames it final."""
-        final = self.ws / "cells" / cell.key
-        work = final.with_name(final.name + PARTIAL)
+    def run_cell(self, cell: Cell, settings: CellSettings) -> None:
+        """Trains (every rank), saves and evaluates (rank 0) one cell in ``<cell>.partial/``, then renames it final.
+
+        A ``<cell>.partial/`` left by a killed run is resumed only when its ``cell.json`` records the
+        same settings; one made under other settings (or without a record) is discarded first, so
+        that what a cell records is what it trained with.
+        """
+        final, work = self.ws.cell(cell.key), self.ws.partial(cell.key)
         if self.dist.is_main:
-            work.mkdir(parents=True, exist_ok=True)
-            write_json(work / "cell.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance()})
+            if work.path.is_dir():
+                before = read_json(work.record).get("settings") if work.record.is_file() else None
+                now = settings.record()
+                if before != now:
+                    changed = "no record of its settings" if before is None else f"other {', '.join(_changed(before, now))} settings"
+                    logger.warning("cell %s: discarding %s, started with %s than the config's now; training it anew",
+                                   cell.key, work.path, changed)
+                    shutil.rmtree(work.path)
+            work.path.mkdir(parents=True, exist_ok=True)
+            write_json(work.record, {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance()})
         self.dist.barrier()
-        if not (work / "TRAINED").is_file():
+        if not work.trained.is_file():
             self.train_cell(cell, settings, work)
         if self.dist.is_main:
             self.evaluate_cell(cell, settings, work)
-            os.replace(work, final)
+            os.replace(work.path, final.path)
         self.dist.barrier()
 
-    def train_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
+    def train_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
         from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
         from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
-        dataset = load_built_dataset(self.ws / "data" / cell.objective)
-        train, backbone = settings["train"], settings["backbone"]
-        head = backbone.get("head", "cls")
-        model = make_student(resolve_model(backbone["model"]), cell.seed, backbone["layers"], train["max_length"], head=head,
-                             train_layers=backbone.get("train_layers"),
+        dataset = load_built_dataset(self.ws.data(cell.objective))
+        train, backbone = settings.train, settings.backbone
+        head = backbone.head
+        model = make_student(resolve_model(backbone.model), cell.seed, backbone.layers, train["max_length"], head=head,
+                             train_layers=None if backbone.train_layers is None else list(backbone.train_layers),
                              calibration_pairs=sample_pairs(dataset) if head == "cosine" else None)
-        loss = get_objective(cell.objective).loss(model, **settings["loss"])
-        batch_rows = rows_per_batch(train["passages_per_batch"], settings["passages_per_row"], self.dist.world_size)
+        loss = get_objective(cell.objective).loss(model, **settings.loss)
+        batch_rows = rows_per_batch(train["passages_per_batch"], settings.passages_per_row, self.dist.world_size)
         curve = self.config.eval.curve
         callbacks = []
         if curve is not None:
@@ -317,34 +381,33 @@ class Runner:
 
             callbacks.append(LearningCurve({name: self.suites()[name] for name in curve.suites} if self.dist.is_main else {},
                                            self.config.eval.metrics, curve.every_pairs,
-                                           batch_rows * settings["passages_per_row"] * self.dist.world_size,
-                                           work / "curve.jsonl", self.config.eval.batch_size, enabled=self.dist.is_main))
+                                           batch_rows * settings.passages_per_row * self.dist.world_size,
+                                           work.curve, self.config.eval.batch_size, enabled=self.dist.is_main))
         summary = train_model(
             model, loss, dataset, train, seed=cell.seed, batch_rows=batch_rows,
-            checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl", started_marker=work / STARTED,
+            checkpoints=work.checkpoints, log_path=work.training_log, started_marker=work.started,
             callbacks=callbacks,
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
-            _model_card(model, self.config, cell, settings,
-                        json.loads((self.ws / "data" / cell.objective / REPORT_FILE).read_text(encoding="utf-8")))
-            model.save_pretrained(str(work / "model"))
-            write_json(work / "train.json", summary)
-            shutil.rmtree(work / "checkpoints", ignore_errors=True)
-            (work / "TRAINED").touch()
+            _model_card(model, self.config, cell, read_json(self.ws.data(cell.objective) / REPORT_FILE))
+            save_model(model, work.model)
+            write_json(work.summary, summary)
+            shutil.rmtree(work.checkpoints, ignore_errors=True)
+            work.trained.touch()
 
-    def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
+    def evaluate_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
         from st_distill.bench.training import load_student
 
-        model = load_student(work / "model", max_length=settings["train"]["max_length"])
-        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",
-                                ws=self.ws, temperature=float(settings["loss"].get("temperature", 1.0)))
-        mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work / "mteb") if self.config.eval.mteb else {}
-        summary = json.loads((work / "train.json").read_text(encoding="utf-8"))
-        write_json(work / "metrics.json", {"cell": _cell_dict(cell), "settings": settings, **self.provenance(),
+        model = load_student(work.model, max_length=settings.train["max_length"])
+        suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work.runs,
+                                ws=self.ws, temperature=float(settings.loss.get("temperature", 1.0)))
+        mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work.mteb) if self.config.eval.mteb else {}
+        summary = read_json(work.summary)
+        write_json(work.metrics, {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance(),
                                            "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
-        (work / DONE).touch()
+        work.done.touch()
 
     # -- the grid ----------------------------------------------------------------------------------
 
@@ -361,30 +424,61 @@ class Runner:
         from tqdm.auto import tqdm
 
         cells = select_shard(plan_cells(self.config, phase), *shard)
+        check_plan(self.config, cells)
         self.check_inputs()
         self.check_finished(cells)
         # rank 0's view of what is finished, so that every rank runs the same cells
-        todo = self.dist.broadcast([c for c in cells if not (self.ws / "cells" / c.key / DONE).is_file()])
+        todo = self.dist.broadcast([c for c in cells if not self.ws.cell(c.key).done.is_file()])
         done = len(cells) - len(todo)
         where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
         logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
         self.prepare(todo)
-        ran = 0
+        if self.dist.is_main:
+            self.complete_metrics(cells)
+        ran = skipped = 0
         progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
-        for cell in todo:  # the finished cells' settings were checked by check_finished
+        took: list[float] = []
+        for i, cell in enumerate(todo):  # the finished cells' settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
-            logger.info("cell %d/%d: %s", done + ran + 1, len(cells), cell.key)
-            progress.set_postfix_str(cell.key)
-            started = time.perf_counter()
-            self.run_cell(cell, settings)
-            ran += 1
+            with claim(self.ws.cell_lock(cell.key)) if self.dist.is_main else contextlib.nullcontext() as holder:
+                # another run on this folder may hold the cell, or have finished it since this one planned
+                state = self.dist.broadcast("held" if holder else "done" if self.ws.cell(cell.key).done.is_file() else "run")
+                if state == "held":
+                    if self.dist.is_main:
+                        logger.warning("cell %s: skipped, %s is running it", cell.key, holder)
+                    skipped += 1
+                elif state == "done":
+                    logger.info("cell %s: finished meanwhile by another run", cell.key)
+                    done += 1
+                else:
+                    logger.info("cell %d/%d: %s", done + ran + skipped + 1, len(cells), cell.key)
+                    progress.set_postfix_str(cell.key)
+                    started = time.perf_counter()
+                    self.run_cell(cell, settings)
+                    ran += 1
+                    took.append(time.perf_counter() - started)
+                    left = len(todo) - i - 1
+                    logger.info("cell %s finished in %.0f s%s", cell.key, took[-1],
+                                f"; about {_duration(sum(took) / len(took) * left)} left for {left} more cell(s)" if left else "")
             progress.update(1)
-            logger.info("cell %s finished in %.0f s", cell.key, time.perf_counter() - started)
         progress.close()
-        return {"done": done, "ran": ran, "total": len(cells)}
+        if skipped:
+            logger.warning("%d cell(s) skipped: other runs hold them; run again once they end", skipped)
+        return {"done": done, "ran": ran, "total": len(cells), "skipped": skipped}
+
+def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The top-level keys whose values differ between two settings."""
+    return sorted(k for k in {*before, *now} if before.get(k) != now.get(k))
+
+
+def _duration(seconds: float) -> str:
+    """``45 s``, ``12 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _cell_dict(cell: Cell) -> dict[str, Any]:

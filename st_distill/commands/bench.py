@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     the plan and exits 2 when inputs are missing."""
     from st_distill.bench.config import BenchConfig, load_config
     from st_distill.bench.downloads import describe_downloads
-    from st_distill.bench.plan import describe_plan, plan_cells, select_shard
+    from st_distill.bench.plan import check_plan, describe_plan, plan_cells, select_shard
     from st_distill.bench.runner import PhaseBlocked, run_bench
 
     if args.schema:
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, output_dir=args.output, check_files=not args.dry_run)
     if args.dry_run:
         cells = select_shard(plan_cells(config, args.phase), *args.shard)
+        check_plan(config, cells)  # a real run checks it in Runner.run
         print(describe_plan(config, cells))
         print("\n".join(describe_downloads(config)))
         for missing in config.missing:
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun / accelerate launch, rank 0 speaks for the job
         return 0
     scope = "in the grid" if args.shard == (0, 1) and args.phase is None else f"in {_scope(args)}"
-    print(f"{counts['ran']} cell(s) run, {counts['done']} already done, {counts['total']} {scope}; results in {config.output_dir}")
+    skipped = f", {counts['skipped']} skipped (held by other runs)" if counts.get("skipped") else ""
+    print(f"{counts['ran']} cell(s) run, {counts['done']} already done{skipped}, {counts['total']} {scope}; results in {config.output_dir}")
     if "report" in counts:
         print(f"\n{Path(counts['report']).read_text(encoding='utf-8')}")
     return 0

@@ -18,10 +18,11 @@ Example:
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from pathlib import Path
+
+from st_distill.io import file_lock
 
 __all__ = ["BEIR_DATASETS", "BEIR_URL", "beir_cache_folder", "cache_root", "cached_beir", "fetch_beir"]
 
@@ -83,8 +84,7 @@ def fetch_beir(name: str) -> Path:
         raise ValueError(f"unknown BEIR dataset {name!r} (known: {', '.join(BEIR_DATASETS)})")
     folder = beir_cache_folder(name)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(folder.parent / f".{name}.lock"):
         if cached_beir(name) is not None:
             return folder
         url = BEIR_URL.format(name=name)

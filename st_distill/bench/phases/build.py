@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import HF_PREFIX, BenchConfig
 from st_distill.bench.phases.sources import Loaded
-from st_distill.bench.workspace import DONE, atomic_folder
+from st_distill.bench.workspace import DONE, Workspace, atomic_folder
 from st_distill.data.formats import top_k
-from st_distill.io import write_json
+from st_distill.io import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         queries, corpus = source.queries, source.corpus
         lazy = isinstance(corpus, TextStore)
         if lazy and not isinstance(queries, TextStore):
-            queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
+            queries = TextStore.from_texts(queries, Workspace(config.output_dir).source(name) / "queries.arrow")
         qrels = sparse_labels(source.qrels, source.relevance_level, documents=corpus) if spec.labels == "sparse" else source.qrels
         kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
@@ -126,25 +125,25 @@ def build_settings(config: BenchConfig, objective: str) -> dict[str, Any]:
     return {"n_negatives": entry.n_negatives, "data": entry.data, "normalize": normalization(config, objective)}
 
 
-def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
+def check_built(config: BenchConfig, ws: Workspace, objective: str) -> None:
     """Checks that ``data/<objective>/`` was built with the config's settings for it.
 
     Raises:
         ValueError: When it was built with others (``n_negatives``, ``data``, ``normalize``).
     """
-    final = ws / "data" / objective
-    built = json.loads((final / SETTINGS).read_text(encoding="utf-8")) if (final / SETTINGS).is_file() else None
+    final = ws.data(objective)
+    built = read_json(final / SETTINGS) if (final / SETTINGS).is_file() else None
     settings = build_settings(config, objective)
     if built != settings:
         raise ValueError(f"{final}: built with other settings ({built}) than the config's now ({settings}); "
                          "use a new --output, or delete this folder and the cells of this objective to rebuild it")
 
 
-def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
+def build_phase(config: BenchConfig, ws: Workspace, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
     """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
     from st_distill.data.builder import BuildReport, save_dataset
 
-    final = ws / "data" / objective
+    final = ws.data(objective)
     if (final / DONE).is_file():
         check_built(config, ws, objective)
         return final

@@ -11,6 +11,7 @@ from typing import Any
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.phases.teacher import teacher_models
+from st_distill.bench.workspace import Workspace
 from st_distill.data.formats import Run, read_trec_run, write_trec_run
 from st_distill.evaluation.distillation import fidelity
 from st_distill.evaluation.metrics import Evaluation, evaluate, read_metrics
@@ -20,7 +21,7 @@ from st_distill.teachers import score_with_teachers
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFERENCES", "evaluate_model", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
+__all__ = ["REFERENCES", "evaluate_model", "run_metrics", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
 
 
 def _suite_metrics(evaluation: Evaluation) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def _suite_metrics(evaluation: Evaluation) -> dict[str, Any]:
 
 
 def evaluate_model(
-    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Path | None = None,
+    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Workspace | None = None,
     temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Re-ranks every suite's first-stage run with ``model``; writes the runs; returns the metrics.
@@ -58,7 +59,7 @@ def evaluate_model(
         reranked = result.run
         write_trec_run(reranked, runs_dir / f"{name}.trec", tag="st-distill")
         out[name] = _suite_metrics(result.evaluation)
-        teacher = ws / "eval" / name / "teacher.trec" if ws is not None else None
+        teacher = ws.teacher_run(name) if ws is not None else None
         if teacher is not None and teacher.is_file():
             out[name]["fidelity"] = student_fidelity(reranked, read_trec_run(teacher), temperature)
     return out
@@ -104,7 +105,7 @@ def random_order(run: Run, seed: int = 0) -> Run:
     return shuffled
 
 
-def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) -> None:
+def reference_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Loaded]) -> None:
     """Evaluates (once) the report's reference rows of each suite, written under ``eval/<suite>/``.
 
     - ``first_stage.json``: the first-stage run, cut to the suite's depth;
@@ -116,7 +117,7 @@ def reference_metrics(config: BenchConfig, ws: Path, suites: dict[str, Loaded]) 
     """
     teachers = None
     for name, suite in suites.items():
-        folder = ws / "eval" / name
+        folder = ws.suite(name)
         for label, file in REFERENCES.items():
             if (folder / file).is_file():
                 read_metrics(folder / file)  # a damaged file is named here, not in the report
@@ -140,3 +141,9 @@ def _teacher_run(teachers: list, config: BenchConfig, suite: Loaded, folder: Pat
     run = scores.to_run()
     write_trec_run(run, folder / "teacher.trec", tag="st-distill-teacher")
     return run
+
+
+def run_metrics(path: Path, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
+    """Metrics of a saved run (a cell's ``runs/<suite>.trec``) on ``suite``: ``{"aggregate", "per_query", "queries"}``."""
+    result = evaluate(read_trec_run(path), suite.qrels, measures, rel_level=suite.relevance_level, given_names=True)
+    return _suite_metrics(result)

@@ -7,15 +7,14 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from st_distill.bench.config import BenchConfig
+from st_distill.bench.config import TRAIN_KEYS, BenchConfig
 from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.plan import passages_per_row
-from st_distill.bench.workspace import DONE, PARTIAL, Distributed, atomic_folder
+from st_distill.bench.workspace import DONE, CellFolder, Distributed, Workspace, atomic_folder, save_model
 from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
@@ -23,14 +22,14 @@ logger = logging.getLogger(__name__)
 __all__ = ["teacher_models", "train_teacher", "teacher_phase"]
 
 
-def teacher_models(config: BenchConfig, ws: Path) -> list:
+def teacher_models(config: BenchConfig, ws: Workspace) -> list:
     """The teachers to score with (the teacher phase's trained model, see :func:`train_teacher`, first)."""
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher
 
     t = config.teacher
     teachers = []
     if t.source == "train":
-        model_dir = ws / "teacher" / "model"
+        model_dir = ws.teacher_model
         teachers.append(CrossEncoderTeacher(str(model_dir), name="trained-teacher", max_length=t.max_length, batch_size=t.batch_size))
     for model in t.models:
         path = resolve_model(model.model)
@@ -41,7 +40,7 @@ def teacher_models(config: BenchConfig, ws: Path) -> list:
     return teachers
 
 
-def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str, Loaded]] | None, dist: Distributed) -> None:
+def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict[str, Loaded]] | None, dist: Distributed) -> None:
     """The teacher phase's training: ``train_backbone`` with ``train_objective`` on the training sources.
 
     Every rank calls it (the trainer runs DDP); rank 0 decides whether ``teacher/model/`` is still
@@ -52,21 +51,21 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
     from st_distill.data.builder import load_built_dataset, save_dataset
     from st_distill.objectives import get_objective
 
-    model_dir = ws / "teacher" / "model"
+    model_dir = ws.teacher_model
     if not dist.broadcast(not (model_dir / DONE).is_file()):
         return
     t = config.teacher
     objective = get_objective(t.train_objective)
-    args = {**{k: v for k, v in objective.defaults.items() if k in _TRAIN_ARG_KEYS}, **config.train, **t.train}
-    data_dir = ws / "teacher" / "data"
-    work = ws / "teacher" / f"model{PARTIAL}"
+    args = {**{k: v for k, v in objective.defaults.items() if k in TRAIN_KEYS}, **config.train, **t.train}
+    data_dir = ws.teacher_data
+    work = CellFolder(ws.teacher_partial)
     if dist.is_main:
         if not (data_dir / DONE).is_file():
             dataset, reports = build_objective_dataset(config, t.train_objective, None, sources(), None)
             with atomic_folder(data_dir) as tmp:
                 save_dataset(dataset, reports[0], tmp)
                 (tmp / DONE).touch()
-        work.mkdir(parents=True, exist_ok=True)
+        work.path.mkdir(parents=True, exist_ok=True)
     dist.barrier()
     dataset = load_built_dataset(data_dir)
     model = make_student(resolve_model(t.train_backbone), seed=0, max_length=t.max_length)
@@ -74,24 +73,22 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
     summary = train_model(
         model, objective.loss(model), dataset, args, seed=0,
         batch_rows=rows_per_batch(args["passages_per_batch"], passages_per_row(t.train_objective, None), dist.world_size),
-        checkpoints=work / "checkpoints", log_path=work / "training_log.jsonl",
+        checkpoints=work.checkpoints, log_path=work.training_log,
     )
     dist.barrier()  # every rank has written its part of the last checkpoint
     if dist.is_main:
         model.model_card_data.model_name = f"st-distill teacher: {t.train_backbone} trained with {t.train_objective}"
-        model.save_pretrained(str(work))
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
-        write_json(work / "train.json", summary)
-        (work / DONE).touch()
+        save_model(model, work.path)
+        shutil.rmtree(work.checkpoints, ignore_errors=True)
+        write_json(work.summary, summary)
+        work.done.touch()
         shutil.rmtree(model_dir, ignore_errors=True)
-        os.replace(work, model_dir)
+        os.replace(work.path, model_dir)
     dist.barrier()
 
 
-_TRAIN_ARG_KEYS = ("learning_rate", "passages_per_batch", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps", "optimizer")
 
-
-def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> dict[str, Any]:
+def teacher_phase(config: BenchConfig, ws: Workspace, sources: dict[str, Loaded]) -> dict[str, Any]:
     """Scores every training (query, candidate) pair — candidates and judged positives — with the
     teacher(s), through the resumable cache ``teacher/<source>/``.
 
@@ -112,7 +109,7 @@ def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> 
                     pairs[qid].setdefault(docid, 0.0)
         logger.info("teacher phase: %s, %d pairs", name, sum(len(d) for d in pairs.values()))
         scores[name] = score_with_teachers(
-            teachers, pairs, source.queries, source.corpus, cache_dir=ws / "teacher" / name, ensemble=config.teacher.ensemble,
+            teachers, pairs, source.queries, source.corpus, cache_dir=ws.teacher_cache(name), ensemble=config.teacher.ensemble,
             normalize=config.teacher.normalize,
         )
     return scores

