@@ -14,6 +14,7 @@ import pytest
 from st_distill import cli
 from st_distill.bench.curves import read_curve
 from st_distill.bench.phases.evaluate import evaluate_model, reference_metrics
+from st_distill.bench.workspace import Workspace
 from st_distill.evaluation import (
     evaluate,
     read_metrics,
@@ -144,12 +145,12 @@ def test_damaged_reference_row_is_named_not_skipped(tmp_path):
     """A finished reference file that is damaged fails naming the file (it was silently kept before)."""
     suite = SimpleNamespace(run=RUN, queries=QUERIES, corpus=CORPUS, qrels=QRELS, relevance_level=2)
     config = SimpleNamespace(teacher=SimpleNamespace(source="file"), eval=SimpleNamespace(metrics=("nDCG@10",)))
-    reference_metrics(config, tmp_path, {"toy": suite})
+    reference_metrics(config, Workspace(tmp_path), {"toy": suite})
     first = tmp_path / "eval" / "toy" / "first_stage.json"
     assert json.loads(first.read_text()) == pytest.approx({"nDCG@10": sum(_ndcg10(_ranking(RUN[q]), QRELS[q]) for q in QRELS) / 2})
     first.write_text('{"nDCG@10": ')
     with pytest.raises(ValueError, match=str(first)):
-        reference_metrics(config, tmp_path, {"toy": suite})
+        reference_metrics(config, Workspace(tmp_path), {"toy": suite})
 
 
 def test_damaged_curve_line_is_named(tmp_path):
