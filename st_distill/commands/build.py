@@ -26,7 +26,7 @@ import argparse
 import json
 
 from st_distill.commands.arguments import non_negative_int, positive_int
-from st_distill.commands.teacher import add_text_arguments
+from st_distill.commands.teacher import add_text_arguments, text_inputs
 from st_distill.data.normalize import NORMALIZATIONS
 
 HELP = "build the datasets.Dataset of a training objective (memory-mappable Arrow file + JSON report)"
@@ -91,6 +91,22 @@ def _stores(args: argparse.Namespace):
     return queries, corpus
 
 
+def _outputs(folder: str) -> dict[str, str]:
+    """The output folder and every file a build writes there."""
+    from pathlib import Path
+
+    from st_distill.data.builder import DATASET_FILE, LAZY_FILE, REPORT_FILE
+
+    files = (DATASET_FILE, REPORT_FILE, LAZY_FILE, "texts/queries.arrow", "texts/corpus.arrow")
+    return {"--output": folder, **{f"--output ({name})": str(Path(folder) / name) for name in files}}
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
+    """Every file or folder a build reads, by option."""
+    names = ("qrels", "negatives_run", "candidates", "llm_ranking", "teacher_cache", "teacher_run", "triples")
+    return {**text_inputs(args), **{"--" + name.replace("_", "-"): getattr(args, name) for name in names}}
+
+
 def run(args: argparse.Namespace) -> int:
     from st_distill.commands.teacher import load_texts
     from st_distill.data.builder import build_dataset, save_dataset
@@ -99,9 +115,10 @@ def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_qrels, read_trec_run
     from st_distill.data.negatives import negatives_from_run
     from st_distill.data.teacher_files import read_llm_ranking
-    from st_distill.io import require_output_folder
+    from st_distill.io import refuse_output_over_input, require_output_folder
     from st_distill.teachers import load_cached_scores
 
+    refuse_output_over_input(_outputs(args.output), _inputs(args))
     require_output_folder(args.output)
     if args.lazy:
         queries, corpus = _stores(args)
