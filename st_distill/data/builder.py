@@ -78,7 +78,7 @@ from st_distill.data.formats import Qrels, Run, ranked
 from st_distill.data.ids import id_columns, run_from_ids, texts_from_lookup
 from st_distill.data.negatives import Negatives, query_rng, relevant
 from st_distill.data.normalize import Normalization, check_normalization, normalize_run
-from st_distill.data.store import TextStore
+from st_distill.data.store import TextStore, lookup_texts
 from st_distill.data.teacher_files import id_positions, read_teacher_triples
 from st_distill.io import write_json
 
@@ -185,15 +185,6 @@ def _format(objective: str | Objective) -> tuple[str, DatasetFormat]:
 
     objective = get_objective(objective) if isinstance(objective, str) else objective
     return objective.name, objective.dataset_format
-
-
-def _lookup(texts: Mapping[str, str], ids: list[str]) -> list[str | None]:
-    """Texts of ``ids`` (None where unknown), in bulk for a :class:`TextStore`."""
-    if isinstance(texts, TextStore):
-        rows = texts.rows(ids)
-        found = texts.texts(np.where(rows >= 0, rows, 0))
-        return [text if row >= 0 else None for text, row in zip(found, rows)]
-    return [texts.get(key) for key in ids]
 
 
 def _sample(pool: list[str], n: int, rng: np.random.Generator) -> list[str]:
@@ -414,13 +405,13 @@ def _rows(
         if negatives is None and candidates is None:
             raise ValueError(f"a {fmt.kind} dataset needs negatives (or candidates to take them from)")
         qids = list(qrels)
-    query_text = dict(zip(qids, _lookup(queries, qids)))
+    query_text = dict(zip(qids, lookup_texts(queries, qids)))
     doc_ids = set()
     for qid in qids:
         doc_ids.update((qrels or {}).get(qid, ()))
         doc_ids.update((negatives or {}).get(qid, ()) if negatives is not None else (candidates or {}).get(qid, ()))
     doc_ids = sorted(doc_ids)
-    has_text = {docid for docid, text in zip(doc_ids, _lookup(corpus, doc_ids)) if text is not None}
+    has_text = {docid for docid, text in zip(doc_ids, lookup_texts(corpus, doc_ids)) if text is not None}
 
     def score(qid: str, docid: str) -> float | None:
         source = teacher if teacher is not None else candidates
@@ -523,7 +514,7 @@ def _table(
             return pa.array(keys, pa.string())
         if lazy:
             return pa.array(texts.rows(keys).astype(np.int32))
-        return pa.array(_lookup(texts, keys), pa.string())
+        return pa.array(lookup_texts(texts, keys), pa.string())
 
     qids = [row[0] for row in rows]
     data: dict[str, Any] = {"query": resolve(queries, qids)}
