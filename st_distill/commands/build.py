@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         candidates = read_trec_run(args.candidates)
     if args.teacher_cache and args.teacher_run:
         raise ValueError("give --teacher-cache or --teacher-run, not both")
-    teacher_scores = load_cached_scores(args.teacher_cache, queries=queries, corpus=corpus) if args.teacher_cache else None
+    teacher_scores = load_cached_scores(args.teacher_cache, queries=queries, corpus=corpus).table() if args.teacher_cache else None
     if args.teacher_run:
         teacher_scores = read_trec_run(args.teacher_run)
     dataset, report = build_dataset(

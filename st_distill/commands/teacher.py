@@ -106,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_trec_run, top_k, write_trec_run
-    from st_distill.data.normalize import normalize_run
+    from st_distill.data.normalize import normalize_table, table_run
     from st_distill.io import refuse_output_over_input, require_output_file, require_output_folder
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher, score_with_teachers
 
@@ -131,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
     for teacher in teachers:
         print(f"{teacher.name}: {result.scored[teacher.name]} pairs scored, {result.cached[teacher.name]} from the cache")
     if args.output:
-        write_trec_run(normalize_run(result.to_run(), args.normalize), args.output, tag="st-distill-teacher")
+        write_trec_run(table_run(normalize_table(result.table(), args.normalize)), args.output, tag="st-distill-teacher")
         print(f"wrote {result.pairs.num_rows} scores (normalize: {args.normalize}) to {args.output}")
     return 0

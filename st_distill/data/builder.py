@@ -77,7 +77,14 @@ import pyarrow.compute as pc
 from st_distill.data.formats import Qrels, Run, ranked
 from st_distill.data.ids import id_columns, run_from_ids, texts_from_lookup
 from st_distill.data.negatives import Negatives, query_rng, relevant
-from st_distill.data.normalize import Normalization, check_normalization, normalize_run
+from st_distill.data.normalize import (
+    Normalization,
+    check_normalization,
+    check_teacher_scores,
+    normalize_table,
+    run_table,
+    scores_provenance,
+)
 from st_distill.data.store import TextStore, lookup_texts
 from st_distill.data.teacher_files import id_positions, read_teacher_triples
 from st_distill.io import write_json
@@ -86,7 +93,6 @@ if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset
 
     from st_distill.objectives import DatasetFormat, Objective
-    from st_distill.teachers import TeacherScores
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +121,8 @@ class BuildReport:
         sources: Where the data came from (kinds of inputs, file names).
         normalize: How teacher scores became targets (see :mod:`st_distill.data.normalize`);
             ``None`` when the objective trains on labels only.
-        teacher: The teachers behind the scores when they came as
-            :class:`~st_distill.teachers.TeacherScores`: ``{"ensemble", "teachers", "fingerprints"}``.
+        teacher: The teachers behind the scores when their table records them (scores from a teacher
+            cache): ``{"ensemble", "teachers", "fingerprints"}``.
         seconds: Wall time of the build.
     """
 
@@ -180,11 +186,11 @@ class LazyTexts:
         }
 
 
-def _format(objective: str | Objective) -> tuple[str, DatasetFormat]:
+def _format(objective: str | Objective) -> tuple[str, DatasetFormat, Objective]:
     from st_distill.objectives import get_objective
 
     objective = get_objective(objective) if isinstance(objective, str) else objective
-    return objective.name, objective.dataset_format
+    return objective.name, objective.dataset_format, objective
 
 
 def _sample(pool: list[str], n: int, rng: np.random.Generator) -> list[str]:
@@ -194,13 +200,24 @@ def _sample(pool: list[str], n: int, rng: np.random.Generator) -> list[str]:
     return [pool[i] for i in np.sort(rng.choice(len(pool), size=n, replace=False))]
 
 
-def _as_run(source: Run | TeacherScores | Dataset | IterableDataset | None) -> Run | None:
-    """A run from a run, cached :class:`~st_distill.teachers.TeacherScores` or an id dataset (``resolve_ids`` style)."""
+def _as_run(source: Run | Dataset | IterableDataset | None) -> Run | None:
+    """A run from a run or an id dataset (``resolve_ids`` style)."""
     if source is None or isinstance(source, Mapping):
         return source
-    if hasattr(source, "to_run"):
-        return source.to_run()
     return run_from_ids(source)
+
+
+def _as_scores(source: Any) -> pa.Table | None:
+    """Teacher scores as a ``(qid, docid, score)`` table (:func:`~st_distill.data.normalize.scores_table`):
+    a table or any Arrow stream (e.g. :class:`~st_distill.teachers.TeacherScores`) as it is, a run
+    or an id dataset converted."""
+    if source is None:
+        return None
+    if isinstance(source, pa.Table):
+        return source
+    if hasattr(source, "__arrow_c_stream__"):  # the Arrow PyCapsule protocol
+        return pa.table(source)
+    return run_table(_as_run(source))
 
 
 def _as_texts(texts: Mapping[str, str] | Any) -> Mapping[str, str]:
@@ -209,20 +226,63 @@ def _as_texts(texts: Mapping[str, str] | Any) -> Mapping[str, str]:
 
 
 def _targets(
-    name: str, fmt: DatasetFormat, normalize: Normalization | None, teacher_scores, teacher: Run | None, candidates: Run | None
-) -> tuple[Run | None, str | None]:
-    """The run the rows' scores are read from, normalised, and the method applied (``None`` when
-    the format trains on labels only). Without teacher scores, a ranking format reads the
-    candidates' own scores (e.g. LLM pseudo-scores): those are normalised, the candidates' order is kept."""
-    method = check_normalization(normalize or getattr(teacher_scores, "normalize", None) or "raw")
+    name: str, fmt: DatasetFormat, normalize: Normalization | None, scores: pa.Table | None, candidates: Run | None
+) -> tuple[dict[tuple[str, str], float] | None, str | None]:
+    """``{(qid, docid): target}`` the rows' scores are read from, normalised, and the method applied
+    (``None`` when the format trains on labels only). Without teacher scores, a ranking format reads
+    the candidates' own scores (e.g. LLM pseudo-scores): those are normalised, the candidates' order
+    is kept. Here scores become labels, so here they are checked (see :func:`_check_targets`)."""
+    recorded = scores_provenance(scores)[0] if scores is not None else None
+    method = check_normalization(normalize or recorded or "raw")
+    source, what = (scores, "teacher_scores") if scores is not None else (None, "candidates")
     if fmt.teacher is None:
         if normalize not in (None, "raw"):
             raise ValueError(f"{name}: trains on labels, not teacher scores; normalize={normalize!r} does not apply")
-        return teacher, None
-    source = teacher if teacher is not None else candidates
-    if method == "raw" or source is None:
-        return teacher, method
-    return normalize_run(source, method), method
+        method = None
+    elif source is None and candidates is not None:
+        source = run_table(candidates)
+    if source is None:
+        return None, method
+    if method is not None:
+        check_teacher_scores(source, f"{name}: {what}")
+        if method == "raw" and fmt.teacher == "scores" and fmt.kind != "listwise" and scores is not None:
+            _warn_if_squashed(name, source)
+        source = normalize_table(source, method)
+    keys = zip(source.column("qid").to_pylist(), source.column("docid").to_pylist())
+    return dict(zip(keys, source.column("score").to_pylist())), method
+
+
+def _warn_if_squashed(name: str, scores: pa.Table) -> None:
+    """Warns when every raw teacher score lies in [0, 1]: sigmoid-squashed, where MarginMSE and MSE expect logits."""
+    values = scores.column("score").to_numpy()
+    finite = values[np.isfinite(values)]
+    if finite.size > 1 and finite.min() >= 0.0 and finite.max() <= 1.0:
+        logger.warning(
+            "%s: all %d teacher scores lie in [0, 1] (min %.4g, max %.4g): they look sigmoid-squashed, where this "
+            "objective expects raw logits; margins of probabilities are tiny. Score with raw logits (st-distill teacher "
+            "keeps them) or choose a normalisation (normalize=...) on purpose",
+            name, finite.size, finite.min(), finite.max(),
+        )
+
+
+#: A float32 softmax underflows once a row's spread divided by the temperature exceeds about this
+#: (the bound of ``sentence_transformers.util.check_teacher_targets``).
+SOFTMAX_SPREAD = 100.0
+
+
+def _warn_if_softmax_underflows(name: str, objective: Objective, rows: list[tuple]) -> None:
+    """Warns when a listwise row's target spread over the loss's default temperature underflows a softmax."""
+    temperature = objective.loss_kwargs.get("temperature")
+    if not temperature or not rows:
+        return
+    spread = max((max(scores) - min(scores) for _, _, scores in rows if scores), default=0.0)
+    if spread / temperature > SOFTMAX_SPREAD:
+        logger.warning(
+            "%s: the widest list of targets spans %.1f; at the loss's temperature %g a float32 softmax underflows "
+            "(spread / temperature above about %g), so some documents carry no gradient. Train with a temperature "
+            "above %.3g, or normalise the teacher scores (normalize='zscore')",
+            name, spread, temperature, SOFTMAX_SPREAD, spread / SOFTMAX_SPREAD,
+        )
 
 
 def build_dataset(
@@ -233,7 +293,7 @@ def build_dataset(
     qrels: Qrels | None = None,
     negatives: Negatives | None = None,
     candidates: Run | Dataset | IterableDataset | None = None,
-    teacher_scores: Run | TeacherScores | Dataset | IterableDataset | None = None,
+    teacher_scores: Run | pa.Table | Dataset | IterableDataset | None = None,
     triples: pa.Table | str | os.PathLike | None = None,
     n_negatives: int | None = None,
     relevance_threshold: int = 1,
@@ -281,7 +341,9 @@ def build_dataset(
         candidates: ``{qid: {docid: score}}``: listwise lists and ``mse`` candidates, or negatives pools
             when ``negatives`` is None; or an id dataset (``query_id``, ``document_ids``, ``scores``;
             streaming allowed), read by :func:`~st_distill.data.ids.run_from_ids`.
-        teacher_scores: ``{qid: {docid: score}}``, :class:`~st_distill.teachers.TeacherScores`, or an id dataset.
+        teacher_scores: ``{qid: {docid: score}}``, a ``(qid, docid, score)`` table
+            (:func:`~st_distill.data.normalize.scores_table`; e.g. ``TeacherScores.table()``, or the
+            :class:`~st_distill.teachers.TeacherScores` itself, an Arrow stream), or an id dataset.
         triples: Path to a teacher-triples file, or a table as returned by
             :func:`~st_distill.data.teacher_files.read_teacher_triples`.
         n_negatives: Negatives per row (documents per list - 1); the format's study default when None.
@@ -296,20 +358,20 @@ def build_dataset(
         normalize: How teacher scores become targets: ``"raw"``, ``"sigmoid"``, ``"minmax"``,
             ``"zscore"``, ``"global-zscore"`` or ``"rank"`` (see :mod:`st_distill.data.normalize`;
             per-query statistics over all of a query's given teacher scores). ``None``: the
-            method recorded in ``teacher_scores`` (a :class:`~st_distill.teachers.TeacherScores`
-            read from a cache), else ``"raw"``. Recorded in the report.
+            method recorded in the ``teacher_scores`` table (scores read from a cache), else
+            ``"raw"``. Recorded in the report.
 
     Returns:
         ``(dataset, report)``.
 
     Raises:
         ValueError: On an unknown objective or normalisation, missing inputs the format needs, ``lazy``
-            without stores, ``lazy`` with ``ids``, or a normalisation asked of an objective without
-            teacher scores or of triples.
+            without stores, ``lazy`` with ``ids``, a normalisation asked of an objective without
+            teacher scores or of triples, or a NaN teacher score (the pair named).
         FormatError: On a malformed triples file (unless ``skip_invalid``).
     """
     started = time.perf_counter()
-    name, fmt = _format(objective)
+    name, fmt, objective = _format(objective)
     if normalize is not None:
         check_normalization(normalize)
     n = fmt.n_negatives if n_negatives is None else n_negatives
@@ -335,22 +397,22 @@ def build_dataset(
         table, columns = _from_triples(fmt, triples, queries, corpus, skip_invalid, skipped, report)
     else:
         given_candidates, candidates = candidates, _as_run(candidates)
-        teacher = candidates if teacher_scores is given_candidates else _as_run(teacher_scores)
-        if fmt.teacher == "scores" and teacher is None:
+        given_scores = teacher_scores is not None and teacher_scores is given_candidates
+        scores = run_table(candidates) if given_scores else _as_scores(teacher_scores)
+        if fmt.teacher == "scores" and scores is None:
             raise ValueError(f"{name}: this objective trains on teacher scores; pass teacher_scores (or triples)")
-        targets, report.normalize = _targets(name, fmt, normalize, teacher_scores, teacher, candidates)
-        if hasattr(teacher_scores, "ensemble"):  # TeacherScores: record the teachers behind the scores
-            recipe = teacher_scores.ensemble
-            report.teacher = {
-                "ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints"),
-            }
+        targets, report.normalize = _targets(name, fmt, normalize, scores, candidates)
+        if scores is not None:
+            report.teacher = scores_provenance(scores)[1]
         rows = _rows(
             fmt, n, queries, corpus, qrels, negatives, candidates, targets,
             relevance_threshold, max_positives, max_queries, seed, skipped,
         )
         if not rows:
             raise ValueError(f"{name}: the build produced no rows (skipped: {dict(skipped) or 'nothing'}); check the inputs")
-        given = (("qrels", qrels), ("negatives", negatives), ("candidates", candidates), ("teacher_scores", teacher))
+        if fmt.kind == "listwise" and fmt.teacher is not None:
+            _warn_if_softmax_underflows(name, objective, rows)
+        given = (("qrels", qrels), ("negatives", negatives), ("candidates", candidates), ("teacher_scores", scores))
         report.sources = {key: value is not None for key, value in given}
         report.queries = len({row[0] for row in rows})
         table, columns = _table(fmt, rows, report.columns, queries, corpus, lazy, ids)
@@ -387,7 +449,7 @@ def _rows(
     qrels: Qrels | None,
     negatives: Negatives | None,
     candidates: Run | None,
-    teacher: Run | None,
+    targets: dict[tuple[str, str], float] | None,
     threshold: int,
     max_positives: int | None,
     max_queries: int | None,
@@ -414,8 +476,7 @@ def _rows(
     has_text = {docid for docid, text in zip(doc_ids, lookup_texts(corpus, doc_ids)) if text is not None}
 
     def score(qid: str, docid: str) -> float | None:
-        source = teacher if teacher is not None else candidates
-        return None if source is None else source.get(qid, {}).get(docid)
+        return None if targets is None else targets.get((qid, docid))
 
     rows: list[tuple] = []
     used_queries = 0

@@ -13,7 +13,7 @@ import pyarrow as pa
 import xxhash
 
 from st_distill.data.formats import Run
-from st_distill.data.normalize import Normalization, check_normalization
+from st_distill.data.normalize import Normalization, check_normalization, scores_table, table_run
 from st_distill.data.store import lookup_texts
 from st_distill.logs import progress_enabled
 from st_distill.teachers.cache import KEY_SCHEMA, KEYS, PAIR_SCHEMA, TeacherCache, cache_lock
@@ -49,13 +49,23 @@ class TeacherScores:
     ensemble: dict[str, Any] = field(default_factory=dict)
     normalize: Normalization = "raw"
 
+    def table(self, teacher: str | None = None) -> pa.Table:
+        """The ``(qid, docid, score)`` table of the ensemble's raw scores, or of one teacher's, with
+        the normalisation and the teachers recorded (see :func:`st_distill.data.normalize.scores_table`):
+        what :func:`~st_distill.data.builder.build_dataset` takes as ``teacher_scores``."""
+        values = self.scores if teacher is None else self.per_teacher[teacher]
+        recipe = self.ensemble
+        provenance = {"ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints")}
+        return scores_table(self.pairs.column("qid"), self.pairs.column("docid"), pa.array(values, pa.float32()),
+                            normalize=self.normalize, teacher=provenance)
+
+    def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
+        """The Arrow stream of :meth:`table`: ``pa.table(scores)`` reads the ensemble's scores."""
+        return self.table().__arrow_c_stream__(requested_schema)
+
     def to_run(self, teacher: str | None = None) -> Run:
         """``{qid: {docid: raw score}}`` of the ensemble, or of one teacher."""
-        values = self.scores if teacher is None else self.per_teacher[teacher]
-        run: Run = {}
-        for qid, docid, score in zip(self.pairs.column("qid").to_pylist(), self.pairs.column("docid").to_pylist(), values.tolist()):
-            run.setdefault(qid, {})[docid] = score
-        return run
+        return table_run(self.table(teacher))
 
 
 def unique_pairs(pairs: Iterable[tuple[str, str]] | Run | pa.Table) -> pa.Table:

@@ -52,6 +52,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         if fmt.teacher is not None and not from_triples:
             kwargs["normalize"] = normalization(config, objective)
         scores = (teacher_scores or {}).get(name)
+        scores = scores.table() if scores is not None else None  # the (qid, docid, score) table the builder takes
         if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
             if t.rankings is not None and fmt.kind == "listwise":
                 # ids are checked against the source's queries only when all of them are loaded:
