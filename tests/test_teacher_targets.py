@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from st_distill.data.builder import build_dataset
+from st_distill.dataset import build_dataset
 from st_distill.data.normalize import normalize_run, normalize_table, run_table, scores_provenance, scores_table, table_run
 from st_distill.teachers import Teacher, load_cached_scores, score_with_teachers
 

@@ -95,7 +95,7 @@ def _outputs(folder: str) -> dict[str, str]:
     """The output folder and every file a build writes there."""
     from pathlib import Path
 
-    from st_distill.data.builder import DATASET_FILE, LAZY_FILE, REPORT_FILE
+    from st_distill.dataset import DATASET_FILE, LAZY_FILE, REPORT_FILE
 
     files = (DATASET_FILE, REPORT_FILE, LAZY_FILE, "texts/queries.arrow", "texts/corpus.arrow")
     return {"--output": folder, **{f"--output ({name})": str(Path(folder) / name) for name in files}}
@@ -109,7 +109,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, str | None]:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.commands.teacher import load_texts
-    from st_distill.data.builder import build_dataset, save_dataset
+    from st_distill.dataset import build_dataset, save_dataset
     from pathlib import Path
 
     from st_distill.data.formats import read_qrels, read_trec_run

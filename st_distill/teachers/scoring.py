@@ -52,7 +52,7 @@ class TeacherScores:
     def table(self, teacher: str | None = None) -> pa.Table:
         """The ``(qid, docid, score)`` table of the ensemble's raw scores, or of one teacher's, with
         the normalisation and the teachers recorded (see :func:`st_distill.data.normalize.scores_table`):
-        what :func:`~st_distill.data.builder.build_dataset` takes as ``teacher_scores``."""
+        what :func:`~st_distill.dataset.build_dataset` takes as ``teacher_scores``."""
         values = self.scores if teacher is None else self.per_teacher[teacher]
         recipe = self.ensemble
         provenance = {"ensemble": recipe.get("method"), "teachers": recipe.get("teachers"), "fingerprints": recipe.get("fingerprints")}

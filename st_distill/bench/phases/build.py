@@ -27,7 +27,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     """
     from datasets import concatenate_datasets
 
-    from st_distill.data.builder import build_dataset
+    from st_distill.dataset import build_dataset
     from st_distill.data.negatives import negatives_from_run, sparse_labels
     from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_llm_ranking
@@ -143,7 +143,7 @@ def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
 
 def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
     """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
-    from st_distill.data.builder import BuildReport, save_dataset
+    from st_distill.dataset import BuildReport, save_dataset
 
     final = ws / "data" / objective
     if (final / DONE).is_file():

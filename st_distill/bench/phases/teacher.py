@@ -49,7 +49,7 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
     (atomically, through ``teacher/model.partial/``, where a killed run's checkpoints resume).
     """
     from st_distill.bench.training import make_student, rows_per_batch, train_model
-    from st_distill.data.builder import load_built_dataset, save_dataset
+    from st_distill.dataset import load_built_dataset, save_dataset
     from st_distill.objectives import get_objective
 
     model_dir = ws / "teacher" / "model"
