@@ -20,7 +20,7 @@ from st_distill.evaluation.rerank import (
     rerank_run,
     top_candidates,
 )
-from st_distill.evaluation.retrieve import bm25_retrieve, dense_retrieve
+from st_distill.data.first_stage import bm25_retrieve, dense_retrieve
 
 __all__ = [
     "DEFAULT_MEASURES",
