@@ -8,7 +8,7 @@ triples), :mod:`~st_distill.dataset.targets` (teacher scores to labels, checked)
 :mod:`~st_distill.dataset.persist` (files, lazy text join), :mod:`~st_distill.dataset.report`.
 """
 
-from st_distill.dataset.build import build_dataset
+from st_distill.dataset.build import SIZE_NAMES, build_dataset, resolve_negatives, size_argument, size_name
 from st_distill.dataset.persist import DATASET_FILE, LAZY_FILE, REPORT_FILE, LazyTexts, load_built_dataset, load_report, save_dataset
 from st_distill.dataset.report import BuildReport
 from st_distill.dataset.targets import SOFTMAX_SPREAD
@@ -19,9 +19,13 @@ __all__ = [
     "LAZY_FILE",
     "LazyTexts",
     "REPORT_FILE",
+    "SIZE_NAMES",
     "SOFTMAX_SPREAD",
     "build_dataset",
     "load_built_dataset",
     "load_report",
+    "resolve_negatives",
     "save_dataset",
+    "size_argument",
+    "size_name",
 ]

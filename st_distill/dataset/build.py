@@ -63,6 +63,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,69 @@ def _as_texts(texts: Mapping[str, str] | Any) -> Mapping[str, str]:
     return texts if isinstance(texts, Mapping) else texts_from_lookup(texts)
 
 
+#: What the size of a row counts, by format: the keyword of :func:`build_dataset` (and its CLI flag).
+SIZE_NAMES = {"ntuple": "negatives_per_row", "pointwise": "negatives_per_row", "candidates": "candidates_per_query", "listwise": "list_size"}
+
+
+def size_name(fmt: DatasetFormat) -> str:
+    """What a row's size counts for ``fmt``: ``"negatives_per_row"``, ``"list_size"`` or ``"candidates_per_query"``."""
+    return SIZE_NAMES["candidates" if fmt.kind == "pointwise" and fmt.from_candidates else fmt.kind]
+
+
+def size_argument(fmt: DatasetFormat, n: int) -> dict[str, int]:
+    """The keyword argument of :func:`build_dataset` for ``n`` documents per row beyond the first,
+    e.g. ``{"list_size": n + 1}`` for a listwise format."""
+    name = size_name(fmt)
+    return {name: n if name == "negatives_per_row" else n + 1}
+
+
+def resolve_negatives(
+    fmt: DatasetFormat,
+    name: str,
+    negatives_per_row: int | None = None,
+    list_size: int | None = None,
+    candidates_per_query: int | None = None,
+    n_negatives: int | None = None,
+) -> int:
+    """The documents of a row beyond the first (negatives per row, list size - 1, candidates - 1):
+    the one place their default is resolved.
+
+    Args:
+        fmt: The objective's dataset format.
+        name: The objective's name (for messages).
+        negatives_per_row: See :func:`build_dataset`; only for ntuple and pointwise-from-qrels formats.
+        list_size: Only for listwise formats.
+        candidates_per_query: Only for pointwise formats built from candidates (``mse``).
+        n_negatives: Deprecated: any of the three, counted beyond the first document.
+
+    Returns:
+        The number of documents per row beyond the first (at least 1).
+
+    Raises:
+        ValueError: When a size is given that the format does not count, or one is too small.
+    """
+    expected = size_name(fmt)
+    given = {"negatives_per_row": negatives_per_row, "list_size": list_size, "candidates_per_query": candidates_per_query}
+    wrong = [key for key, value in given.items() if value is not None and key != expected]
+    if wrong:
+        raise ValueError(f"{name}: a {fmt.kind} dataset counts {expected}, not {wrong[0]}")
+    if n_negatives is not None:
+        warnings.warn(f"n_negatives is deprecated: give {expected}", DeprecationWarning, stacklevel=3)
+        if given[expected] is not None:
+            raise ValueError(f"{name}: give {expected} or the deprecated n_negatives, not both")
+        n = n_negatives
+    elif given[expected] is not None:
+        n = given[expected] - (0 if expected == "negatives_per_row" else 1)
+    else:
+        n = fmt.n_negatives if fmt.n_negatives is not None else 1
+    if n < 1:
+        minimum = 1 if expected == "negatives_per_row" else 2
+        value = n if n_negatives is not None or expected == "negatives_per_row" else n + 1
+        raise ValueError(f"{name}: {'n_negatives' if n_negatives is not None else expected} must be at least "
+                         f"{1 if n_negatives is not None else minimum}, got {value}")
+    return n
+
+
 def build_dataset(
     objective: str | Objective,
     queries: Mapping[str, str] | Dataset,
@@ -110,6 +174,9 @@ def build_dataset(
     candidates: Run | Dataset | IterableDataset | None = None,
     teacher_scores: Run | pa.Table | Dataset | IterableDataset | None = None,
     triples: pa.Table | str | os.PathLike | None = None,
+    negatives_per_row: int | None = None,
+    list_size: int | None = None,
+    candidates_per_query: int | None = None,
     n_negatives: int | None = None,
     relevance_threshold: int = 1,
     max_positives: int | None = None,
@@ -161,7 +228,13 @@ def build_dataset(
             :class:`~st_distill.teachers.TeacherScores` itself, an Arrow stream), or an id dataset.
         triples: Path to a teacher-triples file, or a table as returned by
             :func:`~st_distill.data.teacher_files.read_teacher_triples`.
-        n_negatives: Negatives per row (documents per list - 1); the format's study default when None.
+        negatives_per_row: ntuple formats: negatives per row; pointwise formats built from qrels
+            (``bce``): ``label=0.0`` rows per positive. Default: the format's (1 for pointwise).
+        list_size: Listwise formats: documents per list. Default: the format's (50).
+        candidates_per_query: Pointwise formats built from candidates (``mse``): rows (ranked
+            candidates) per query. Default: the format's (50).
+        n_negatives: Deprecated spelling of all three, counted beyond the first document
+            (``list_size - 1``, ``candidates_per_query - 1``).
         relevance_threshold: Lowest grade that counts as relevant (TREC DL passage: 2).
         max_positives: At most this many positives per query (highest grade first, then by id).
         max_queries: Use only the first ``max_queries`` queries that yield rows (in source order).
@@ -189,11 +262,10 @@ def build_dataset(
     name, fmt, objective = _format(objective)
     if normalize is not None:
         check_normalization(normalize)
-    n = fmt.n_negatives if n_negatives is None else n_negatives
-    if fmt.kind == "pointwise":
-        n = 1 if n is None else n
-    if n is None or n < 1:
-        raise ValueError(f"{name}: n_negatives must be at least 1, got {n}")
+    n = resolve_negatives(
+        fmt, name, negatives_per_row=negatives_per_row, list_size=list_size, candidates_per_query=candidates_per_query,
+        n_negatives=n_negatives,
+    )
     if lazy and ids:
         raise ValueError("give lazy=True (row numbers into text stores) or ids=True (string ids), not both")
     if lazy and not (isinstance(queries, TextStore) and isinstance(corpus, TextStore)):
@@ -205,7 +277,7 @@ def build_dataset(
         if fmt.kind == "listwise":
             raise ValueError(f"{name}: a listwise objective cannot be built from teacher triples; give candidates")
         if fmt.kind == "ntuple" and n != 1:
-            raise ValueError(f"{name}: teacher triples hold one negative per row, got n_negatives={n}")
+            raise ValueError(f"{name}: teacher triples hold one negative per row, got negatives_per_row={n}")
         if normalize not in (None, "raw"):
             raise ValueError(f"{name}: teacher triples are used with their scores as given; normalize={normalize!r} is not supported")
         report.normalize = "raw" if fmt.teacher is not None else None

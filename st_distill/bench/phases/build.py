@@ -27,14 +27,14 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     """
     from datasets import concatenate_datasets
 
-    from st_distill.dataset import build_dataset
+    from st_distill.dataset import build_dataset, resolve_negatives, size_argument
     from st_distill.data.negatives import negatives_from_run, sparse_labels
     from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_llm_ranking
     from st_distill.objectives import get_objective
 
     fmt = get_objective(objective).dataset_format
-    n = n_negatives if n_negatives is not None else (fmt.n_negatives or 1)
+    n = n_negatives if n_negatives is not None else resolve_negatives(fmt, objective)
     entry = next((o for o in config.objectives if o.name == objective), None)
     from_triples = entry is not None and entry.data == "triples"
     t = config.teacher
@@ -47,7 +47,7 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         if lazy and not isinstance(queries, TextStore):
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
         qrels = sparse_labels(source.qrels, source.relevance_level, documents=corpus) if spec.labels == "sparse" else source.qrels
-        kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
+        kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, **size_argument(fmt, n),
                                   "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         if fmt.teacher is not None and not from_triples:
             kwargs["normalize"] = normalization(config, objective)
