@@ -13,27 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from st_distill.teachers import Teacher, TeacherCache, load_cached_scores, score_with_teachers
+from fake_teachers import LengthTeacher
+
+from st_distill.teachers import TeacherCache, load_cached_scores, score_with_teachers
 
 REPO = Path(__file__).resolve().parents[1]
 
 QUERIES = {f"q{i}": f"query number {i}" for i in range(4)}
 CORPUS = {f"d{i}": f"document text {i} " + "x" * i for i in range(12)}
-
-
-class LengthTeacher(Teacher):
-    """A deterministic teacher without a model: the score is a function of the two texts' lengths."""
-
-    name = "length"
-
-    def info(self):
-        return {"kind": "test", "model": "length", "revision": None, "max_length": None, "activation": False, "similarity": None}
-
-    def identity(self):
-        return {"kind": "length"}
-
-    def score(self, queries, documents):
-        return np.array([len(q) * 0.5 - len(d) * 0.25 for q, d in zip(queries, documents)], dtype=np.float32)
 
 
 def expected(qid: str, docid: str) -> float:
@@ -48,7 +35,8 @@ WORKER = textwrap.dedent(
     from pathlib import Path
     import numpy as np
     sys.path.insert(0, {tests!r})
-    from test_teacher_cache_concurrency import CORPUS, QUERIES, LengthTeacher
+    from test_teacher_cache_concurrency import CORPUS, QUERIES
+    from fake_teachers import LengthTeacher
     from st_distill.teachers import score_with_teachers
 
     who, cache, barrier = sys.argv[1], sys.argv[2], Path(sys.argv[3])

@@ -11,7 +11,9 @@ import pytest
 
 from st_distill.dataset import build_dataset
 from st_distill.data.normalize import normalize_run, normalize_table, run_table, scores_provenance, scores_table, table_run
-from st_distill.teachers import Teacher, load_cached_scores, score_with_teachers
+from fake_teachers import LengthTeacher
+
+from st_distill.teachers import load_cached_scores, score_with_teachers
 
 QUERIES = {"q1": "cats", "q2": "dogs"}
 CORPUS = {f"d{i}": f"document {i}" for i in range(6)}
@@ -102,19 +104,9 @@ def test_normalize_table_matches_per_query_reference(method):
     assert got == normalize_run(run, method)
 
 
-class SumTeacher(Teacher):
-    """A model-free teacher: the score is a function of the texts' lengths."""
-
+class SumTeacher(LengthTeacher):
     name = "sum"
-
-    def info(self):
-        return {"kind": "test", "model": "sum", "revision": None, "max_length": None, "activation": False, "similarity": None}
-
-    def identity(self):
-        return {"kind": "sum"}
-
-    def score(self, queries, documents):
-        return np.array([len(q) * 0.5 - len(d) * 0.25 + i % 3 for i, (q, d) in enumerate(zip(queries, documents))], np.float32)
+    jitter = True
 
 
 def test_teacher_scores_reach_the_builder_as_their_table(tmp_path):

@@ -149,6 +149,18 @@ def _commit_hash(model: Any) -> str | None:
     return getattr(config, "_commit_hash", None)
 
 
+def _model_info(teacher: CrossEncoderTeacher | BiEncoderTeacher, kind: str, similarity: str | None) -> dict[str, Any]:
+    """:meth:`Teacher.info` of a teacher wrapping a sentence-transformers model."""
+    return {
+        "kind": kind,
+        "model": teacher.model_id,
+        "revision": teacher.revision,
+        "max_length": teacher.model.max_seq_length,
+        "activation": False,
+        "similarity": similarity,
+    }
+
+
 def _default_name(model_id: str) -> str:
     return model_id.rstrip("/").split("/")[-1] or model_id
 
@@ -200,14 +212,7 @@ class CrossEncoderTeacher(Teacher):
         self.name = name or _default_name(model_id)
 
     def info(self) -> dict[str, Any]:
-        return {
-            "kind": "cross-encoder",
-            "model": self.model_id,
-            "revision": self.revision,
-            "max_length": self.model.max_seq_length,
-            "activation": False,
-            "similarity": None,
-        }
+        return _model_info(self, "cross-encoder", similarity=None)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "cross-encoder", "max_length": self.model.max_seq_length, "activation": False, **model_fingerprint(self.model)}
@@ -262,14 +267,7 @@ class BiEncoderTeacher(Teacher):
         self.name = name or _default_name(model_id)
 
     def info(self) -> dict[str, Any]:
-        return {
-            "kind": "bi-encoder",
-            "model": self.model_id,
-            "revision": self.revision,
-            "max_length": self.model.max_seq_length,
-            "activation": False,
-            "similarity": self.similarity,
-        }
+        return _model_info(self, "bi-encoder", similarity=self.similarity)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "bi-encoder", "max_length": self.model.max_seq_length, "similarity": self.similarity, **model_fingerprint(self.model)}
