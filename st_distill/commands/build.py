@@ -118,24 +118,22 @@ DEPRECATED = {"--negatives": ("negatives_deprecated", "--negatives-per-query"),
               "--n-negatives": ("n_negatives", "--negatives-per-row, --list-size or --candidates-per-query")}
 
 
-def _negatives_per_query(args: argparse.Namespace) -> int:
-    """--negatives-per-query, or the deprecated --negatives (warned about); 7 by default."""
+def _negatives_per_query(args: argparse.Namespace) -> int | None:
+    """--negatives-per-query, or the deprecated --negatives (warned about); None when neither is given."""
     for flag, (attribute, replacement) in DEPRECATED.items():
         if getattr(args, attribute) is not None:
             print(f"st-distill build: warning: {flag} is deprecated, use {replacement}", file=sys.stderr)
     if args.negatives_deprecated is not None and args.negatives_per_query is not None:
         raise ValueError("give --negatives-per-query or the deprecated --negatives, not both")
-    value = args.negatives_per_query if args.negatives_per_query is not None else args.negatives_deprecated
-    return 7 if value is None else value
+    return args.negatives_per_query if args.negatives_per_query is not None else args.negatives_deprecated
 
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.commands.teacher import load_texts
-    from st_distill.dataset import build_dataset, save_dataset
     from pathlib import Path
 
-    from st_distill.data.formats import read_qrels, read_trec_run
-    from st_distill.data.negatives import negatives_from_run
+    from st_distill.data.formats import Collection, read_qrels, read_trec_run
+    from st_distill.dataset import build_from_sources, save_dataset
     from st_distill.data.teacher_files import read_llm_ranking
     from st_distill.io import refuse_output_over_input, require_output_folder
     from st_distill.teachers import load_cached_scores
@@ -150,12 +148,6 @@ def run(args: argparse.Namespace) -> int:
         queries, corpus, qrels = load_texts(args)
     if args.qrels:
         qrels = read_qrels(args.qrels)
-    negatives = None
-    if args.negatives_run:
-        negatives = negatives_from_run(
-            read_trec_run(args.negatives_run), qrels, k=per_query, depth=args.depth, strategy=args.strategy,
-            relevance_threshold=args.relevance_threshold, seed=args.seed,
-        )
     if args.candidates and args.llm_ranking:
         raise ValueError("give --candidates or --llm-ranking, not both")
     candidates = None
@@ -168,11 +160,13 @@ def run(args: argparse.Namespace) -> int:
     teacher_scores = load_cached_scores(args.teacher_cache, queries=queries, corpus=corpus).table() if args.teacher_cache else None
     if args.teacher_run:
         teacher_scores = read_trec_run(args.teacher_run)
-    dataset, report = build_dataset(
-        args.objective, queries, corpus, qrels=qrels, negatives=negatives, candidates=candidates,
-        teacher_scores=teacher_scores, triples=args.triples, n_negatives=args.n_negatives,
+    collection = Collection(queries=queries, corpus=corpus, qrels=qrels, relevance_level=args.relevance_threshold)
+    dataset, report = build_from_sources(
+        args.objective, collection, negatives_run=read_trec_run(args.negatives_run) if args.negatives_run else None,
+        negatives_per_query=per_query, depth=args.depth, strategy=args.strategy,
+        candidates=candidates, teacher_scores=teacher_scores, triples=args.triples, n_negatives=args.n_negatives,
         negatives_per_row=args.negatives_per_row, list_size=args.list_size, candidates_per_query=args.candidates_per_query,
-        relevance_threshold=args.relevance_threshold, max_positives=args.max_positives, max_queries=args.max_queries,
+        max_positives=args.max_positives, max_queries=args.max_queries,
         seed=args.seed, lazy=args.lazy, skip_invalid=args.skip_invalid, ids=args.ids, normalize=args.normalize,
     )
     save_dataset(dataset, report, args.output)

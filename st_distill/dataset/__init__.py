@@ -11,6 +11,7 @@ triples), :mod:`~st_distill.dataset.targets` (teacher scores to labels, checked)
 from st_distill.dataset.build import SIZE_NAMES, build_dataset, resolve_negatives, size_argument, size_name
 from st_distill.dataset.persist import DATASET_FILE, LAZY_FILE, REPORT_FILE, LazyTexts, load_built_dataset, load_report, save_dataset
 from st_distill.dataset.report import BuildReport
+from st_distill.dataset.sources import build_from_sources
 from st_distill.dataset.targets import SOFTMAX_SPREAD
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "SIZE_NAMES",
     "SOFTMAX_SPREAD",
     "build_dataset",
+    "build_from_sources",
     "load_built_dataset",
     "load_report",
     "resolve_negatives",

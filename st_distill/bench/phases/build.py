@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -9,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import HF_PREFIX, BenchConfig
-from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.workspace import DONE, atomic_folder
-from st_distill.data.formats import top_k
+from st_distill.data.formats import Collection, top_k
 from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_objective_dataset", "build_phase", "build_settings", "check_built", "normalization"]
 
 
-def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Loaded], teacher_scores: dict | None):
+def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Collection], teacher_scores: dict | None):
     """Builds one objective's training dataset over every training source (concatenated).
 
     Where a source's corpus is a memory-mapped text store (MS MARCO scale), the dataset joins
@@ -27,8 +27,8 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     """
     from datasets import concatenate_datasets
 
-    from st_distill.dataset import build_dataset, resolve_negatives, size_argument
-    from st_distill.data.negatives import negatives_from_run, sparse_labels
+    from st_distill.data.negatives import sparse_labels
+    from st_distill.dataset import build_from_sources, resolve_negatives, size_argument
     from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_llm_ranking
     from st_distill.objectives import get_objective
@@ -47,8 +47,8 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         if lazy and not isinstance(queries, TextStore):
             queries = TextStore.from_texts(queries, Path(config.output_dir) / "sources" / name / "queries.arrow")
         qrels = sparse_labels(source.qrels, source.relevance_level, documents=corpus) if spec.labels == "sparse" else source.qrels
-        kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, **size_argument(fmt, n),
-                                  "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
+        collection = dataclasses.replace(source, queries=queries, qrels=qrels)
+        kwargs: dict[str, Any] = {**size_argument(fmt, n), "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         if fmt.teacher is not None and not from_triples:
             kwargs["normalize"] = normalization(config, objective)
         scores = (teacher_scores or {}).get(name)
@@ -67,14 +67,12 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
             kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
             if config.negatives.sampling == "top":
-                kwargs["negatives"] = negatives_from_run(
-                    source.run, qrels, k=n, depth=config.negatives.depth, strategy="top", relevance_threshold=source.relevance_level
-                )
+                kwargs.update(negatives_run=source.run, negatives_per_query=n, depth=config.negatives.depth, strategy="top")
             else:
                 kwargs["candidates"] = top_k(source.run, config.negatives.depth)
             if fmt.teacher == "scores":
                 kwargs["teacher_scores"] = scores
-        dataset, report = build_dataset(objective, queries, corpus, **kwargs)
+        dataset, report = build_from_sources(objective, collection, **kwargs)
         logger.info("built %s from %s: %d rows, %d queries", objective, name, report.rows, report.queries)
         parts.append((dataset, report))
     dataset = parts[0][0] if len(parts) == 1 else concatenate_datasets([d for d, _ in parts])
@@ -141,7 +139,7 @@ def check_built(config: BenchConfig, ws: Path, objective: str) -> None:
                          "use a new --output, or delete this folder and the cells of this objective to rebuild it")
 
 
-def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
+def build_phase(config: BenchConfig, ws: Path, objective: str, sources: dict[str, Collection], teacher_scores: dict) -> Path:
     """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
     from st_distill.dataset import BuildReport, save_dataset
 

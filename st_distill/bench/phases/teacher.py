@@ -13,9 +13,9 @@ from typing import Any
 from st_distill.bench.config import BenchConfig
 from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
-from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.plan import passages_per_row
 from st_distill.bench.workspace import DONE, PARTIAL, Distributed, atomic_folder
+from st_distill.data.formats import Collection
 from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def teacher_models(config: BenchConfig, ws: Path) -> list:
     return teachers
 
 
-def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str, Loaded]] | None, dist: Distributed) -> None:
+def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str, Collection]] | None, dist: Distributed) -> None:
     """The teacher phase's training: ``train_backbone`` with ``train_objective`` on the training sources.
 
     Every rank calls it (the trainer runs DDP); rank 0 decides whether ``teacher/model/`` is still
@@ -91,7 +91,7 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
 _TRAIN_ARG_KEYS = ("learning_rate", "passages_per_batch", "warmup_steps", "weight_decay", "max_grad_norm", "max_steps", "optimizer")
 
 
-def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Loaded]) -> dict[str, Any]:
+def teacher_phase(config: BenchConfig, ws: Path, sources: dict[str, Collection]) -> dict[str, Any]:
     """Scores every training (query, candidate) pair — candidates and judged positives — with the
     teacher(s), through the resumable cache ``teacher/<source>/``.
 
