@@ -183,6 +183,10 @@ class CrossEncoderTeacher(Teacher):
         max_length: Maximum sequence length (applied to the model).
         batch_size: Pairs per forward pass.
         device: Device to load on (loaded models are kept where they are).
+        autocast: Score under autocast to bfloat16 (float16) where the device computes it natively
+            (see :func:`st_distill.models.scoring.score_pairs`); ``False``: float32, as ``predict``.
+            The reduced precision is part of the teacher's identity, so a cache never mixes
+            scores of two precisions under one fingerprint.
     """
 
     def __init__(
@@ -193,6 +197,7 @@ class CrossEncoderTeacher(Teacher):
         max_length: int | None = None,
         batch_size: int = 64,
         device: str | None = None,
+        autocast: bool = True,
     ) -> None:
         if isinstance(model, str):
             from st_distill.models import load_cross_encoder
@@ -209,19 +214,33 @@ class CrossEncoderTeacher(Teacher):
         self.model_id = model_id
         self.revision = revision or _commit_hash(model)
         self.batch_size = batch_size
+        self.autocast = autocast
         self.name = name or _default_name(model_id)
 
     def info(self) -> dict[str, Any]:
         return _model_info(self, "cross-encoder", similarity=None)
 
+    def precision(self) -> str | None:
+        """The reduced dtype the forward runs in (``"torch.bfloat16"``), ``None`` for float32."""
+        from st_distill.models.precision import autocast_dtype
+
+        dtype = autocast_dtype(self.model.device) if self.autocast else None
+        return None if dtype is None else str(dtype)
+
     def identity(self) -> dict[str, Any]:
-        return {"kind": "cross-encoder", "max_length": self.model.max_seq_length, "activation": False, **model_fingerprint(self.model)}
+        precision = self.precision()  # absent in float32: the fingerprints of float32 caches are unchanged
+        return {
+            "kind": "cross-encoder", "max_length": self.model.max_seq_length, "activation": False,
+            **({"precision": precision} if precision else {}), **model_fingerprint(self.model),
+        }
 
     def score(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
         from st_distill.models.scoring import score_pairs
 
         pairs = list(zip(queries, documents))
-        scores = score_pairs(self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False)
+        scores = score_pairs(
+            self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False, autocast=self.autocast
+        )
         return np.asarray(scores, dtype=np.float32)
 
 

@@ -203,8 +203,6 @@ def score_with_teachers(
             changed after it was written (unless ``repair``), a damaged manifest, an unknown
             ensemble or normalisation.
     """
-    from tqdm.auto import tqdm
-
     names = [teacher.name for teacher in teachers]
     if not names or len(set(names)) != len(names):
         raise ValueError(f"need one or more teachers with distinct names, got {names}")
@@ -225,32 +223,48 @@ def score_with_teachers(
             values = _align(table, cache.scores(fingerprint, repair=repair))
             missing = np.flatnonzero(np.isnan(values))
             result.cached[teacher.name] = table.num_rows - len(missing)
-            result.scored[teacher.name] = 0
-            if len(missing):
-                todo = table.take(pa.array(missing))
-                with tqdm(
-                    total=table.num_rows, initial=result.cached[teacher.name], desc=f"teacher {teacher.name}",
-                    unit="pair", disable=not show_progress_bar,
-                ) as progress:
-                    for start in range(0, len(missing), shard_size):
-                        chunk = todo.slice(start, shard_size)
-                        qids, docids = chunk.column("qid").to_pylist(), chunk.column("docid").to_pylist()
-                        scores = teacher.score(_texts(queries, qids, "query"), _texts(corpus, docids, "document"))
-                        scores = np.asarray(scores, dtype=np.float32)
-                        if scores.shape != (len(qids),) or not np.isfinite(scores).all():
-                            raise ValueError(
-                                f"teacher {teacher.name!r} returned scores of shape {scores.shape} for "
-                                f"{len(qids)} pairs, or non-finite scores"
-                            )
-                        cache.add_shard(fingerprint, chunk.append_column("score", pa.array(scores)))
-                        values[missing[start : start + shard_size]] = scores
-                        result.scored[teacher.name] += len(scores)
-                        progress.update(len(scores))
+            result.scored[teacher.name] = _score_missing(
+                teacher, fingerprint, cache, table, values, missing, queries, corpus, shard_size, show_progress_bar
+            ) if len(missing) else 0
             result.per_teacher[teacher.name] = values
         result.scores, result.ensemble = combine(result.per_teacher, ensemble)
         result.ensemble.update(fingerprints=fingerprints, pairs=table.num_rows)
         cache.save(ensemble=result.ensemble, normalize=normalize)
     return result
+
+
+def _score_missing(
+    teacher: Teacher, fingerprint: str, cache: TeacherCache, table: pa.Table, values: np.ndarray, missing: np.ndarray,
+    queries: Mapping[str, str], corpus: Mapping[str, str], shard_size: int, show_progress_bar: bool,
+) -> int:
+    """Scores the pairs of ``table`` at the positions ``missing`` in chunks of ``shard_size``, each
+    chunk written to the cache as a shard before the next starts; fills ``values`` in place.
+
+    Returns:
+        The number of pairs scored.
+
+    Raises:
+        ValueError: When the teacher returns scores of the wrong shape or non-finite ones.
+    """
+    from tqdm.auto import tqdm
+
+    todo = table.take(pa.array(missing))
+    with tqdm(
+        total=table.num_rows, initial=table.num_rows - len(missing), desc=f"teacher {teacher.name}",
+        unit="pair", disable=not show_progress_bar,
+    ) as progress:
+        for start in range(0, len(missing), shard_size):
+            chunk = todo.slice(start, shard_size)
+            qids, docids = chunk.column("qid").to_pylist(), chunk.column("docid").to_pylist()
+            scores = np.asarray(teacher.score(_texts(queries, qids, "query"), _texts(corpus, docids, "document")), dtype=np.float32)
+            if scores.shape != (len(qids),) or not np.isfinite(scores).all():
+                raise ValueError(
+                    f"teacher {teacher.name!r} returned scores of shape {scores.shape} for {len(qids)} pairs, or non-finite scores"
+                )
+            cache.add_shard(fingerprint, chunk.append_column("score", pa.array(scores)))
+            values[missing[start : start + shard_size]] = scores
+            progress.update(len(scores))
+    return len(missing)
 
 
 def load_cached_scores(
