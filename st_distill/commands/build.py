@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     labels.add_argument("--relevance-threshold", type=positive_int, default=1, help="lowest relevant grade (TREC DL passage: 2)")
     labels.add_argument("--negatives-run", metavar="FILE", help="first-stage run to take negatives from")
     labels.add_argument(
-        "--negatives-per-query", type=positive_int, help="negatives taken per query from --negatives-run (default 7)"
+        "--negatives-per-query", type=positive_int, metavar="N", help="negatives taken per query from --negatives-run (default 7)"
     )
     labels.add_argument("--negatives", type=positive_int, dest="negatives_deprecated", help=argparse.SUPPRESS)
     labels.add_argument("--depth", type=positive_int, help="look only at the top DEPTH of --negatives-run")
@@ -59,10 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how teacher scores become targets (default: the one recorded in --teacher-cache, else raw)",
     )
     shape = parser.add_argument_group("shape")
-    shape.add_argument("--negatives-per-row", type=positive_int,
+    shape.add_argument("--negatives-per-row", type=positive_int, metavar="N",
                        help="ntuple objectives: negatives per row; bce: negative rows per positive (default: the registry's)")
-    shape.add_argument("--list-size", type=positive_int, help="listwise objectives: documents per list (default: the registry's)")
-    shape.add_argument("--candidates-per-query", type=positive_int,
+    shape.add_argument("--list-size", type=positive_int, metavar="N", help="listwise objectives: documents per list (default: the registry's)")
+    shape.add_argument("--candidates-per-query", type=positive_int, metavar="N",
                        help="mse: ranked candidates (rows) per query (default: the registry's)")
     shape.add_argument("--n-negatives", type=positive_int, help=argparse.SUPPRESS)
     shape.add_argument("--max-positives", type=positive_int, help="at most this many positives per query")
