@@ -57,7 +57,7 @@ def save_other_weights(source: str, target) -> str:
 
 
 def test_a_flipped_byte_in_a_shard_stops_the_run_naming_the_shard(tiny_model_path, tmp_path):
-    first = score_with_teachers([CrossEncoderTeacher(tiny_model_path, name="t", max_length=64, autocast=False)], PAIRS, QUERIES, CORPUS, tmp_path)
+    first = score_with_teachers([CrossEncoderTeacher(tiny_model_path, name="t", max_length=64)], PAIRS, QUERIES, CORPUS, tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     (entry,) = manifest["teachers"].values()
     shard = tmp_path / entry["shards"][0]["file"]
@@ -69,12 +69,12 @@ def test_a_flipped_byte_in_a_shard_stops_the_run_naming_the_shard(tiny_model_pat
     data[position] ^= 0x7C
     shard.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=rf"{shard.name}.*checksum"):
-        score_with_teachers([CrossEncoderTeacher(tiny_model_path, name="t", max_length=64, autocast=False)], PAIRS, QUERIES, CORPUS, tmp_path)
+        score_with_teachers([CrossEncoderTeacher(tiny_model_path, name="t", max_length=64)], PAIRS, QUERIES, CORPUS, tmp_path)
     with pytest.raises(ValueError, match=rf"{shard.name}.*checksum"):
         load_cached_scores(tmp_path)
     # repair: the altered shard is moved aside, its pairs are scored again, every score is right
     repaired = score_with_teachers(
-        [CrossEncoderTeacher(tiny_model_path, name="t", max_length=64, autocast=False)], PAIRS, QUERIES, CORPUS, tmp_path, repair=True
+        [CrossEncoderTeacher(tiny_model_path, name="t", max_length=64)], PAIRS, QUERIES, CORPUS, tmp_path, repair=True
     )
     assert repaired.scored == {"t": entry["shards"][0]["rows"]}
     np.testing.assert_allclose(served(repaired, PAIRS), predict(tiny_model_path, PAIRS), rtol=1e-4, atol=1e-5)
@@ -85,10 +85,10 @@ def test_new_weights_at_a_cached_path_are_scored_not_mixed(tiny_model_path, tmp_
     path = tmp_path / "model"
     shutil.copytree(tiny_model_path, path)
     cache = tmp_path / "cache"
-    score_with_teachers([CrossEncoderTeacher(str(path), max_length=64, autocast=False)], PAIRS[:6], QUERIES, CORPUS, cache)
+    score_with_teachers([CrossEncoderTeacher(str(path), max_length=64)], PAIRS[:6], QUERIES, CORPUS, cache)
     shutil.rmtree(path)
     save_other_weights(tiny_model_path, path)  # new weights, same path, same name
-    teacher = CrossEncoderTeacher(str(path), max_length=64, autocast=False)
+    teacher = CrossEncoderTeacher(str(path), max_length=64)
     result = score_with_teachers([teacher], PAIRS, QUERIES, CORPUS, cache)
     assert result.scored == {teacher.name: len(PAIRS)} and result.cached == {teacher.name: 0}
     np.testing.assert_allclose(served(result, PAIRS), predict(str(path), PAIRS), rtol=1e-4, atol=1e-5)
@@ -98,21 +98,21 @@ def test_new_weights_at_a_cached_path_are_scored_not_mixed(tiny_model_path, tmp_
 
 
 def test_the_same_model_by_another_path_spelling_is_served_from_the_cache(tiny_model_path, tmp_path):
-    first = score_with_teachers([CrossEncoderTeacher(tiny_model_path, max_length=64, autocast=False)], PAIRS, QUERIES, CORPUS, tmp_path / "cache")
+    first = score_with_teachers([CrossEncoderTeacher(tiny_model_path, max_length=64)], PAIRS, QUERIES, CORPUS, tmp_path / "cache")
     copy = tmp_path / "elsewhere" / "copy-of-the-model"
     shutil.copytree(tiny_model_path, copy)
     for spelling in (tiny_model_path + "/", str(tmp_path / "elsewhere" / ".." / "elsewhere" / "copy-of-the-model")):
-        teacher = CrossEncoderTeacher(spelling, max_length=64, autocast=False)
+        teacher = CrossEncoderTeacher(spelling, max_length=64)
         again = score_with_teachers([teacher], PAIRS, QUERIES, CORPUS, tmp_path / "cache")
         assert again.scored == {teacher.name: 0} and again.cached == {teacher.name: len(PAIRS)}
         np.testing.assert_array_equal(served(again, PAIRS), served(first, PAIRS))
 
 
 def test_a_passage_whose_text_changed_is_scored_again(tiny_model_path, tmp_path):
-    teacher = CrossEncoderTeacher(tiny_model_path, name="t", max_length=64, autocast=False)
+    teacher = CrossEncoderTeacher(tiny_model_path, name="t", max_length=64)
     score_with_teachers([teacher], PAIRS, QUERIES, CORPUS, tmp_path)
     changed = {**CORPUS, "d2": "The Eiffel Tower, in Paris, is 330 metres tall including its antennas."}
-    result = score_with_teachers([CrossEncoderTeacher(tiny_model_path, name="t", max_length=64, autocast=False)], PAIRS, QUERIES, changed, tmp_path)
+    result = score_with_teachers([CrossEncoderTeacher(tiny_model_path, name="t", max_length=64)], PAIRS, QUERIES, changed, tmp_path)
     assert result.scored == {"t": len(QUERIES)} and result.cached == {"t": len(PAIRS) - len(QUERIES)}
     np.testing.assert_allclose(served(result, PAIRS), predict(tiny_model_path, PAIRS, changed), rtol=1e-4, atol=1e-5)
     # reading the cache back for a build: the scores of the texts given, never the stale ones
@@ -123,7 +123,7 @@ def test_a_passage_whose_text_changed_is_scored_again(tiny_model_path, tmp_path)
 
 
 def test_a_damaged_manifest_or_a_missing_shard_is_named(tiny_model_path, tmp_path):
-    teacher = CrossEncoderTeacher(tiny_model_path, name="t", max_length=64, autocast=False)
+    teacher = CrossEncoderTeacher(tiny_model_path, name="t", max_length=64)
     score_with_teachers([teacher], PAIRS, QUERIES, CORPUS, tmp_path, shard_size=5)
     manifest = tmp_path / "manifest.json"
     text = manifest.read_text()

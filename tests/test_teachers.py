@@ -48,7 +48,7 @@ class CountingTeacher(CrossEncoderTeacher):
 def test_cross_encoder_teacher_gives_raw_logits(tiny_model, dl21):
     queries, corpus, pairs = dl21
     texts = [(queries[q], corpus[d]) for q, d in pairs[:12]]
-    scores = CrossEncoderTeacher(tiny_model, autocast=False).score([q for q, _ in texts], [d for _, d in texts])
+    scores = CrossEncoderTeacher(tiny_model).score([q for q, _ in texts], [d for _, d in texts])
     reference = tiny_model.predict(texts, activation_fn=torch.nn.Identity(), convert_to_numpy=True)
     np.testing.assert_allclose(scores, reference, rtol=1e-4, atol=1e-5)
     assert not np.allclose(scores, 1 / (1 + np.exp(-reference)))  # not squashed by a sigmoid
@@ -56,11 +56,11 @@ def test_cross_encoder_teacher_gives_raw_logits(tiny_model, dl21):
 
 def test_cache_second_run_scores_nothing_and_manifest(tiny_model, dl21, tmp_path):
     queries, corpus, pairs = dl21
-    teacher = CountingTeacher(tiny_model, name="tiny", max_length=64, autocast=False)
+    teacher = CountingTeacher(tiny_model, name="tiny", max_length=64)
     first = score_with_teachers([teacher], pairs + pairs[:5], queries, corpus, tmp_path, shard_size=16)
     assert first.scored == {"tiny": len(pairs)} and first.cached == {"tiny": 0}  # repeats scored once
     assert teacher.pairs_scored == len(pairs)
-    again = CountingTeacher(tiny_model, name="tiny", max_length=64, autocast=False)
+    again = CountingTeacher(tiny_model, name="tiny", max_length=64)
     second = score_with_teachers([again], list(reversed(pairs)), queries, corpus, tmp_path, shard_size=16)
     assert again.pairs_scored == 0 and second.cached == {"tiny": len(pairs)}
     assert second.to_run() == first.to_run()
@@ -81,28 +81,28 @@ def test_cache_second_run_scores_nothing_and_manifest(tiny_model, dl21, tmp_path
 
 def test_killed_run_resumes_and_scores_only_the_missing_pairs(tiny_model, dl21, tmp_path):
     queries, corpus, pairs = dl21
-    crashing = CountingTeacher(tiny_model, name="tiny", crash_after=2, autocast=False)
+    crashing = CountingTeacher(tiny_model, name="tiny", crash_after=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
         score_with_teachers([crashing], pairs, queries, corpus, tmp_path, shard_size=7)
     assert crashing.pairs_scored == 14
     assert TeacherCache(tmp_path).scores(crashing.fingerprint()).num_rows == 14  # both finished shards survived
-    resumed = CountingTeacher(tiny_model, name="tiny", autocast=False)
+    resumed = CountingTeacher(tiny_model, name="tiny")
     result = score_with_teachers([resumed], pairs, queries, corpus, tmp_path, shard_size=7)
     assert resumed.pairs_scored == len(pairs) - 14
     assert result.scored == {"tiny": len(pairs) - 14} and result.cached == {"tiny": 14}
-    fresh = score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny", autocast=False)], pairs, queries, corpus, tmp_path / "fresh")
+    fresh = score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny")], pairs, queries, corpus, tmp_path / "fresh")
     np.testing.assert_allclose(result.scores, fresh.scores, rtol=1e-5, atol=1e-6)
 
 
 def test_shard_written_but_not_recorded_is_adopted(tiny_model, dl21, tmp_path):
     # a kill between the shard's rename and the manifest's: the next run must not rescore that shard
     queries, corpus, pairs = dl21
-    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny", autocast=False)], pairs[:10], queries, corpus, tmp_path, shard_size=10)
+    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny")], pairs[:10], queries, corpus, tmp_path, shard_size=10)
     manifest_path = tmp_path / "manifest.json"
     before = manifest_path.read_bytes()
-    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny", autocast=False)], pairs[:20], queries, corpus, tmp_path, shard_size=10)
+    score_with_teachers([CrossEncoderTeacher(tiny_model, name="tiny")], pairs[:20], queries, corpus, tmp_path, shard_size=10)
     manifest_path.write_bytes(before)  # the second shard is on disk, the manifest as it was before it
-    teacher = CountingTeacher(tiny_model, name="tiny", autocast=False)
+    teacher = CountingTeacher(tiny_model, name="tiny")
     score_with_teachers([teacher], pairs[:20], queries, corpus, tmp_path, shard_size=10)
     assert teacher.pairs_scored == 0
 
@@ -115,7 +115,7 @@ def test_ensembles_and_bi_encoder_teacher(tiny_model, tiny_model_path, dl21, tmp
     bi_model = SentenceTransformer(tiny_model_path, device="cpu")
     bi_model.max_seq_length = 64
     bi = BiEncoderTeacher(bi_model, similarity="cosine", name="bi")
-    ce = CrossEncoderTeacher(tiny_model, name="ce", autocast=False)
+    ce = CrossEncoderTeacher(tiny_model, name="ce")
     result = score_with_teachers([ce, bi], pairs, queries, corpus, tmp_path, ensemble="zscore")
     # the bi-encoder score is the cosine of independently computed embeddings
     q = bi_model.encode([queries[a] for a, _ in pairs])
@@ -135,20 +135,20 @@ def test_ensembles_and_bi_encoder_teacher(tiny_model, tiny_model_path, dl21, tmp
 
 def test_errors(tiny_model, dl21, tmp_path):
     queries, corpus, pairs = dl21
-    short = CrossEncoderTeacher(tiny_model, name="t", max_length=32, autocast=False)
+    short = CrossEncoderTeacher(tiny_model, name="t", max_length=32)
     score_with_teachers([short], pairs[:3], queries, corpus, tmp_path)
     short_fingerprint = short.fingerprint()
     # another max length is another teacher: its pairs are scored, the cache keeps both
-    long = CrossEncoderTeacher(tiny_model, name="t", max_length=64, autocast=False)
+    long = CrossEncoderTeacher(tiny_model, name="t", max_length=64)
     assert long.fingerprint() != short_fingerprint
     assert score_with_teachers([long], pairs[:3], queries, corpus, tmp_path).scored == {"t": 3}
     assert set(TeacherCache(tmp_path).teachers()) == {short_fingerprint, long.fingerprint()}
     with pytest.raises(ValueError, match="no text for document id"):
-        score_with_teachers([CrossEncoderTeacher(tiny_model, name="u", autocast=False)], [(pairs[0][0], "nope")], queries, corpus, tmp_path)
+        score_with_teachers([CrossEncoderTeacher(tiny_model, name="u")], [(pairs[0][0], "nope")], queries, corpus, tmp_path)
     with pytest.raises(ValueError, match="distinct names"):
-        score_with_teachers([CrossEncoderTeacher(tiny_model, name="v", autocast=False)] * 2, pairs[:3], queries, corpus, tmp_path)
+        score_with_teachers([CrossEncoderTeacher(tiny_model, name="v")] * 2, pairs[:3], queries, corpus, tmp_path)
     with pytest.raises(ValueError, match="unknown ensemble"):
-        score_with_teachers([CrossEncoderTeacher(tiny_model, name="v", autocast=False)], pairs[:3], queries, corpus, tmp_path, ensemble="max")
+        score_with_teachers([CrossEncoderTeacher(tiny_model, name="v")], pairs[:3], queries, corpus, tmp_path, ensemble="max")
 
 
 def test_teacher_command_scores_resumes_and_writes_a_run(shared_data, tiny_model_path, tmp_path, capsys):
@@ -202,7 +202,7 @@ def test_causal_lm_cross_encoder_teacher_caches_its_yes_no_log_odds(tiny_causal_
 
     queries, corpus, pairs = dl21
     pairs = pairs[:12]
-    teacher = CrossEncoderTeacher(tiny_causal_lm_path, name="llm", max_length=64, batch_size=5, autocast=False)
+    teacher = CrossEncoderTeacher(tiny_causal_lm_path, name="llm", max_length=64, batch_size=5)
     assert isinstance(teacher.model[-1], LogitScore)
     calls, forward = [], teacher.model.model.forward
 
@@ -224,11 +224,11 @@ def test_causal_lm_cross_encoder_teacher_caches_its_yes_no_log_odds(tiny_causal_
             reference.append((logits[yes] - logits[no]).item())
     np.testing.assert_allclose(result.scores, reference, rtol=1e-4, atol=1e-5)
     # cached like any teacher's raw logits; the same model loaded again is the same teacher
-    again = CountingTeacher(tiny_causal_lm_path + "/", name="llm", max_length=64, autocast=False)
+    again = CountingTeacher(tiny_causal_lm_path + "/", name="llm", max_length=64)
     cached = score_with_teachers([again], pairs, queries, corpus, tmp_path)
     assert again.pairs_scored == 0 and cached.cached == {"llm": 12} and again.fingerprint() == teacher.fingerprint()
     # the LogitScore settings are part of the teacher: "no"/"yes" swapped is another teacher, scored again
-    swapped = CrossEncoderTeacher(tiny_causal_lm_path, name="llm", max_length=64, autocast=False)
+    swapped = CrossEncoderTeacher(tiny_causal_lm_path, name="llm", max_length=64)
     swapped.model[-1].true_token_id, swapped.model[-1].false_token_id = no, yes
     assert swapped.fingerprint() != teacher.fingerprint()
     negated = score_with_teachers([swapped], pairs, queries, corpus, tmp_path)
@@ -236,13 +236,14 @@ def test_causal_lm_cross_encoder_teacher_caches_its_yes_no_log_odds(tiny_causal_
     np.testing.assert_allclose(negated.scores, -result.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_reduced_precision_is_part_of_a_cross_encoder_teachers_identity(tiny_model):
-    from st_distill.models.precision import autocast_dtype
+def test_reduced_precision_is_part_of_a_cross_encoder_teachers_identity(tiny_model, monkeypatch):
+    from st_distill.models import precision
 
-    reduced, exact = CrossEncoderTeacher(tiny_model, name="t"), CrossEncoderTeacher(tiny_model, name="t", autocast=False)
+    exact = CrossEncoderTeacher(tiny_model, name="t", autocast=False)
     assert "precision" not in exact.identity()  # float32 fingerprints are what they were
-    dtype = autocast_dtype(tiny_model.device)
-    if dtype is None:  # no native reduced precision here: both score in float32, one cache entry
-        assert reduced.fingerprint() == exact.fingerprint()
-    else:  # bfloat16 scores are not served to a float32 teacher, nor the other way
-        assert reduced.identity()["precision"] == str(dtype) and reduced.fingerprint() != exact.fingerprint()
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert CrossEncoderTeacher(tiny_model, name="t").fingerprint() == exact.fingerprint()  # both float32: one cache entry
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    reduced = CrossEncoderTeacher(tiny_model, name="t")
+    # bfloat16 scores are not served to a float32 teacher, nor the other way
+    assert reduced.identity()["precision"] == "torch.bfloat16" and reduced.fingerprint() != exact.fingerprint()
