@@ -67,6 +67,35 @@ def require_output_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def refuse_output_over_input(outputs: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Refuses, before any work, an output that is one of the inputs.
+
+    Paths are compared after following symlinks (``Path.resolve``), and existing files also by
+    ``os.path.samefile`` (hard links), so ``--output passages.tsv`` cannot overwrite ``--corpus
+    passages.tsv`` however it is spelled. ``None`` entries (options not given) are ignored.
+
+    Args:
+        outputs: ``{option name: path}`` of what the command writes (a file or a folder).
+        inputs: ``{option name: path}`` of what the command reads (files or folders).
+
+    Raises:
+        ValueError: Naming both options and paths when an output resolves to an input.
+    """
+    for out_name, out_path in outputs.items():
+        if out_path is None:
+            continue
+        out = Path(out_path).resolve()
+        for in_name, in_path in inputs.items():
+            if in_path is None:
+                continue
+            source = Path(in_path).resolve()
+            same = out == source
+            if not same and out.exists() and source.exists():
+                same = os.path.samefile(out, source)
+            if same:
+                raise ValueError(f"{out_name} {out_path} is the input {in_name} {in_path}: writing it would overwrite the input")
+
+
 def _require_folder_chain(folder: Path, target: Path) -> Path:
     """The nearest of ``folder`` and its parents that exists; raises when that is not a folder."""
     for parent in (folder, *folder.parents):

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from st_distill.data.builder import build_dataset, load_built_dataset, load_report, save_dataset
+from st_distill.dataset import build_dataset, load_built_dataset, load_report, save_dataset
 from st_distill.data.formats import FormatError, load_beir, read_qrels, read_texts, read_trec_run
 from st_distill.data.negatives import negatives_from_run
 from st_distill.data.store import TextStore

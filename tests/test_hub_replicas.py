@@ -184,7 +184,7 @@ def paper_at_toy_scale(folder: Path, model: str) -> Path:
 
 
 def test_paper_config_runs_on_hub_shaped_replicas(tmp_path, replicas, tiny_model_path, capsys):
-    from st_distill.data.builder import load_built_dataset
+    from st_distill.dataset import load_built_dataset
 
     config = paper_at_toy_scale(tmp_path, tiny_model_path)
     out = tmp_path / "out"

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import rankdata
 
-from st_distill.data.builder import build_dataset, load_report
+from st_distill.dataset import build_dataset, load_report
 from st_distill.data.normalize import NORMALIZATIONS, normalize_run, normalize_scores
 
 

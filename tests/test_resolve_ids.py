@@ -10,7 +10,7 @@ import torch
 from datasets import Dataset, IterableDataset
 from sentence_transformers.util import resolve_ids
 
-from st_distill.data.builder import build_dataset, load_built_dataset, save_dataset
+from st_distill.dataset import build_dataset, load_built_dataset, save_dataset
 from st_distill.data.ids import id_column, id_lookups, run_from_ids, texts_dataset, texts_from_lookup, with_texts
 from st_distill.objectives import OBJECTIVES, get_objective
 

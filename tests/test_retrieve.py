@@ -151,6 +151,6 @@ def test_retrieve_warns_about_judged_queries_without_text(tmp_path, caplog):
 
 def test_retrieve_output_that_is_a_folder_fails_before_retrieval(tmp_path, capsys, monkeypatch):
     folder = beir_folder(tmp_path, {"d1": "cats purr"}, {"q1": "cats"}, "q1\td1\t1\n")
-    monkeypatch.setattr("st_distill.evaluation.retrieve.bm25_retrieve", pytest.fail)  # must not be reached
+    monkeypatch.setattr("st_distill.data.first_stage.bm25_retrieve", pytest.fail)  # must not be reached
     assert cli.main(["retrieve", "--beir", str(folder), "--output", str(tmp_path)]) == 2
     assert f"{tmp_path}: is a directory, expected a file to write" in capsys.readouterr().err

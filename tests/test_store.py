@@ -101,7 +101,7 @@ def test_an_index_refuses_a_changed_or_missing_source(tmp_path):
 
 
 def test_lazy_dataset_over_indexed_files_reads_the_texts(tmp_path):
-    from st_distill.data.builder import build_dataset, load_built_dataset, save_dataset
+    from st_distill.dataset import build_dataset, load_built_dataset, save_dataset
 
     corpus_text, queries_text = make_lines(50), "3\twhat is alpha\n5\twho is delta\n"
     (tmp_path / "c.tsv").write_text(corpus_text, encoding="utf-8")

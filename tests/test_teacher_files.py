@@ -186,3 +186,25 @@ def test_text_store_integer_ids_fast_path_matches_hash_lookup(tmp_path):
     assert mixed._dense_index() is None and mixed.rows(["d7", "3", "7"]).tolist() == [2, 1, -1]
     with pytest.raises(FormatError, match="appears more than once"):
         TextStore.write([pa.table({"id": ["1", "2", "1"], "text": ["a", "b", "c"]})], tmp_path / "dup.arrow")
+
+
+def test_llm_ranking_warns_when_scores_order_documents_otherwise(tmp_path, caplog):
+    path = tmp_path / "ranking.run"
+    # q1: score rises with rank (the score column says d3 is best); q2 agrees; q3 has constant scores
+    path.write_text(
+        "q1 Q0 d1 1 1.0 llm\nq1 Q0 d2 2 2.0 llm\nq1 Q0 d3 3 3.0 llm\n"
+        "q2 Q0 d1 1 9.0 llm\nq2 Q0 d2 2 8.0 llm\n"
+        "q3 Q0 d1 1 0 llm\nq3 Q0 d2 2 0 llm\n"
+    )
+    with caplog.at_level("WARNING", logger="st_distill"):
+        run = read_llm_ranking(path)
+    assert run["q1"] == {"d1": 3.0, "d2": 2.0, "d3": 1.0}  # the rank column still decides
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert str(path) in warnings[0] and "1 of 3 queries" in warnings[0] and "'q1'" in warnings[0]
+
+
+def test_llm_ranking_agreeing_scores_give_no_warning(shared_data, caplog):
+    with caplog.at_level("WARNING", logger="st_distill"):
+        read_llm_ranking(shared_data / "rank-distillm" / "rankzephyr-msmarco-train-100q.run")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

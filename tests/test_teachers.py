@@ -234,3 +234,16 @@ def test_causal_lm_cross_encoder_teacher_caches_its_yes_no_log_odds(tiny_causal_
     negated = score_with_teachers([swapped], pairs, queries, corpus, tmp_path)
     assert negated.scored == {"llm": 12}
     np.testing.assert_allclose(negated.scores, -result.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_reduced_precision_is_part_of_a_cross_encoder_teachers_identity(tiny_model, monkeypatch):
+    from st_distill.models import precision
+
+    exact = CrossEncoderTeacher(tiny_model, name="t", autocast=False)
+    assert "precision" not in exact.identity()  # float32 fingerprints are what they were
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert CrossEncoderTeacher(tiny_model, name="t").fingerprint() == exact.fingerprint()  # both float32: one cache entry
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    reduced = CrossEncoderTeacher(tiny_model, name="t")
+    # bfloat16 scores are not served to a float32 teacher, nor the other way
+    assert reduced.identity()["precision"] == "torch.bfloat16" and reduced.fingerprint() != exact.fingerprint()

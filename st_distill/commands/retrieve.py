@@ -49,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from st_distill.data.formats import check_run_ids, load_beir, read_texts, write_trec_run
-    from st_distill.evaluation.retrieve import bm25_retrieve, dense_retrieve
-    from st_distill.io import require_output_file
+    from st_distill.data.first_stage import bm25_retrieve, dense_retrieve
+    from st_distill.commands.teacher import text_inputs
+    from st_distill.io import refuse_output_over_input, require_output_file
 
+    refuse_output_over_input({"--output": args.output}, text_inputs(args))
     require_output_file(args.output)
     if args.method == "dense" and not args.model:
         raise ValueError("--method dense needs --model")

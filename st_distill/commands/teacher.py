@@ -40,6 +40,23 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--corpus", metavar="FILE", help="documents: id<TAB>text .tsv or BEIR .jsonl")
 
 
+def text_inputs(args: argparse.Namespace) -> dict[str, str | None]:
+    """The text files a command reads, by option (a BEIR folder's files spelled out), for
+    :func:`st_distill.io.refuse_output_over_input`."""
+    from pathlib import Path
+
+    if getattr(args, "beir", None):
+        folder = Path(args.beir)
+        split = getattr(args, "split", None)
+        files = {
+            "--beir (corpus.jsonl)": folder / "corpus.jsonl",
+            "--beir (queries.jsonl)": folder / "queries.jsonl",
+            f"--beir (qrels/{split}.tsv)": folder / "qrels" / f"{split}.tsv",
+        }
+        return {**{k: str(v) for k, v in files.items()}, "--queries": getattr(args, "queries", None)}
+    return {"--queries": getattr(args, "queries", None), "--corpus": getattr(args, "corpus", None)}
+
+
 def load_texts(args: argparse.Namespace):
     """``(queries, corpus, qrels_or_None)`` from ``--beir`` or ``--queries``/``--corpus``."""
     from st_distill.data.formats import load_beir, read_texts
@@ -89,12 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from st_distill.data.formats import read_trec_run, top_k, write_trec_run
-    from st_distill.data.normalize import normalize_run
-    from st_distill.io import require_output_file, require_output_folder
+    from st_distill.data.normalize import normalize_table, table_run
+    from st_distill.io import refuse_output_over_input, require_output_file, require_output_folder
     from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher, score_with_teachers
 
     if not (args.cross_encoder or args.bi_encoder):
         raise ValueError("give at least one --cross-encoder or --bi-encoder teacher")
+    refuse_output_over_input({"--output": args.output, "--cache": args.cache}, {**text_inputs(args), "--run": args.run})
     require_output_folder(args.cache)  # before any scoring: a file there would fail only at the end
     if args.output:
         require_output_file(args.output)
@@ -113,6 +131,6 @@ def run(args: argparse.Namespace) -> int:
     for teacher in teachers:
         print(f"{teacher.name}: {result.scored[teacher.name]} pairs scored, {result.cached[teacher.name]} from the cache")
     if args.output:
-        write_trec_run(normalize_run(result.to_run(), args.normalize), args.output, tag="st-distill-teacher")
+        write_trec_run(table_run(normalize_table(result.table(), args.normalize)), args.output, tag="st-distill-teacher")
         print(f"wrote {result.pairs.num_rows} scores (normalize: {args.normalize}) to {args.output}")
     return 0

@@ -47,6 +47,7 @@ import logging
 import math
 import os
 import re
+import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -568,16 +569,28 @@ def check_run_ids(texts: Mapping[str, str], path: str | os.PathLike | None, what
             raise FormatError(path, line_of_id(path, key), message)
 
 
-@dataclass
-class BeirData:
-    """A BEIR folder in memory: ``corpus`` and ``queries`` as ``{id: text}``, ``qrels`` for one split."""
+@dataclass(kw_only=True)
+class Collection:
+    """A collection in memory: ``queries`` and ``corpus`` as ``{id: text}`` (a dict or a
+    :class:`~st_distill.data.store.TextStore`), ``qrels`` of one split, and its first-stage ``run``
+    (``None`` when it has none). ``name`` and ``relevance_level`` (lowest relevant grade) label it."""
 
-    corpus: Texts
     queries: Texts
-    qrels: Qrels
+    corpus: Texts
+    qrels: Qrels | None = None
+    run: Run | None = None
+    name: str = ""
+    relevance_level: int = 1
 
 
-def load_beir(folder: str | os.PathLike, split: str = "test") -> BeirData:
+def __getattr__(name: str):
+    if name == "BeirData":  # the record load_beir returned before Collection (0.1)
+        warnings.warn("st_distill.data.formats.BeirData is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
+        return Collection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_beir(folder: str | os.PathLike, split: str = "test") -> Collection:
     """Loads a BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
 
     Args:
@@ -593,7 +606,7 @@ def load_beir(folder: str | os.PathLike, split: str = "test") -> BeirData:
     if not qrels_path.is_file():
         available = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise FileNotFoundError(f"{qrels_path}: no such file (splits here: {', '.join(available) or 'none'})")
-    return BeirData(
+    return Collection(
         corpus=read_jsonl(folder / "corpus.jsonl"),
         queries=read_jsonl(folder / "queries.jsonl"),
         qrels=read_qrels(qrels_path),

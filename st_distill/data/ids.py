@@ -14,7 +14,7 @@ This module makes such datasets and st-distill's built datasets usable by each o
 - **resolve_ids -> st-distill.** An id dataset prepared for ``resolve_ids`` (``query_id``,
   ``document_ids`` or ``document_id`` or ``positive_id``/``negative_id``, and ``scores``/``score``)
   becomes a run ``{qid: {docid: score}}`` by :func:`run_from_ids`, and its lookup datasets
-  become ``{id: text}`` by :func:`texts_from_lookup`; :func:`~st_distill.data.builder.build_dataset`
+  become ``{id: text}`` by :func:`texts_from_lookup`; :func:`~st_distill.dataset.build_dataset`
   accepts both directly (as ``candidates`` / ``teacher_scores`` and ``queries`` / ``corpus``).
   Given straight to ``resolve_ids`` with ``output_format="lists"``, the same dataset also trains
   with st-distill's losses, which read columns by position.
@@ -28,7 +28,7 @@ Example:
     ::
 
         from sentence_transformers.util import resolve_ids
-        from st_distill.data.builder import build_dataset
+        from st_distill.dataset import build_dataset
         from st_distill.data.ids import id_lookups, texts_dataset
 
         ids, report = build_dataset("mse", queries, corpus, candidates=run, teacher_scores=teacher, ids=True)

@@ -39,13 +39,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal, get_args
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
 
 import numpy as np
+import pyarrow as pa
 
 Normalization = Literal["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalization)
+_NORMALIZE_KEY = b"st_distill.normalize"
+_TEACHER_KEY = b"st_distill.teacher"
 
 
 def check_normalization(method: str) -> str:
@@ -122,14 +126,90 @@ def normalize_run(run: Mapping[str, Mapping[str, float]], method: Normalization)
     Returns:
         A new run with the same queries and documents, holding the targets.
     """
+    return table_run(normalize_table(run_table(run), method))
+
+
+def scores_table(
+    qids: pa.Array | pa.ChunkedArray | Sequence[str],
+    docids: pa.Array | pa.ChunkedArray | Sequence[str],
+    scores: np.ndarray | pa.Array | pa.ChunkedArray,
+    normalize: Normalization | None = None,
+    teacher: Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """The ``(qid, docid, score)`` table teacher scores travel in, with their provenance.
+
+    Args:
+        qids: Query id of each pair.
+        docids: Document id of each pair.
+        scores: Raw score of each pair (float32 or float64; the type is kept).
+        normalize: The normalisation recorded with the scores (e.g. by the teacher cache), if any.
+        teacher: The teachers behind the scores (``{"ensemble", "teachers", "fingerprints"}``), if known.
+
+    Returns:
+        The table; ``normalize`` and ``teacher`` are stored in its schema metadata (see :func:`scores_provenance`).
+    """
+    table = pa.table({"qid": pa.array(qids, pa.string()) if not isinstance(qids, (pa.Array, pa.ChunkedArray)) else qids,
+                      "docid": pa.array(docids, pa.string()) if not isinstance(docids, (pa.Array, pa.ChunkedArray)) else docids,
+                      "score": scores})
+    metadata = {}
+    if normalize is not None:
+        metadata[_NORMALIZE_KEY] = check_normalization(normalize).encode()
+    if teacher is not None:
+        metadata[_TEACHER_KEY] = json.dumps(dict(teacher)).encode()
+    return table.replace_schema_metadata(metadata or None)
+
+
+def scores_provenance(table: pa.Table) -> tuple[Normalization | None, dict[str, Any] | None]:
+    """``(normalize, teacher)`` recorded in a table made by :func:`scores_table` (``None`` where not recorded)."""
+    metadata = table.schema.metadata or {}
+    normalize = metadata.get(_NORMALIZE_KEY)
+    teacher = metadata.get(_TEACHER_KEY)
+    return (normalize.decode() if normalize else None), (json.loads(teacher) if teacher else None)
+
+
+def run_table(run: Mapping[str, Mapping[str, float]]) -> pa.Table:
+    """A run ``{qid: {docid: score}}`` as a :func:`scores_table` (float64 scores), in run order."""
+    qids = [qid for qid, docs in run.items() for _ in docs]
+    docids = [docid for docs in run.values() for docid in docs]
+    scores = np.fromiter((score for docs in run.values() for score in docs.values()), dtype=np.float64, count=len(docids))
+    return scores_table(qids, docids, scores)
+
+
+def table_run(table: pa.Table) -> dict[str, dict[str, float]]:
+    """A :func:`scores_table` as a run ``{qid: {docid: score}}`` (queries in first-seen order)."""
+    run: dict[str, dict[str, float]] = {}
+    for qid, docid, score in zip(table.column("qid").to_pylist(), table.column("docid").to_pylist(), table.column("score").to_pylist()):
+        run.setdefault(qid, {})[docid] = score
+    return run
+
+
+def check_teacher_scores(table: pa.Table, source: str = "teacher scores") -> None:
+    """Refuses NaN scores, naming the first pair (a NaN target makes every gradient NaN).
+
+    Infinite scores pass: sentence-transformers' losses read them as candidates excluded on purpose.
+
+    Raises:
+        ValueError: Naming ``source``, the number of NaN scores and the first such pair.
+    """
+    values = table.column("score").to_numpy()
+    nan = np.isnan(values)
+    if nan.any():
+        first = int(np.flatnonzero(nan)[0])
+        raise ValueError(
+            f"{source}: {int(nan.sum())} NaN score(s), first of query {table.column('qid')[first].as_py()!r}, "
+            f"document {table.column('docid')[first].as_py()!r}; a NaN target makes the loss and every gradient NaN"
+        )
+
+
+def normalize_table(table: pa.Table, method: Normalization) -> pa.Table:
+    """Normalises a :func:`scores_table` on its arrays, each query a group (see :func:`normalize_scores`).
+
+    Returns:
+        The table with the targets as its (float64) ``score`` column; ``"raw"`` returns it unchanged.
+    """
     check_normalization(method)
-    qids = list(run)
-    sizes = np.fromiter((len(run[qid]) for qid in qids), dtype=np.int64, count=len(qids))
-    scores = np.fromiter((score for qid in qids for score in run[qid].values()), dtype=np.float64, count=int(sizes.sum()))
-    values = normalize_scores(scores, np.repeat(np.arange(len(qids)), sizes), method).tolist()
-    out: dict[str, dict[str, float]] = {}
-    position = 0
-    for qid, size in zip(qids, sizes.tolist()):
-        out[qid] = dict(zip(run[qid], values[position : position + size]))
-        position += size
-    return out
+    if method == "raw":
+        return table
+    groups = table.column("qid").combine_chunks().dictionary_encode().indices.to_numpy()
+    values = normalize_scores(table.column("score").to_numpy(), groups, method)
+    return table.set_column(table.schema.get_field_index("score"), "score", pa.array(values, pa.float64()))

@@ -25,6 +25,7 @@ loader downloads, and how big it is, is recorded in :data:`HUB_DOWNLOADS` and
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from st_distill.data.formats import Qrels, Run, Texts
+from st_distill.data.formats import Collection, Qrels, Run, Texts
 from st_distill.data.negatives import Negatives
 from st_distill.data.store import SCHEMA, TextStore
 
@@ -159,17 +160,14 @@ def _columns(dataset: Dataset, names: list[str]) -> pa.Table:
     return dataset.data.table.select(names)
 
 
-@dataclass
-class IRDataset:
-    """An ``ir_datasets`` dataset converted: texts, judgements, and the provided first-stage run if any."""
-
-    queries: Texts
-    corpus: TextStore
-    qrels: Qrels
-    run: Run | None
+def __getattr__(name: str):
+    if name == "IRDataset":  # the record load_ir_dataset returned before Collection (0.1)
+        warnings.warn("st_distill.data.sources.IRDataset is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
+        return Collection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_ir_dataset(dataset_id: str, store_path: str | os.PathLike, with_run: bool = True) -> IRDataset:
+def load_ir_dataset(dataset_id: str, store_path: str | os.PathLike, with_run: bool = True) -> Collection:
     """Loads an ``ir_datasets`` id (e.g. ``"msmarco-passage/trec-dl-2019/judged"``).
 
     The documents stream into a :class:`TextStore` at ``store_path`` (a document's text is
@@ -197,7 +195,7 @@ def load_ir_dataset(dataset_id: str, store_path: str | os.PathLike, with_run: bo
         run = {}
         for record in dataset.scoreddocs_iter():
             run.setdefault(str(record.query_id), {})[str(record.doc_id)] = float(record.score)
-    return IRDataset(queries=queries, corpus=TextStore(store_path), qrels=qrels, run=run)
+    return Collection(queries=queries, corpus=TextStore(store_path), qrels=qrels, run=run, name=dataset_id)
 
 
 def _checked(batch: pa.RecordBatch, source: str) -> pa.RecordBatch:

@@ -389,6 +389,23 @@ def _stripped(array: pa.StringArray) -> pa.StringArray:
     return array
 
 
+def lookup_texts(texts: Mapping[str, str], ids: Sequence[str]) -> list[str | None]:
+    """Texts of ``ids`` (``None`` where unknown): in bulk for a :class:`TextStore`, else by ``get``.
+
+    Args:
+        texts: ``{id: text}``: a dict or a :class:`TextStore`.
+        ids: The ids to look up.
+
+    Returns:
+        One text or ``None`` per id, in the order of ``ids``.
+    """
+    if isinstance(texts, TextStore):
+        rows = texts.rows(ids)
+        found = texts.texts(np.where(rows >= 0, rows, 0))
+        return [text if row >= 0 else None for text, row in zip(found, rows)]
+    return [texts.get(key) for key in ids]
+
+
 def as_texts(texts: Texts | TextStore | str | os.PathLike, store_path: str | os.PathLike | None = None) -> Texts | TextStore:
     """Accepts a ``{id: text}`` dict, a :class:`TextStore`, or a file (read into a dict, or a store when ``store_path``)."""
     if isinstance(texts, Mapping):

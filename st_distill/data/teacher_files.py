@@ -306,7 +306,8 @@ def read_llm_ranking(
     """Reads an LLM ranking given as a TREC run and turns its order into descending pseudo-scores.
 
     For each query the documents are ordered by the rank column (the LLM's output order; the
-    score column is ignored) and given the scores ``n, n-1, ..., 1`` for ``n`` documents, so
+    score column is not used, and a warning counts the queries whose scores order the documents
+    otherwise, since eval and teacher read a run by its scores) and given the scores ``n, n-1, ..., 1`` for ``n`` documents, so
     higher is better and no two documents tie. These are what the listwise objectives
     (``distillranknet``, ``adrmse``, ``kldistill``) take as teacher scores.
 
@@ -326,8 +327,9 @@ def read_llm_ranking(
     """
     check = LineChecker(path, skip_invalid, skipped)
     ranks: dict[str, dict[str, int]] = {}
+    scores: dict[str, dict[str, float]] = {}
     seen_ranks: dict[str, set[int]] = {}
-    for number, qid, docid, rank, _ in iter_trec_run(path, skip_invalid, check.skipped):
+    for number, qid, docid, rank, score in iter_trec_run(path, skip_invalid, check.skipped):
         if query_ids is not None and qid not in query_ids:
             check.bad(number, f"unknown query id {qid!r}", reason="unknown query id")
             continue
@@ -343,12 +345,23 @@ def read_llm_ranking(
             check.bad(number, f"rank {rank} appears twice for query {qid!r}: a ranking cannot tie", reason="duplicate rank")
             continue
         docs[docid] = rank
+        scores.setdefault(qid, {})[docid] = score
         used.add(rank)
     check.finish()
     if not ranks:
         raise FormatError(path, None, "the ranking is empty: no 'qid Q0 docid rank score tag' line")
     run: Run = {}
+    disagree = []
     for qid, docs in ranks.items():
         order = sorted(docs, key=docs.__getitem__)
         run[qid] = {docid: float(len(order) - position) for position, docid in enumerate(order)}
+        by_rank = np.array([scores[qid][docid] for docid in order])
+        if (np.diff(by_rank) > 0).any():  # a later-ranked document has a higher score
+            disagree.append(qid)
+    if disagree:
+        logger.warning(
+            "%s: in %d of %d queries the score column orders documents differently from the rank column "
+            "(first: query %r); this ranking is read by its rank column, while eval and teacher read runs by score",
+            path, len(disagree), len(ranks), disagree[0],
+        )
     return run

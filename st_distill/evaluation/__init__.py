@@ -26,7 +26,7 @@ from st_distill.evaluation.rerank import (
     score_candidates,
     top_candidates,
 )
-from st_distill.evaluation.retrieve import bm25_retrieve, dense_retrieve
+from st_distill.data.first_stage import bm25_retrieve, dense_retrieve
 
 __all__ = [
     "DEFAULT_MEASURES",

@@ -20,15 +20,12 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from st_distill.data.download import BEIR_DATASETS
+from st_distill.data.normalize import NORMALIZATIONS, Normalization  # re-exported: the bench config's names since 0.1
 from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
 
 #: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
 DEFAULT_CONFIG = "resource://quickstart/config.toml"
 HF_PREFIX = "hf://"
-#: How teacher scores are normalised before they become training labels (per query, except
-#: ``global-zscore``, over all pairs of a source).
-NORMALIZATIONS = ("raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank")
-Normalization = Literal["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
 _RESERVED_PHASES = ("teacher", "data", "eval", "report")
 _TRAIN_DEFAULTS: dict[str, Any] = {"max_length": 256, "bf16": False, "save_steps": 500, "logging_steps": 10}
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import HF_PREFIX, BenchConfig
-from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.workspace import DONE, Workspace, atomic_folder
-from st_distill.data.formats import top_k
+from st_distill.data.formats import Collection, top_k
 from st_distill.io import read_json, write_json
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_objective_dataset", "build_phase", "build_settings", "check_built", "normalization"]
 
 
-def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Loaded], teacher_scores: dict | None):
+def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: int | None, sources: dict[str, Collection], teacher_scores: dict | None):
     """Builds one objective's training dataset over every training source (concatenated).
 
     Where a source's corpus is a memory-mapped text store (MS MARCO scale), the dataset joins
@@ -26,14 +26,14 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     """
     from datasets import concatenate_datasets
 
-    from st_distill.data.builder import build_dataset
-    from st_distill.data.negatives import negatives_from_run, sparse_labels
+    from st_distill.data.negatives import sparse_labels
+    from st_distill.dataset import build_from_sources, resolve_negatives, size_argument
     from st_distill.data.store import TextStore
     from st_distill.data.teacher_files import read_llm_ranking
     from st_distill.objectives import get_objective
 
     fmt = get_objective(objective).dataset_format
-    n = n_negatives if n_negatives is not None else (fmt.n_negatives or 1)
+    n = n_negatives if n_negatives is not None else resolve_negatives(fmt, objective)
     entry = next((o for o in config.objectives if o.name == objective), None)
     from_triples = entry is not None and entry.data == "triples"
     t = config.teacher
@@ -46,11 +46,12 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         if lazy and not isinstance(queries, TextStore):
             queries = TextStore.from_texts(queries, Workspace(config.output_dir).source(name) / "queries.arrow")
         qrels = sparse_labels(source.qrels, source.relevance_level, documents=corpus) if spec.labels == "sparse" else source.qrels
-        kwargs: dict[str, Any] = {"qrels": qrels, "relevance_threshold": source.relevance_level, "n_negatives": n,
-                                  "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
+        collection = dataclasses.replace(source, queries=queries, qrels=qrels)
+        kwargs: dict[str, Any] = {**size_argument(fmt, n), "max_positives": spec.max_positives, "seed": 0, "lazy": lazy}
         if fmt.teacher is not None and not from_triples:
             kwargs["normalize"] = normalization(config, objective)
         scores = (teacher_scores or {}).get(name)
+        scores = scores.table() if scores is not None else None  # the (qid, docid, score) table the builder takes
         if fmt.from_candidates:  # lists, or mse's rows: each query's ranked candidates
             if t.rankings is not None and fmt.kind == "listwise":
                 # ids are checked against the source's queries only when all of them are loaded:
@@ -65,14 +66,12 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
             kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
             if config.negatives.sampling == "top":
-                kwargs["negatives"] = negatives_from_run(
-                    source.run, qrels, k=n, depth=config.negatives.depth, strategy="top", relevance_threshold=source.relevance_level
-                )
+                kwargs.update(negatives_run=source.run, negatives_per_query=n, depth=config.negatives.depth, strategy="top")
             else:
                 kwargs["candidates"] = top_k(source.run, config.negatives.depth)
             if fmt.teacher == "scores":
                 kwargs["teacher_scores"] = scores
-        dataset, report = build_dataset(objective, queries, corpus, **kwargs)
+        dataset, report = build_from_sources(objective, collection, **kwargs)
         logger.info("built %s from %s: %d rows, %d queries", objective, name, report.rows, report.queries)
         parts.append((dataset, report))
     dataset = parts[0][0] if len(parts) == 1 else concatenate_datasets([d for d, _ in parts])
@@ -139,9 +138,9 @@ def check_built(config: BenchConfig, ws: Workspace, objective: str) -> None:
                          "use a new --output, or delete this folder and the cells of this objective to rebuild it")
 
 
-def build_phase(config: BenchConfig, ws: Workspace, objective: str, sources: dict[str, Loaded], teacher_scores: dict) -> Path:
+def build_phase(config: BenchConfig, ws: Workspace, objective: str, sources: dict[str, Collection], teacher_scores: dict) -> Path:
     """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
-    from st_distill.data.builder import BuildReport, save_dataset
+    from st_distill.dataset import BuildReport, save_dataset
 
     final = ws.data(objective)
     if (final / DONE).is_file():

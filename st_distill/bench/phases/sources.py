@@ -3,31 +3,26 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
-from st_distill.bench.config import Collection
+from st_distill.bench.config import Collection as CollectionConfig
 from st_distill.data.download import fetch_beir
-from st_distill.data.formats import Qrels, Run, Texts, load_beir, read_qrels, read_texts, read_trec_run, top_k, write_trec_run
+from st_distill.data.formats import Collection, Texts, load_beir, read_qrels, read_texts, read_trec_run, top_k, write_trec_run
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Loaded", "load_collection"]
+__all__ = ["load_collection"]
 
 
-@dataclass
-class Loaded:
-    """A collection in memory: texts, judgements and its first-stage run cut to ``depth``."""
-
-    name: str
-    queries: Texts
-    corpus: Texts
-    qrels: Qrels
-    run: Run
-    relevance_level: int
+def __getattr__(name: str):
+    if name == "Loaded":  # the bench's own collection record before st_distill.data.formats.Collection (0.1)
+        warnings.warn("st_distill.bench.phases.sources.Loaded is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
+        return Collection
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_collection(c: Collection, workdir: Path, depth: int) -> Loaded:
+def load_collection(c: CollectionConfig, workdir: Path, depth: int) -> Collection:
     """Reads a training source or evaluation suite; makes its first-stage run when the config asks.
 
     Only judged queries are kept (the first ``max_queries`` of them, in qrels order, when set);
@@ -59,10 +54,10 @@ def load_collection(c: Collection, workdir: Path, depth: int) -> Loaded:
     run = top_k({qid: docs for qid, docs in full_run.items() if qid in queries}, depth)
     if not run:
         raise ValueError(f"{c.name}: no query of the first-stage run has judgements")
-    return Loaded(c.name, queries, corpus, qrels, run, c.relevance_level)
+    return Collection(name=c.name, queries=queries, corpus=corpus, qrels=qrels, run=run, relevance_level=c.relevance_level)
 
 
-def _first_stage_run(c: Collection, queries: Texts, corpus: Texts, workdir: Path, depth: int) -> Path:
+def _first_stage_run(c: CollectionConfig, queries: Texts, corpus: Texts, workdir: Path, depth: int) -> Path:
     """Makes (once) the first-stage run a collection asks for, with ``st-distill retrieve``'s code."""
     path = workdir / f"run.{c.first_stage}.top{depth}.trec"
     if not path.is_file():

@@ -12,9 +12,9 @@ from typing import Any
 from st_distill.bench.config import TRAIN_KEYS, BenchConfig
 from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
-from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.plan import passages_per_row
 from st_distill.bench.workspace import DONE, CellFolder, Distributed, Workspace, atomic_folder, save_model
+from st_distill.data.formats import Collection
 from st_distill.io import write_json
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def teacher_models(config: BenchConfig, ws: Workspace) -> list:
     return teachers
 
 
-def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict[str, Loaded]] | None, dist: Distributed) -> None:
+def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict[str, Collection]] | None, dist: Distributed) -> None:
     """The teacher phase's training: ``train_backbone`` with ``train_objective`` on the training sources.
 
     Every rank calls it (the trainer runs DDP); rank 0 decides whether ``teacher/model/`` is still
@@ -48,7 +48,7 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
     (atomically, through ``teacher/model.partial/``, where a killed run's checkpoints resume).
     """
     from st_distill.bench.training import make_student, rows_per_batch, train_model
-    from st_distill.data.builder import load_built_dataset, save_dataset
+    from st_distill.dataset import load_built_dataset, save_dataset
     from st_distill.objectives import get_objective
 
     model_dir = ws.teacher_model
@@ -88,7 +88,7 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
 
 
 
-def teacher_phase(config: BenchConfig, ws: Workspace, sources: dict[str, Loaded]) -> dict[str, Any]:
+def teacher_phase(config: BenchConfig, ws: Workspace, sources: dict[str, Collection]) -> dict[str, Any]:
     """Scores every training (query, candidate) pair — candidates and judged positives — with the
     teacher(s), through the resumable cache ``teacher/<source>/``.
 
