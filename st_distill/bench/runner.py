@@ -298,7 +298,7 @@ class Runner:
 
     def train_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
-        from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
+        from st_distill.training import make_student, rows_per_batch, sample_pairs, save_student, train_model
         from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
@@ -328,14 +328,14 @@ class Runner:
         if self.dist.is_main:
             _model_card(model, self.config, cell, settings,
                         json.loads((self.ws / "data" / cell.objective / REPORT_FILE).read_text(encoding="utf-8")))
-            model.save_pretrained(str(work / "model"))
+            save_student(model, work / "model")
             write_json(work / "train.json", summary)
             shutil.rmtree(work / "checkpoints", ignore_errors=True)
             (work / "TRAINED").touch()
 
     def evaluate_cell(self, cell: Cell, settings: dict[str, Any], work: Path) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
-        from st_distill.bench.training import load_student
+        from st_distill.training import load_student
 
         model = load_student(work / "model", max_length=settings["train"]["max_length"])
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work / "runs",

@@ -48,7 +48,7 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
     to be made, builds the data (from ``sources()``, called on rank 0 only) and saves the model
     (atomically, through ``teacher/model.partial/``, where a killed run's checkpoints resume).
     """
-    from st_distill.bench.training import make_student, rows_per_batch, train_model
+    from st_distill.training import make_student, rows_per_batch, save_student, train_model
     from st_distill.data.builder import load_built_dataset, save_dataset
     from st_distill.objectives import get_objective
 
@@ -58,6 +58,7 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
     t = config.teacher
     objective = get_objective(t.train_objective)
     args = {**{k: v for k, v in objective.defaults.items() if k in _TRAIN_ARG_KEYS}, **config.train, **t.train}
+    args.pop("max_length", None)  # the teacher's tokens per pair are its own (t.max_length), set on the model
     data_dir = ws / "teacher" / "data"
     work = ws / "teacher" / f"model{PARTIAL}"
     if dist.is_main:
@@ -79,7 +80,7 @@ def train_teacher(config: BenchConfig, ws: Path, sources: Callable[[], dict[str,
     dist.barrier()  # every rank has written its part of the last checkpoint
     if dist.is_main:
         model.model_card_data.model_name = f"st-distill teacher: {t.train_backbone} trained with {t.train_objective}"
-        model.save_pretrained(str(work))
+        save_student(model, work)
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
         write_json(work / "train.json", summary)
         (work / DONE).touch()
