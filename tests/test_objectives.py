@@ -214,6 +214,7 @@ def test_loss_arguments_that_cannot_train_are_refused(name, arguments, problem, 
         ("infonce", "{ temperature = -1.0 }", "loss.temperature", "must be > 0.0, got -1.0"),
         ("infonce", "{ temperature = nan }", "loss.temperature", "must be finite, got nan"),
         ("hinge", "{ mini_batch_size = 0 }", "loss.mini_batch_size", "must be >= 1, got 0"),
+        ("marginmse", "{ bogus = 1 }", "loss.bogus", "unknown argument 'bogus' of MarginMSELoss"),
     ],
 )
 def test_the_bench_config_refuses_them_naming_the_key(tmp_path, objective, loss, key, message):
