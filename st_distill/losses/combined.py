@@ -108,9 +108,8 @@ class CombinedDistillationLoss(TeacherListLoss):
         self.discount = discount
 
     def compute(self, scores: Tensor, teacher: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        teacher_term = F.TERMS[self.teacher_loss](scores, teacher, mask, temperature=self.temperature, discount=self.discount)
-        hard_term = F.TERMS[self.hard_loss](scores, teacher, mask)
-        return {self.teacher_loss: self.teacher_weight * teacher_term, self.hard_loss: self.hard_weight * hard_term}
+        return F.combined_terms(scores, teacher, mask, self.teacher_loss, self.hard_loss, self.teacher_weight, self.hard_weight,
+                                temperature=self.temperature, discount=self.discount)
 
     def get_config_dict(self) -> dict[str, float | int | str | bool | None]:
         return {

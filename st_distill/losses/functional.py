@@ -36,6 +36,7 @@ __all__ = [
     "kl_distill",
     "positive_first_bce",
     "squared_error",
+    "combined_terms",
 ]
 
 DISCOUNTS = ("log2", "reciprocal", None)
@@ -275,7 +276,7 @@ def squared_error(scores: Tensor, teacher: Tensor, mask: Tensor | None = None) -
     return ((scores - teacher.to(scores.dtype)) ** 2)[mask].mean()
 
 
-def _combined(
+def combined_terms(
     scores: Tensor,
     teacher: Tensor,
     mask: Tensor | None,
@@ -283,13 +284,17 @@ def _combined(
     hard_loss: str = "infonce",
     teacher_weight: float = 1.0,
     hard_weight: float = 1.0,
-    temperature: float = 1.0,
-    discount: str | None = "log2",
-    **_: object,
-) -> Tensor:
-    """``w_t * teacher term + w_h * hard term``; the temperature and discount go to the teacher term only."""
-    teacher_term = TERMS[teacher_loss](scores, teacher, mask, temperature=temperature, discount=discount)
-    return teacher_weight * teacher_term + hard_weight * TERMS[hard_loss](scores, teacher, mask)
+    **teacher_args: object,
+) -> dict[str, Tensor]:
+    """The parts of a teacher term plus a hard-label term: ``{teacher_loss: w_t * term, hard_loss: w_h * term}``.
+
+    ``teacher_args`` (``temperature``, ``discount``) go to the teacher term only; the hard term
+    (``infonce`` at temperature 1, or ``bce``) takes the first document as the positive.
+    """
+    return {
+        teacher_loss: teacher_weight * TERMS[teacher_loss](scores, teacher, mask, **teacher_args),
+        hard_loss: hard_weight * TERMS[hard_loss](scores, teacher, mask),
+    }
 
 
 #: Objective name (:data:`st_distill.objectives.OBJECTIVES`) -> its math, as
@@ -305,6 +310,6 @@ TERMS: dict[str, Callable[..., Tensor]] = {
     "distillranknet": lambda s, t, m, **_: distill_ranknet(s, t, m),
     "adrmse": lambda s, t, m, temperature=1.0, discount="log2", **_: adr_mse(s, t, m, temperature=temperature, discount=discount),
     "kldistill": lambda s, t, m, temperature=1.0, **_: kl_distill(s, t, m, temperature=temperature),
-    "kldistill+infonce": _combined,
+    "kldistill+infonce": lambda s, t, m, **args: sum(combined_terms(s, t, m, **args).values()),
     "mse": lambda s, t, m, **_: squared_error(s, t, m),
 }

@@ -126,7 +126,8 @@ def make_student(
         model: Path or hub id of the backbone.
         seed: Seeds torch/numpy/random before loading, so the new head is reproducible.
         layers: Keep only the first ``layers`` layers, or the layers at these indices (see :func:`truncate_layers`).
-        max_length: Maximum sequence length of (query, document) pairs.
+        max_length: The student's ``max_seq_length``: tokens of a (query, document) pair, longer pairs
+            truncated. A property of the model from here on: training and scoring read it there.
         device: Device; default as sentence-transformers decides.
         head: ``"cls"``: the library's sequence-classification model (a new classifier on the [CLS]
             vector). ``"mean"``: ``Transformer`` (feature extraction), ``Pooling("mean")`` and
@@ -215,6 +216,14 @@ def sample_pairs(dataset: Dataset, n: int = 64) -> list[tuple[str, str]]:
 
 def load_student(path: str | os.PathLike, max_length: int | None = None, device: str | None = None) -> CrossEncoder:
     """Loads a saved student, trusting the module classes of st-distill (:mod:`st_distill.models.heads`) and no others.
+
+    Args:
+        path: The folder :func:`save_student` wrote.
+        max_length: Overrides the saved ``max_seq_length`` (capped at the model's positions).
+        device: Device; default as sentence-transformers decides.
+
+    Returns:
+        The student, as :func:`st_distill.models.load_cross_encoder` loads it.
 
     Raises:
         ValueError: When the model's ``modules.json`` names a module outside sentence-transformers and st-distill.
