@@ -106,6 +106,27 @@ def test_step_logs_go_through_logging_not_print(tiny_model_path, tmp_path, caplo
     assert "{'loss'" not in capsys.readouterr().out
 
 
+def test_on_a_terminal_the_bar_stays_without_printing_the_dicts(tiny_model_path, tmp_path, monkeypatch):
+    from transformers import ProgressCallback
+
+    from st_distill.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "progress_enabled", lambda log: True)
+    seen = []
+    monkeypatch.setattr(CrossEncoderTrainer, "train", lambda self, **kwargs: seen.append(list(self.callback_handler.callbacks)) or _done(self))
+    model = make_student(tiny_model_path, seed=0, max_length=32, device="cpu")
+    train_model(model, get_objective("bce").loss(model), PAIRS, ARGS, batch_rows=2, checkpoints=tmp_path / "c")
+    bars = [c for c in seen[0] if isinstance(c, ProgressCallback)]
+    assert len(bars) == 1 and type(bars[0]).on_log is not ProgressCallback.on_log  # a bar that prints no dicts
+    assert any(isinstance(c, trainer_module.StepLog) for c in seen[0])
+
+
+def _done(trainer):
+    from transformers.trainer_utils import TrainOutput
+
+    return TrainOutput(0, 0.0, {})
+
+
 def test_a_zero_temperature_stops_at_the_first_step(tiny_model_path, tmp_path):
     """InfoNCE at temperature 0 gives a NaN loss; it used to train on with grad_norm NaN and log loss 0.0."""
     model = make_student(tiny_model_path, seed=0, max_length=32, device="cpu")
