@@ -17,8 +17,15 @@ Example:
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pydantic import PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 if TYPE_CHECKING:
     from sentence_transformers.cross_encoder import CrossEncoder
@@ -31,6 +38,7 @@ __all__ = [
     "STUDY_OBJECTIVES",
     "STUDY_DEFAULTS",
     "SMALL_MODEL_DEFAULTS",
+    "LOSS_ARGUMENT_RULES",
     "get_objective",
 ]
 
@@ -117,11 +125,116 @@ class Objective:
     loss_class: str
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def loss(self, model: CrossEncoder, **overrides: Any) -> nn.Module:
-        """Build the loss for ``model``; ``overrides`` replace entries of :attr:`loss_kwargs`."""
+    def loss_type(self) -> type:
+        """The loss class (imported on first use)."""
         module_name, class_name = self.loss_class.split(":")
-        loss_cls = getattr(importlib.import_module(module_name), class_name)
-        return loss_cls(model, **{**self.loss_kwargs, **overrides})
+        return getattr(importlib.import_module(module_name), class_name)
+
+    def loss(self, model: CrossEncoder, **overrides: Any) -> nn.Module:
+        """Build the loss for ``model``; ``overrides`` replace entries of :attr:`loss_kwargs`.
+
+        Raises:
+            ValueError: When an override is not an argument of the loss or has a value it cannot
+                train with (see :meth:`check_loss_arguments`).
+        """
+        problems = self.check_loss_arguments(overrides)
+        if problems:
+            raise ValueError("; ".join(f"{name}: {message}" for name, message in problems))
+        return self.loss_type()(model, **{**self.loss_kwargs, **overrides})
+
+    def check_loss_arguments(self, arguments: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The problems of loss arguments (e.g. a config's ``loss`` table), before any model or data is touched.
+
+        Each name must be a named argument of the loss class (``**kwargs`` passed on to torch are
+        not: a config cannot reach them), each value of the argument's annotated type (strictly:
+        ``1`` is no ``bool``), and within the range the loss can train with (:data:`LOSS_ARGUMENT_RULES`:
+        temperatures finite and > 0, margins and weights finite, ``mini_batch_size >= 1``, known
+        discounts and terms). ``cached = true`` needs a ``mini_batch_size``.
+
+        Args:
+            arguments: Argument name -> value, on top of :attr:`loss_kwargs`.
+
+        Returns:
+            ``(argument, message)`` pairs, in the order of ``arguments``; empty when all is well.
+        """
+        loss_cls = self.loss_type()
+        params = {name: p for name, p in list(inspect.signature(loss_cls).parameters.items())[1:]  # after the model
+                  if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+        try:
+            hints = typing.get_type_hints(loss_cls.__init__)
+        except (NameError, TypeError):  # an annotation that cannot be evaluated: the value checks still run
+            hints = {}
+        problems: list[tuple[str, str]] = []
+        for name, value in arguments.items():
+            if name not in params:
+                problems.append((name, f"unknown argument {name!r} of {loss_cls.__name__} (known: {', '.join(params)})"))
+                continue
+            expected = hints.get(name)
+            if expected is not None and not _of_type(value, expected):
+                problems.append((name, f"expected {params[name].annotation}, got {value!r}"))
+                continue
+            rule = LOSS_ARGUMENT_RULES.get(name)
+            message = rule(value) if rule is not None else None
+            if message:
+                problems.append((name, message))
+        merged = {**self.loss_kwargs, **arguments}
+        reported = {name for name, _ in problems}
+        if merged.get("cached") is True and not reported & {"cached", "mini_batch_size"} and not (
+            isinstance(merged.get("mini_batch_size"), int) and merged["mini_batch_size"] >= 1
+        ):
+            problems.append(("cached", f"cached = true needs a mini_batch_size >= 1, got {merged.get('mini_batch_size')!r}"))
+        return problems
+
+
+def _of_type(value: Any, expected: Any) -> bool:
+    """Whether ``value`` is strictly of the annotated type (pydantic); an ``isinstance`` check for types
+    pydantic has no schema for (``torch.Tensor``, ``nn.Module``)."""
+    try:
+        TypeAdapter(expected).validate_python(value, strict=True)
+        return True
+    except ValidationError:
+        return False
+    except PydanticSchemaGenerationError:
+        classes = typing.get_args(expected) if isinstance(expected, types.UnionType) or typing.get_origin(expected) is typing.Union else (expected,)
+        classes = tuple(type(None) if c is None else c for c in classes if isinstance(c, type) or c is None)
+        return not classes or isinstance(value, classes)
+
+
+def _finite(value: Any, lower: float | None = None, strict: bool = True) -> str | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # the type check speaks for these
+    if not math.isfinite(value):
+        return f"must be finite, got {value}"
+    if lower is not None and (value <= lower if strict else value < lower):
+        return f"must be {'>' if strict else '>='} {lower}, got {value}"
+    return None
+
+
+def _one_of(module: str, name: str) -> Callable[[Any], str | None]:
+    """A rule: the value is one of the tuple ``module.name`` (imported when a value is checked, as the loss
+    classes are, so that importing the registry stays cheap)."""
+
+    def check(value: Any) -> str | None:
+        choices = getattr(importlib.import_module(module), name)
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
+
+    return check
+
+
+#: The values a loss argument can train with, by argument name (the losses share their names):
+#: a function of the value returning the problem, or ``None``. The loss classes check the same in
+#: their ``__init__``; these run on a config before any model is built.
+LOSS_ARGUMENT_RULES: dict[str, Callable[[Any], str | None]] = {
+    "temperature": lambda v: _finite(v, 0.0),
+    "margin": _finite,
+    "teacher_weight": lambda v: _finite(v, 0.0, strict=False),
+    "hard_weight": lambda v: _finite(v, 0.0, strict=False),
+    "pos_weight": lambda v: _finite(v, 0.0),
+    "mini_batch_size": lambda v: None if v is None or (isinstance(v, int) and v >= 1) else f"must be >= 1, got {v!r}",
+    "discount": _one_of("st_distill.losses.functional", "DISCOUNTS"),
+    "teacher_loss": _one_of("st_distill.losses.combined", "TEACHER_TERMS"),
+    "hard_loss": _one_of("st_distill.losses.combined", "HARD_TERMS"),
+}
 
 
 # AdamW with linear warm-up, as in the study (Morand et al., 2026). Small backbones use

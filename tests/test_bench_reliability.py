@@ -284,13 +284,13 @@ def test_a_write_over_the_file_size_limit_names_the_file(tmp_path, tiny_model_pa
         import resource, signal, sys
         from pathlib import Path
         from st_distill.io import write_json
-        from st_distill.bench.workspace import save_model
+        from st_distill.training import save_student
         from st_distill.models import load_cross_encoder
         model = load_cross_encoder({tiny_model_path!r})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
         for call in (lambda: write_json(Path({str(tmp_path / 'big.json')!r}), ["x" * 100] * 1000),
-                     lambda: save_model(model, Path({str(tmp_path / 'model')!r}))):
+                     lambda: save_student(model, Path({str(tmp_path / 'model')!r}))):
             try:
                 call()
             except OSError as exc:

@@ -59,3 +59,15 @@ def test_levels_of_the_distillation_objectives(tmp_path):
 def test_level_of_mse_is_the_mean_squared_teacher_score(tmp_path):
     rows = _save(tmp_path / "p", {"query": ["a", "a", "b"], "document": ["x", "y", "z"], "score": [2.0, -1.0, 0.5]})
     assert constant_score_level("mse", rows) == pytest.approx(np.mean([4.0, 1.0, 0.25]))
+
+
+def test_level_of_the_combined_objective_follows_its_terms(tmp_path):
+    """kldistill+infonce with teacher_loss = "adrmse": the level is w_t * the ADR-MSE level + w_h * ln(n)
+    (it used to be the KL level whatever teacher_loss said)."""
+    lists = _save(tmp_path / "l", {"query": ["a", "b", "c"], "docs": [["d"] * len(x) for x in LISTS], "scores": LISTS})
+    adrmse = constant_score_level("adrmse", lists)
+    infonce = np.mean([math.log(len(scores)) for scores in LISTS])  # -log(1/n) for a constant student
+    args = {"teacher_loss": "adrmse", "teacher_weight": 0.5, "hard_weight": 2.0}
+    assert constant_score_level("kldistill+infonce", lists, args) == pytest.approx(0.5 * adrmse + 2.0 * infonce, rel=1e-6)
+    kl = constant_score_level("kldistill", lists)
+    assert constant_score_level("kldistill+infonce", lists) == pytest.approx(kl + infonce, rel=1e-6)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 
@@ -168,3 +169,66 @@ def test_objective_trains_five_steps(name, tiny_model, tmp_path):
         assert all(math.isfinite(log["kldistill"]) and math.isfinite(log["infonce"]) for log in step_logs)
     changed = [k for k, v in tiny_model.named_parameters() if not torch.equal(v.detach(), before[k])]
     assert "classifier.weight" in "".join(changed) and len(changed) > len(before) // 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Loss arguments are checked by the registry (names, types and values), for every objective.
+
+
+def test_registry_defaults_pass_the_loss_argument_check():
+    for objective in OBJECTIVES.values():
+        assert objective.check_loss_arguments(objective.loss_kwargs) == [], objective.name
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "problem"),
+    [
+        ("infonce", {"temperature": 0}, ("temperature", "must be > 0.0, got 0")),
+        ("infonce", {"temperature": math.nan}, ("temperature", "must be finite, got nan")),
+        ("infonce", {"temperature": -1.0}, ("temperature", "must be > 0.0, got -1.0")),
+        ("kldistill", {"temperature": math.inf}, ("temperature", "must be finite, got inf")),
+        # MarginMSELoss takes **kwargs (for torch's MSELoss), which used to end the name check early
+        ("marginmse", {"bogus": 1}, ("bogus", "unknown argument 'bogus' of MarginMSELoss (known: activation_fn, mini_batch_size, cached)")),
+        ("bce", {"reduction": "sum"}, ("reduction", "unknown argument 'reduction' of BinaryCrossEntropyLoss (known: activation_fn, pos_weight)")),
+        ("hinge", {"margin": math.nan}, ("margin", "must be finite, got nan")),
+        ("hinge", {"margin": "big"}, ("margin", "expected float, got 'big'")),
+        ("hinge", {"mini_batch_size": 0}, ("mini_batch_size", "must be >= 1, got 0")),
+        ("hinge", {"cached": 1}, ("cached", "expected bool, got 1")),
+        ("adrmse", {"discount": "log10"}, ("discount", "must be one of 'log2', 'reciprocal', None, got 'log10'")),
+        ("kldistill+infonce", {"hard_weight": -0.5}, ("hard_weight", "must be >= 0.0, got -0.5")),
+        ("kldistill+infonce", {"teacher_loss": "mse"}, ("teacher_loss", "must be one of 'kldistill', 'distillranknet', 'adrmse', got 'mse'")),
+        ("distillranknet", {"mini_batch_size": None}, ("cached", "cached = true needs a mini_batch_size >= 1, got None")),
+    ],
+)
+def test_loss_arguments_that_cannot_train_are_refused(name, arguments, problem, tiny_model):
+    objective = get_objective(name)
+    assert objective.check_loss_arguments(arguments) == [problem]
+    with pytest.raises(ValueError, match=re.escape(f"{problem[0]}: {problem[1]}")):
+        objective.loss(tiny_model, **arguments)  # refused before the loss is built
+
+
+@pytest.mark.parametrize(
+    ("objective", "loss", "key", "message"),
+    [
+        ("infonce", "{ temperature = 0.0 }", "loss.temperature", "must be > 0.0, got 0.0"),
+        ("infonce", "{ temperature = -1.0 }", "loss.temperature", "must be > 0.0, got -1.0"),
+        ("infonce", "{ temperature = nan }", "loss.temperature", "must be finite, got nan"),
+        ("hinge", "{ mini_batch_size = 0 }", "loss.mini_batch_size", "must be >= 1, got 0"),
+        ("marginmse", "{ bogus = 1 }", "loss.bogus", "unknown argument 'bogus' of MarginMSELoss"),
+    ],
+)
+def test_the_bench_config_refuses_them_naming_the_key(tmp_path, objective, loss, key, message):
+    from st_distill.bench.config import ConfigError, load_config
+
+    (tmp_path / "q.tsv").write_text("1\tbest pizza\n", encoding="utf-8")
+    (tmp_path / "c.tsv").write_text("a\tpizza place\nb\tweather\n", encoding="utf-8")
+    (tmp_path / "qrels.txt").write_text("1 0 a 1\n", encoding="utf-8")
+    (tmp_path / "run.trec").write_text("1 Q0 a 1 2.0 x\n1 Q0 b 2 1.0 x\n", encoding="utf-8")
+    source = 'queries = "q.tsv"\ncorpus = "c.tsv"\nqrels = "qrels.txt"\nrun = "run.trec"\n'
+    path = tmp_path / "bench.toml"
+    path.write_text(f'name = "t"\n[[train_sources]]\nname = "toy"\n{source}[[backbones]]\nname = "tiny"\nmodel = "."\n'
+                    f"[train]\nmax_steps = 5\n[eval.suites.toy]\n{source}depth = 10\n"
+                    f'[[objectives]]\nname = "{objective}"\nloss = {loss}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"objectives[0].{key}: {message}" in str(info.value)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from st_distill.bench.training import fast_forward, freeze_layers, make_student, truncate_layers
+from st_distill.training import fast_forward, freeze_layers, make_student, truncate_layers
 
 
 @pytest.mark.parametrize("layers, kept", [(1, [0]), ([1], [1]), ([0, 1], [0, 1])])
@@ -169,7 +169,7 @@ def test_fast_forward_bf16_keeps_the_head_and_scores_float32(tiny_model_path, mo
 def test_cosine_head_scores_the_segment_cosine_and_starts_standardised(tiny_model_path, tmp_path, torch_one_thread):
     from transformers import AutoModel, AutoTokenizer
 
-    from st_distill.bench.training import load_student
+    from st_distill.training import load_student
     from st_distill.models.heads import SegmentCosine
 
     student = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="cosine", calibration_pairs=PAIRS)
@@ -198,7 +198,7 @@ def test_cosine_head_scores_the_segment_cosine_and_starts_standardised(tiny_mode
 
 
 def test_cosine_head_needs_segment_ids_and_load_student_trusts_only_its_own(tiny_model_path, tmp_path):
-    from st_distill.bench.training import load_student
+    from st_distill.training import load_student
     from st_distill.models.heads import SegmentCosine
 
     features = {"token_embeddings": torch.ones(1, 3, 4), "attention_mask": torch.ones(1, 3)}
@@ -217,7 +217,7 @@ def test_cosine_head_needs_segment_ids_and_load_student_trusts_only_its_own(tiny
 def test_sample_pairs_reads_every_format():
     from datasets import Dataset
 
-    from st_distill.bench.training import sample_pairs
+    from st_distill.training import sample_pairs
 
     pointwise = Dataset.from_dict({"query": ["a", "b", "c"], "document": ["x", "y", "z"], "label": [1.0, 0.0, 1.0]})
     assert sample_pairs(pointwise, 2) == [("a", "x"), ("b", "y")]
@@ -232,7 +232,7 @@ def test_sample_pairs_reads_every_format():
 def test_last_checkpoint_skips_unfinished_ones(tmp_path):
     """Resuming takes the newest checkpoint with a trainer state whose JSON files all parse: a kill
     during a save can leave the state written and a tokenizer file empty (seen in a DDP run)."""
-    from st_distill.bench.training import _last_checkpoint
+    from st_distill.training.trainer import _last_checkpoint
 
     def checkpoint(step, state=True, tokenizer='{"model": {}}'):
         folder = tmp_path / f"checkpoint-{step}"

@@ -9,11 +9,14 @@ scores, so it is computed from the built dataset with the losses' own pure funct
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
+from datasets import Dataset
+
+from st_distill.losses.functional import TERMS
+from st_distill.objectives import get_objective
 
 __all__ = ["constant_score_level"]
 
@@ -27,47 +30,45 @@ def constant_score_level(objective: str, dataset_folder: str | Path, loss_args: 
     Args:
         objective: The registry name of the objective.
         dataset_folder: A folder written by :func:`st_distill.data.builder.save_dataset`
-            (``dataset.arrow`` in it); only its label columns are read.
+            (``dataset.arrow`` in it); only its label columns are read. Not read for ``bce``, whose
+            level is ``ln 2`` whatever the data.
         loss_args: The loss arguments the cell trained with (registry defaults where absent).
 
     Returns:
         The level, or ``None`` for an objective it is not defined for or a missing dataset.
     """
-    import torch
-    from datasets import Dataset
-
-    from st_distill.losses import functional as F
-    from st_distill.objectives import get_objective
-
-    args = {**get_objective(objective).loss_kwargs, **(loss_args or {})}
-    if objective == "bce":
-        return math.log(2.0)
+    spec = get_objective(objective)
+    term = TERMS.get(objective)
+    args = {**spec.loss_kwargs, **(loss_args or {})}
+    if term is None:
+        return None
+    if objective == "bce":  # every row costs softplus(0), whatever its label
+        zeros = torch.zeros(1, 1)
+        return float(term(zeros, None, None, **args))
     path = Path(dataset_folder) / "dataset.arrow"
     if not path.is_file():
         return None
     table = Dataset.from_file(str(path))
     table = table.select(range(min(ROWS, len(table))))
-    negatives = sum(1 for name in table.column_names if name.startswith("negative_"))
-    if objective == "hinge":
-        return float(args.get("margin", 1.0))
-    if objective == "infonce":
-        return math.log(negatives + 1)
-    if objective == "mse":  # an all-zero student's squared error: the mean squared teacher score
-        targets = np.asarray(table["score"], dtype=np.float64)
-        return float(np.mean(targets**2))
-    if "scores" not in table.column_names:
+    teacher, mask = _teacher_lists(table, spec.dataset_format.kind)
+    if teacher is None and spec.dataset_format.teacher is not None:
         return None
-    scores = [torch.tensor(row, dtype=torch.float32) for row in table["scores"]]
-    teacher = torch.nn.utils.rnn.pad_sequence(scores, batch_first=True)
-    mask = torch.arange(teacher.shape[1]).unsqueeze(0) < torch.tensor([len(s) for s in scores]).unsqueeze(1)
-    zeros = torch.zeros_like(teacher)
-    levels = {
-        "marginmse": lambda: F.margin_mse(zeros, teacher),
-        "distillranknet": lambda: F.distill_ranknet(zeros, teacher, mask),
-        "adrmse": lambda: F.adr_mse(zeros, teacher, mask, args.get("temperature", 1.0), args.get("discount", "log2")),
-        "kldistill": lambda: F.kl_distill(zeros, teacher, mask, args.get("temperature", 1.0)),
-        "kldistill+infonce": lambda: args.get("teacher_weight", 1.0) * F.kl_distill(zeros, teacher, mask, args.get("temperature", 1.0))
-        + args.get("hard_weight", 1.0) * F.infonce(zeros, mask),
-    }
-    level = levels.get(objective)
-    return None if level is None else float(level())
+    if teacher is None:  # hard labels: one positive and the row's negatives
+        width = 1 + sum(1 for name in table.column_names if name.startswith("negative_"))
+        mask = torch.ones(len(table), width, dtype=torch.bool)
+    zeros = torch.zeros(mask.shape)
+    return float(term(zeros, teacher, mask, **args))
+
+
+def _teacher_lists(table: Dataset, kind: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The teacher scores of a built dataset as a padded float32 ``[rows, documents]`` matrix and its mask
+    (one column for pointwise ``score`` rows); ``(None, None)`` without teacher scores."""
+    if kind == "pointwise" and "score" in table.column_names:
+        scores = torch.tensor(table["score"], dtype=torch.float32).unsqueeze(1)
+        return scores, torch.ones_like(scores, dtype=torch.bool)
+    if "scores" not in table.column_names:
+        return None, None
+    rows = [torch.tensor(row, dtype=torch.float32) for row in table["scores"]]
+    teacher = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    mask = torch.arange(teacher.shape[1]).unsqueeze(0) < torch.tensor([len(r) for r in rows]).unsqueeze(1)
+    return teacher, mask

@@ -51,7 +51,6 @@ Several processes may share one results folder:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -65,7 +64,7 @@ from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import Cell, CellSettings, cell_settings, check_plan, inputs_of, plan_cells, select_shard
-from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim, save_model
+from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim
 from st_distill.data.download import fetch_beir
 from st_distill.data.builder import REPORT_FILE
 from st_distill.io import read_json, write_json
@@ -362,7 +361,7 @@ class Runner:
 
     def train_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
-        from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
+        from st_distill.training import make_student, rows_per_batch, sample_pairs, save_student, train_model
         from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
@@ -391,14 +390,14 @@ class Runner:
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
             _model_card(model, self.config, cell, read_json(self.ws.data(cell.objective) / REPORT_FILE))
-            save_model(model, work.model)
+            save_student(model, work.model)
             write_json(work.summary, summary)
             shutil.rmtree(work.checkpoints, ignore_errors=True)
             work.trained.touch()
 
     def evaluate_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
-        from st_distill.bench.training import load_student
+        from st_distill.training import load_student
 
         model = load_student(work.model, max_length=settings.train["max_length"])
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work.runs,

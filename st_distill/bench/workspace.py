@@ -18,7 +18,7 @@ from typing import Any
 from st_distill.io import file_lock, read_json, write_json
 
 __all__ = [
-    "DONE", "PARTIAL", "STARTED", "INPUTS_FILE", "SHARED_FOLDERS", "CellFolder", "Workspace", "lock", "claim", "atomic_folder", "save_model",
+    "DONE", "PARTIAL", "STARTED", "INPUTS_FILE", "SHARED_FOLDERS", "CellFolder", "Workspace", "lock", "claim", "atomic_folder",
     "Distributed", "WAIT_TIMEOUT",
 ]
 
@@ -251,25 +251,6 @@ def _holder(path: Path) -> str:
         return f"pid {who['pid']} on host {who['host']} since {who['since']}"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process (no holder recorded yet)"
-
-
-def save_model(model, folder: Path) -> None:
-    """``model.save_pretrained(folder)``, with an error that names the folder when the write fails
-    (a full disk, a file-size limit: safetensors says only ``File too large``).
-
-    Raises:
-        OSError: If the model could not be written; the message names ``folder``.
-    """
-    try:
-        model.save_pretrained(str(folder))
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
-        raise OSError(exc.errno, f"{exc.strerror or exc}: saving the model to {folder}", str(folder)) from exc
-    except Exception as exc:  # safetensors' SafetensorError is no OSError
-        if type(exc).__name__ != "SafetensorError":
-            raise
-        raise OSError(f"saving the model to {folder} failed: {exc}") from exc
 
 
 @contextlib.contextmanager

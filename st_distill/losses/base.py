@@ -22,7 +22,16 @@ from sentence_transformers.cross_encoder import CrossEncoder
 from sentence_transformers.util import batch_to_device
 from torch import Tensor, nn
 
-__all__ = ["check_model", "as_lists", "score_lists", "pad_logits", "pad_labels", "check_finite_labels", "ListScoringMixin"]
+__all__ = [
+    "check_model",
+    "as_lists",
+    "score_lists",
+    "pad_logits",
+    "pad_labels",
+    "check_finite_labels",
+    "check_finite_loss",
+    "ListScoringMixin",
+]
 
 #: The loss math on the padded float32 ``[B, L]`` logits and their mask: a scalar, or named parts.
 Compute = Callable[[Tensor, Tensor], "Tensor | dict[str, Tensor]"]
@@ -159,6 +168,22 @@ def check_finite_labels(labels: Tensor, loss_name: str) -> None:
         raise ValueError(f"{loss_name}: teacher scores of batch row(s) {bad} contain NaN or infinite values.")
 
 
+def check_finite_loss(value: Tensor | dict[str, Tensor], loss: nn.Module) -> None:
+    """Raise ``FloatingPointError`` when a loss value (or one of its named parts) is NaN or infinite.
+
+    The trainer would log such a step as the mean of the steps before it (``0.0`` on the first) and
+    train on with NaN gradients; the message names the loss and its arguments instead.
+    """
+    parts = value if isinstance(value, dict) else {"loss": value}
+    bad = {name: float(part.detach()) for name, part in parts.items() if not bool(torch.isfinite(part.detach()).all())}
+    if bad:
+        config = getattr(loss, "get_config_dict", dict)()
+        raise FloatingPointError(
+            f"{type(loss).__name__}: the loss is not finite ({', '.join(f'{k} = {v}' for k, v in bad.items())}) "
+            f"with arguments {config}; check them (e.g. a temperature near 0), the learning rate and the scores"
+        )
+
+
 class ListScoringMixin:
     """Scoring for the st-distill losses: ``(query, [docs])`` lists -> padded logits -> the loss math.
 
@@ -211,12 +236,18 @@ class ListScoringMixin:
         With ``cached=True`` a returned dict of parts sums to the loss, and only that sum carries the
         gradient (all of it, held by the first part): back-propagate the sum of the parts, as
         :class:`~sentence_transformers.cross_encoder.CrossEncoderTrainer` does.
+
+        Raises:
+            FloatingPointError: When the loss is NaN or infinite (:func:`check_finite_loss`).
         """
         if not self.cached or sum(len(docs) for docs in docs_lists) <= self.mini_batch_size:
             # One mini-batch holds the whole batch: caching would change nothing but cost a forward pass.
             scores, mask = score_lists(self.model, queries, docs_lists, self.mini_batch_size, prompt=prompt, task=task)
-            return compute(scores, mask)
-        return _ListGradCache(self.model, self.mini_batch_size, compute).run(queries, docs_lists, prompt=prompt, task=task)
+            value = compute(scores, mask)
+        else:
+            value = _ListGradCache(self.model, self.mini_batch_size, compute).run(queries, docs_lists, prompt=prompt, task=task)
+        check_finite_loss(value, self)
+        return value
 
 
 class _ListGradCache(CachedLossMixin):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as torch_F
 from sentence_transformers.cross_encoder import CrossEncoder
 from torch import Tensor
 
@@ -12,18 +10,6 @@ from st_distill.losses.distillation import TeacherListLoss
 
 TEACHER_TERMS = ("kldistill", "distillranknet", "adrmse")
 HARD_TERMS = ("infonce", "bce")
-
-
-def _positive_first_bce(scores: Tensor, mask: Tensor) -> Tensor:
-    """BCE-with-logits with label 1 for column 0 and 0 for the other valid columns, mean over valid documents.
-
-    Written as ``softplus(s) - y * s`` (the same stable value): on multi-threaded CPU,
-    ``torch.nn.functional.binary_cross_entropy_with_logits`` took ~12 ms for 32 logits in our
-    measurements (a parallel region), more than the rest of the loss together.
-    """
-    targets = torch.zeros_like(scores)
-    targets[:, 0] = 1.0
-    return (torch_F.softplus(scores) - targets * scores)[mask].mean()
 
 
 class CombinedDistillationLoss(TeacherListLoss):
@@ -122,17 +108,8 @@ class CombinedDistillationLoss(TeacherListLoss):
         self.discount = discount
 
     def compute(self, scores: Tensor, teacher: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        if self.teacher_loss == "kldistill":
-            teacher_term = F.kl_distill(scores, teacher, mask, temperature=self.temperature)
-        elif self.teacher_loss == "adrmse":
-            teacher_term = F.adr_mse(scores, teacher, mask, temperature=self.temperature, discount=self.discount)
-        else:
-            teacher_term = F.distill_ranknet(scores, teacher, mask)
-        if self.hard_loss == "infonce":
-            hard_term = F.infonce(scores, mask)
-        else:
-            hard_term = _positive_first_bce(scores, mask)
-        return {self.teacher_loss: self.teacher_weight * teacher_term, self.hard_loss: self.hard_weight * hard_term}
+        return F.combined_terms(scores, teacher, mask, self.teacher_loss, self.hard_loss, self.teacher_weight, self.hard_weight,
+                                temperature=self.temperature, discount=self.discount)
 
     def get_config_dict(self) -> dict[str, float | int | str | bool | None]:
         return {

@@ -19,11 +19,25 @@ Conventions shared by all functions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["hinge", "margin_mse", "infonce", "distill_ranknet", "teacher_ranks", "adr_mse", "kl_distill"]
+__all__ = [
+    "TERMS",
+    "hinge",
+    "margin_mse",
+    "infonce",
+    "distill_ranknet",
+    "teacher_ranks",
+    "adr_mse",
+    "kl_distill",
+    "positive_first_bce",
+    "squared_error",
+    "combined_terms",
+]
 
 DISCOUNTS = ("log2", "reciprocal", None)
 
@@ -236,3 +250,66 @@ def kl_distill(scores: Tensor, teacher: Tensor, mask: Tensor | None = None, temp
     log_p = torch.where(mask, log_p, 0.0)
     terms = torch.where(mask, log_p.exp() * (log_p - log_q), 0.0)
     return terms.sum(dim=1).mean() * temperature**2
+
+
+def positive_first_bce(scores: Tensor, mask: Tensor | None = None) -> Tensor:
+    """BCE-with-logits with label 1 for column 0 and 0 for the other valid columns, mean over valid documents.
+
+    Written as ``softplus(s) - y * s`` (the same stable value): on multi-threaded CPU,
+    ``torch.nn.functional.binary_cross_entropy_with_logits`` took ~12 ms for 32 logits in our
+    measurements (a parallel region), more than the rest of the loss together.
+
+    Args:
+        scores: ``[B, L]`` student logits: the positive in column 0, negatives after it.
+        mask: ``[B, L]`` bool, ``False`` at padded positions.
+    """
+    mask = _mask_like(scores, mask)
+    targets = torch.zeros_like(scores)
+    targets[:, 0] = 1.0
+    return (F.softplus(scores) - targets * scores)[mask].mean()
+
+
+def squared_error(scores: Tensor, teacher: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Pointwise distillation: ``mean (s - t)^2`` over the valid entries."""
+    _check_same_shape(scores, teacher)
+    mask = _mask_like(scores, mask)
+    return ((scores - teacher.to(scores.dtype)) ** 2)[mask].mean()
+
+
+def combined_terms(
+    scores: Tensor,
+    teacher: Tensor,
+    mask: Tensor | None,
+    teacher_loss: str = "kldistill",
+    hard_loss: str = "infonce",
+    teacher_weight: float = 1.0,
+    hard_weight: float = 1.0,
+    **teacher_args: object,
+) -> dict[str, Tensor]:
+    """The parts of a teacher term plus a hard-label term: ``{teacher_loss: w_t * term, hard_loss: w_h * term}``.
+
+    ``teacher_args`` (``temperature``, ``discount``) go to the teacher term only; the hard term
+    (``infonce`` at temperature 1, or ``bce``) takes the first document as the positive.
+    """
+    return {
+        teacher_loss: teacher_weight * TERMS[teacher_loss](scores, teacher, mask, **teacher_args),
+        hard_loss: hard_weight * TERMS[hard_loss](scores, teacher, mask),
+    }
+
+
+#: Objective name (:data:`st_distill.objectives.OBJECTIVES`) -> its math, as
+#: ``term(scores, teacher, mask, **loss_arguments)`` on ``[B, L]`` lists (the positive in column 0
+#: where one is needed; ``teacher`` may be ``None`` for the hard-label terms). Loss arguments a term
+#: does not use are ignored. The combined loss's parts and the constant-score levels of the bench
+#: (:mod:`st_distill.bench.levels`) compute through this table; the loss classes call the same functions.
+TERMS: dict[str, Callable[..., Tensor]] = {
+    "bce": lambda s, t, m, **_: positive_first_bce(s, m),
+    "hinge": lambda s, t, m, margin=1.0, **_: hinge(s[:, 0], s[:, 1:], margin=margin),
+    "marginmse": lambda s, t, m, **_: margin_mse(s, t),
+    "infonce": lambda s, t, m, temperature=1.0, **_: infonce(s, m, temperature=temperature),
+    "distillranknet": lambda s, t, m, **_: distill_ranknet(s, t, m),
+    "adrmse": lambda s, t, m, temperature=1.0, discount="log2", **_: adr_mse(s, t, m, temperature=temperature, discount=discount),
+    "kldistill": lambda s, t, m, temperature=1.0, **_: kl_distill(s, t, m, temperature=temperature),
+    "kldistill+infonce": lambda s, t, m, **args: sum(combined_terms(s, t, m, **args).values()),
+    "mse": lambda s, t, m, **_: squared_error(s, t, m),
+}

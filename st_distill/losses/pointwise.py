@@ -5,7 +5,7 @@ from __future__ import annotations
 from sentence_transformers.cross_encoder import losses
 from torch import Tensor
 
-from st_distill.losses.base import check_finite_labels
+from st_distill.losses.base import check_finite_labels, check_finite_loss
 
 
 class MSELoss(losses.MSELoss):
@@ -38,11 +38,14 @@ class MSELoss(losses.MSELoss):
 
         Raises:
             ValueError: When labels are missing or hold a NaN or infinite score.
+            FloatingPointError: When the loss itself is NaN or infinite (e.g. diverged student scores).
         """
         if labels is None:
             raise ValueError(f"{type(self).__name__} needs a teacher-score column ('score'), but the batch has none.")
         check_finite_labels(labels, type(self).__name__)
-        return super().forward(inputs, labels, prompt=prompt, task=task)
+        value = super().forward(inputs, labels, prompt=prompt, task=task)
+        check_finite_loss(value, self)
+        return value
 
     @property
     def citation(self) -> str:

@@ -13,7 +13,7 @@ BM25 and 0.463 for a new mean-pooling dense head; benchmarks/RESULTS.md), while 
 both texts, as in any cross-encoder, for training to build on.
 
 Loading a saved student: the module lives outside ``sentence_transformers``, so
-``CrossEncoder(path, trust_remote_code=True)`` (or :func:`st_distill.bench.training.load_student`,
+``CrossEncoder(path, trust_remote_code=True)`` (or :func:`st_distill.training.load_student`,
 which trusts only st-distill's own modules).
 """
 

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -36,9 +37,15 @@ def native_bf16(device: torch.device | str) -> bool:
 
     CPU: AMX tiles or AVX512-BF16, as torch detects them (``torch.cpu._is_amx_tile_supported``,
     ``torch.cpu._is_avx512_bf16_supported``; ``False`` on a torch without these probes). CUDA:
-    ``torch.cuda.is_bf16_supported()``. Other devices: ``False``.
+    ``torch.cuda.is_bf16_supported()``. Other devices: ``False``. Each device is probed once per
+    process; the answer is cached.
     """
-    device = torch.device(device)
+    return _probe_bf16(torch.device(device))
+
+
+@functools.cache
+def _probe_bf16(device: torch.device) -> bool:
+    """The probe behind :func:`native_bf16`, cached per device."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":

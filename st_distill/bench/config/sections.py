@@ -28,7 +28,6 @@ from st_distill.bench.config.types import (
     _fail,
     _layer_list,
     _layers,
-    _loss_arguments,
     _missing_input,
     _num_layers,
     _scores_file,
@@ -219,8 +218,8 @@ class ObjectiveConfig(_Section):
         if self.normalize not in (None, "raw") and (fmt.teacher is None or self.data == "triples"):
             why = "it trains on hard labels" if fmt.teacher is None else "teacher triples are used as they are"
             raise _fail(f"{self.name!r} takes no normalisation: {why}", "normalize")
-        if self.loss:
-            _loss_arguments(self.name, self.loss)
+        for name, message in get_objective(self.name).check_loss_arguments(self.loss)[:1]:
+            raise _fail(message, "loss", name)
         return self
 
 

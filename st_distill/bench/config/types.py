@@ -6,21 +6,19 @@ context (see :func:`st_distill.bench.config.load_config`); they raise ``config``
 extends the key path.
 """
 
-import importlib
-import inspect
 import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_type_hints
+from typing import Annotated, Any, get_type_hints
 
 from annotated_types import Ge, Gt, Lt, MinLen
-from pydantic import AfterValidator, AllowInfNan, BeforeValidator, ConfigDict, Strict, TypeAdapter, ValidationError, ValidationInfo
+from pydantic import AfterValidator, AllowInfNan, BeforeValidator, ConfigDict, Strict, ValidationInfo
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from st_distill.data.download import BEIR_DATASETS
-from st_distill.data.normalize import NORMALIZATIONS, Normalization  # re-exported: the bench config's names since 0.1
+from st_distill.data.normalize import NORMALIZATIONS, Normalization  # noqa: F401 (re-exported: the bench config's names since 0.1)
 from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
 
 #: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
@@ -248,36 +246,6 @@ def _num_layers(model: str) -> int | None:
     values = json.loads(config.read_text(encoding="utf-8"))
     depth = values.get("num_hidden_layers", values.get("n_layers"))
     return depth if _is_int(depth) else None
-
-
-def _loss_arguments(objective: str, arguments: dict[str, Any]) -> None:
-    """Checks loss arguments against the loss class's ``__init__``: known names, values of the annotated type.
-
-    Annotations written as text (``from __future__ import annotations``) are resolved by
-    :func:`typing.get_type_hints` in the loss module; an argument whose annotation does not resolve
-    is left to the loss to check.
-    """
-    from st_distill.objectives import get_objective
-
-    module_name, class_name = get_objective(objective).loss_class.split(":")
-    loss_cls = getattr(importlib.import_module(module_name), class_name)
-    params = dict(list(inspect.signature(loss_cls).parameters.items())[1:])  # after the model
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    try:
-        hints = get_type_hints(loss_cls.__init__, include_extras=True)
-    except (NameError, TypeError, SyntaxError):
-        hints = {}
-    for name, value in arguments.items():
-        if name not in params:
-            raise _fail(f"unknown argument {name!r} of {class_name} (known: {', '.join(params)})", "loss", name)
-        annotation = hints.get(name, params[name].annotation)
-        if annotation is inspect.Parameter.empty or isinstance(annotation, str):
-            continue  # no annotation, or one that does not resolve here: the loss checks the value itself
-        try:
-            TypeAdapter(annotation).validate_python(value, strict=True)
-        except ValidationError:
-            raise _fail(f"expected {params[name].annotation}, got {value!r}", "loss", name) from None
 
 
 def _slug(model: str) -> str:

@@ -13,7 +13,7 @@ from st_distill.bench.config import TRAIN_KEYS, BenchConfig
 from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
 from st_distill.bench.plan import passages_per_row
-from st_distill.bench.workspace import DONE, CellFolder, Distributed, Workspace, atomic_folder, save_model
+from st_distill.bench.workspace import DONE, CellFolder, Distributed, Workspace, atomic_folder
 from st_distill.data.formats import Collection
 from st_distill.io import write_json
 
@@ -47,8 +47,8 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
     to be made, builds the data (from ``sources()``, called on rank 0 only) and saves the model
     (atomically, through ``teacher/model.partial/``, where a killed run's checkpoints resume).
     """
-    from st_distill.bench.training import make_student, rows_per_batch, train_model
     from st_distill.dataset import load_built_dataset, save_dataset
+    from st_distill.training import make_student, rows_per_batch, save_student, train_model
     from st_distill.objectives import get_objective
 
     model_dir = ws.teacher_model
@@ -57,6 +57,7 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
     t = config.teacher
     objective = get_objective(t.train_objective)
     args = {**{k: v for k, v in objective.defaults.items() if k in TRAIN_KEYS}, **config.train, **t.train}
+    args.pop("max_length", None)  # the teacher's tokens per pair are its own (t.max_length), set on the model
     data_dir = ws.teacher_data
     work = CellFolder(ws.teacher_partial)
     if dist.is_main:
@@ -78,7 +79,7 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
     dist.barrier()  # every rank has written its part of the last checkpoint
     if dist.is_main:
         model.model_card_data.model_name = f"st-distill teacher: {t.train_backbone} trained with {t.train_objective}"
-        save_model(model, work.path)
+        save_student(model, work.path)
         shutil.rmtree(work.checkpoints, ignore_errors=True)
         write_json(work.summary, summary)
         work.done.touch()
