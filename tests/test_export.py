@@ -251,3 +251,22 @@ def test_student_card_fills_the_library_card(tiny_model, tmp_path):
         student_card({**facts, "steps": -1})
     with pytest.raises(ValueError, match="unknown rows"):
         student_card({**facts, "metrics": {"x": {"final": {"nDCG@10": 1.0}}}})
+
+
+def test_mteb_wrapper_takes_an_exported_folder(tiny_model_path, tmp_path, shared_data):
+    """MTEB re-ranks SciFact over a BM25 run with the exported model: its nDCG@10 equals st-distill eval's."""
+    pytest.importorskip("mteb")
+    from st_distill.data.formats import load_beir, write_trec_run
+    from st_distill.evaluation import mteb as st_mteb
+    from st_distill.evaluation.rerank import rerank_and_evaluate
+    from st_distill.evaluation.retrieve import bm25_retrieve
+
+    folder, _ = _export(tiny_model_path, tmp_path, "torch-int8")
+    scifact = load_beir(shared_data / "scifact", "test")
+    qids = sorted((q for q in scifact.qrels if q in scifact.queries), key=int)[:5]
+    run_path = tmp_path / "scifact.bm25.trec"
+    write_trec_run(bm25_retrieve(scifact.corpus, {q: scifact.queries[q] for q in qids}, top_k=5), run_path, tag="bm25s")
+    task = st_mteb.local_retrieval_task(shared_data / "scifact", name="SciFactLocal", like="SciFact", query_ids=qids)
+    scores = st_mteb.evaluate_mteb(str(folder), [task], first_stage=run_path, top_k=5, output_folder=tmp_path / "mteb")
+    report = rerank_and_evaluate(str(folder), run_path, shared_data / "scifact", depth=5, measures=["nDCG@10"])
+    assert scores["SciFactLocal"]["ndcg_at_10"] == pytest.approx(report["reranked"]["aggregate"]["nDCG@10"], abs=1e-3)

@@ -158,6 +158,7 @@ class ExportedGraph(torch.nn.Module):
     def __init__(self, folder: Path, manifest: ExportManifest, config: Any, threads: int | None = None) -> None:
         super().__init__()
         self.config = config
+        self.name_or_path = str(folder)  # as a transformers model has: MTEB and the reports name the model by it
         self.format = manifest.format
         self.inputs = list(manifest.inputs)
         self.threads = threads or torch.get_num_threads()
