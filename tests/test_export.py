@@ -133,7 +133,7 @@ def test_eval_command_and_teacher_take_an_exported_folder(tiny_model_path, tmp_p
     assert model_fingerprint(teacher.model)["weights"] != model_fingerprint(_source(tiny_model_path))["weights"]
 
 
-def test_cli_exits_2_with_numbers_when_parity_is_below_the_threshold(tiny_model_path, tmp_path, monkeypatch, capsys):
+def test_cli_exits_2_with_numbers_when_parity_is_below_the_threshold(tiny_model_path, tmp_path, monkeypatch, capsys, caplog):
     measured = export_core.measure_parity
 
     def halved(*args, **kwargs):  # the export's nDCG@10 at half its source's: a breach of any threshold above 0.5
@@ -149,6 +149,9 @@ def test_cli_exits_2_with_numbers_when_parity_is_below_the_threshold(tiny_model_
     captured = capsys.readouterr()
     assert "kept 50.00%" in captured.out and "below the required 99.00%" in captured.err
     assert json.loads((out / "parity.json").read_text())["passed"] is False
+    with caplog.at_level("WARNING", logger="st_distill.models.exported"):
+        load_cross_encoder(str(out))
+    assert "failed its parity check" in caplog.text
     assert cli.main([*argv, "--overwrite", "--min-ratio", "0.4"]) == 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,8 @@ __all__ = [
     "exported_format",
     "read_manifest",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: The file that marks a folder as an exported re-ranker.
 MANIFEST = EXPORT_MANIFEST
@@ -262,6 +265,9 @@ def load_exported(
     missing = [name for name in FORMATS[manifest.format] if not (folder / name).exists()]
     if missing:
         raise ValueError(f"{folder / MANIFEST}: format {manifest.format!r} needs {missing} in the folder")
+    parity = folder / "parity.json"
+    if parity.is_file() and json.loads(parity.read_text(encoding="utf-8")).get("passed") is False:
+        logger.warning("%s: this export failed its parity check (see %s)", folder, parity)
     activation = manifest.activation_fn
     module = ExportedTransformer(folder, manifest, threads)
     model = CrossEncoder(
