@@ -23,7 +23,8 @@ from st_distill.export import core as export_core
 from st_distill.export.card import student_card
 from st_distill.export.convert import _cosine_similarity
 from st_distill.models import load_cross_encoder, resolve_model
-from st_distill.models.exported import MANIFEST, ExportedTransformer, read_manifest
+from st_distill.commands import export as export_command
+from st_distill.models.exported import FORMATS, MANIFEST, ExportedTransformer, read_manifest
 from st_distill.models.scoring import score_pairs
 from st_distill.teachers import CrossEncoderTeacher, model_fingerprint
 
@@ -173,6 +174,9 @@ def test_bad_input_is_refused_before_any_work(tiny_model_path, tmp_path, monkeyp
         (no_qrels / name).write_bytes((Path(resolve_model(SUITE)) / name).read_bytes())
     with pytest.raises(ValueError, match="no qrels file"):
         export_model(tiny_model_path, tmp_path / "c", "torch-int8", suite=no_qrels)
+    with pytest.raises(ValueError, match=r"min_ratio must be in \(0, 1\]"):
+        export_model(tiny_model_path, tmp_path / "b", "torch-int8", min_ratio=0.0)
+    assert export_command.FORMAT_CHOICES == tuple(FORMATS)  # the CLI's copy, kept so that --help imports no torch
     monkeypatch.setattr(export_core.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ValueError, match=r"needs openvino: pip install 'st-distill\[export\]'"):
         export_model(tiny_model_path, tmp_path / "d", "openvino-int8")

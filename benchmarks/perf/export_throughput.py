@@ -23,6 +23,7 @@ absolute difference of its logits against ``predict[fp32]``. Run ``python benchm
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import tempfile
@@ -87,7 +88,7 @@ def main() -> None:
     convert_seconds = {}
     for fmt in args.formats:
         runtime = RUNTIMES[fmt]
-        if runtime is not None and __import__("importlib").util.find_spec(runtime) is None:
+        if runtime is not None and importlib.util.find_spec(runtime) is None:
             print(f"skip {fmt}: {runtime} is not installed")
             continue
         start = time.perf_counter()

@@ -56,8 +56,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from st_distill.export import ParityError, export_model, format_parity
 
-    if args.min_ratio <= 0:
-        raise ValueError("--min-ratio must be above 0")
     try:
         report = export_model(
             args.model, args.output, args.format, calibration=args.calibration, calibration_count=args.calibration_pairs,
