@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the source CrossEncoder: local folder, package:MODULE or Hugging Face id")
     parser.add_argument("--output", required=True, metavar="DIR", help="the exported folder (absent or empty)")
     parser.add_argument("--format", default="openvino", choices=FORMAT_CHOICES,
-                        help="export format (default openvino: the fastest at parity measured on a CPU with AMX, "
-                             "where OpenVINO runs it in bfloat16; openvino-int8 is NNCF int8)")
+                        help="export format (default openvino: OpenVINO runs it in bfloat16 on CPUs with AMX, as fast "
+                             "there as openvino-int8, NNCF int8, and closer to the source's scores)")
     parser.add_argument("--calibration", default="resource://quickstart/trec-dl-2021", metavar="DIR",
                         help="folder of a run, queries and corpus whose candidates calibrate quantisation "
                              "(default the packaged TREC DL 2021 sample)")

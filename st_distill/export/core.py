@@ -34,8 +34,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_FORMAT", "PARITY_FILE", "export_model", "write_export"]
 
-#: The format measured fastest at parity on this project's CPU (benchmarks/perf/export_throughput.py): the
-#: OpenVINO IR, which OpenVINO runs in bfloat16 on CPUs with AMX; NNCF int8 was slower there and kept less nDCG.
+#: The format measured best on this project's CPU (benchmarks/perf/export_throughput.py): the OpenVINO IR,
+#: which OpenVINO runs in bfloat16 on CPUs with AMX; NNCF int8 was as fast there, further from the source's scores.
 DEFAULT_FORMAT = "openvino"
 #: The parity report's file in the exported folder.
 PARITY_FILE = "parity.json"
