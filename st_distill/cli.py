@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "bench": "bench",
     "report": "report",
     "mteb": "mteb",
+    "export": "export",
 }
 
 

