@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "st_distill"
 #: Lowest first. ``heads``, ``precision`` and ``scoring`` at the top level are deprecated aliases of
 #: ``models.*`` and count as ``models``.
 LAYERS = ["io", "logs", "models", "data", "teachers", "losses", "objectives", "dataset", "training",
-          "evaluation", "bench", "commands", "cli"]
+          "evaluation", "export", "bench", "commands", "cli"]
 ALIASES = {"heads": "models", "precision": "models", "scoring": "models"}
 #: Deprecated alias modules left at an old, lower home: they re-export the new one and nothing else.
 ALIAS_MODULES = {"st_distill.data.builder"}
