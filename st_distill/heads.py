@@ -1,17 +1,7 @@
-"""Deprecated alias of :mod:`st_distill.models.heads` (moved in 0.2.0); kept so that old imports work.
+"""Deprecated alias of :mod:`st_distill.models.heads` (moved in 0.2.0); kept so that old imports work."""
 
-The alias is the module itself (``sys.modules`` points this name at it), so that setting an
-attribute through the old name changes what :mod:`st_distill.models.heads` uses.
-"""
+import st_distill.models.heads
 
-import sys
-import warnings
+from st_distill._deprecated import alias_module
 
-from st_distill.models import heads
-
-warnings.warn(
-    "st_distill.heads moved to st_distill.models.heads; the old name will be removed in a later release",
-    DeprecationWarning,
-    stacklevel=2,
-)
-sys.modules[__name__] = heads
+alias_module(__name__, st_distill.models.heads)
