@@ -38,7 +38,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mteb
+try:
+    import mteb
+except ImportError as exc:  # mteb 2.24+ needs Python 3.11; st-distill installs it there only
+    raise ImportError("MTEB evaluation needs the mteb package (mteb>=2.26,<3, Python 3.11+): "
+                      "pip install 'mteb>=2.26,<3'") from exc
 from datasets import Dataset
 from mteb.abstasks.abstask import AbsTask
 from mteb.abstasks.retrieval import AbsTaskRetrieval

@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mteb
+try:
+    import mteb
+except ImportError as exc:  # mteb 2.24+ needs Python 3.11; st-distill installs it there only
+    raise ImportError("MTEB evaluation needs the mteb package (mteb>=2.26,<3, Python 3.11+): "
+                      "pip install 'mteb>=2.26,<3'") from exc
 from mteb.models.model_meta import ModelMeta
 from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
 
