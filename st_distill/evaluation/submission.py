@@ -15,15 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-try:
-    import mteb
-except ImportError as exc:  # mteb 2.24+ needs Python 3.11; st-distill installs it there only
-    raise ImportError("MTEB evaluation needs the mteb package (mteb>=2.26,<3, Python 3.11+): "
-                      "pip install 'mteb>=2.26,<3'") from exc
+# first: where mteb is missing (Python 3.10), st_distill.evaluation.mteb says what MTEB evaluation needs
+from st_distill.evaluation.mteb import is_registered_task  # isort: skip
+
+import mteb
 from mteb.models.model_meta import ModelMeta
 from mteb.models.sentence_transformer_wrapper import CrossEncoderWrapper
 
-from st_distill.evaluation.mteb import is_registered_task
 from st_distill.io import atomic_write
 
 if TYPE_CHECKING:
