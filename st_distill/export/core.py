@@ -26,7 +26,7 @@ from st_distill.export.convert import calibration_batches, convert
 from st_distill.export.parity import DEFAULT_MIN_RATIO, ParityError, format_parity, measure_parity
 from st_distill.export.suite import DEFAULT_CALIBRATION, DEFAULT_SUITE, calibration_pairs, load_suite
 from st_distill.io import require_output_folder, write_json
-from st_distill.models import load_cross_encoder, resolve_model
+from st_distill.models import cap_max_length, load_cross_encoder, resolve_model
 from st_distill.models.exported import FORMATS, MANIFEST, RUNTIMES, ExportManifest, load_exported
 from st_distill.teachers import model_fingerprint
 
@@ -160,7 +160,7 @@ def export_model(
         model = load_cross_encoder(resolve_model(spec), device="cpu", max_length=max_length)
         source_folder = Path(resolve_model(spec))
     elif max_length is not None:
-        model.max_seq_length = max_length
+        model.max_seq_length = cap_max_length(model, max_length)
     if type(model[0]) is not Transformer:
         raise ValueError(f"{source_folder or 'the model'}: only CrossEncoders whose first module is a Transformer export (got {type(model[0]).__name__})")
 

@@ -189,17 +189,15 @@ def load_cross_encoder(
         from st_distill.models.exported import load_exported
 
         loaded = load_exported(folder, device=device)
-        if max_length is not None:
-            loaded.max_seq_length = cap_max_length(loaded, max_length)
-        return loaded
-    kwargs: dict[str, Any] = {"device": device, "revision": revision, "trust_remote_code": False}
-    if num_labels is not None:
-        kwargs["num_labels"] = num_labels
-    classes = _checked_modules(folder) if folder.is_dir() else {}
-    if classes:
-        loaded = CrossEncoder._load_with_module_classes(str(model), classes, **kwargs)
     else:
-        loaded = CrossEncoder(str(model), **kwargs)
+        kwargs: dict[str, Any] = {"device": device, "revision": revision, "trust_remote_code": False}
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        classes = _checked_modules(folder) if folder.is_dir() else {}
+        if classes:
+            loaded = CrossEncoder._load_with_module_classes(str(model), classes, **kwargs)
+        else:
+            loaded = CrossEncoder(str(model), **kwargs)
     if max_length is not None:
         loaded.max_seq_length = cap_max_length(loaded, max_length)
     return loaded

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xxhash
 
+from st_distill.models import cap_max_length, load_cross_encoder
+
 if TYPE_CHECKING:
     import torch
     from sentence_transformers import SentenceTransformer
@@ -200,15 +202,11 @@ class CrossEncoderTeacher(Teacher):
         autocast: bool = True,
     ) -> None:
         if isinstance(model, str):
-            from st_distill.models import load_cross_encoder
-
             model_id = model
             model = load_cross_encoder(model, num_labels=1, revision=revision, device=device)
         else:
             model_id = _model_id(model)
         if max_length is not None:
-            from st_distill.models import cap_max_length
-
             model.max_seq_length = cap_max_length(model, max_length)
         self.model = model
         self.model_id = model_id
@@ -277,7 +275,7 @@ class BiEncoderTeacher(Teacher):
         else:
             model_id = _model_id(model)
         if max_length is not None:
-            model.max_seq_length = max_length
+            model.max_seq_length = cap_max_length(model, max_length)
         self.model = model
         self.model_id = model_id
         self.similarity = similarity

@@ -30,7 +30,7 @@ from torch import nn
 from transformers import set_seed
 
 from st_distill.io import current_umask
-from st_distill.models import load_cross_encoder
+from st_distill.models import cap_max_length, load_cross_encoder
 from st_distill.models.heads import SegmentCosine
 
 if TYPE_CHECKING:
@@ -167,6 +167,8 @@ def make_student(
         pooler = getattr(transformer.auto_model, "pooler", None)
         if pooler is not None:  # BERT's [CLS] pooler: unused by these heads, so frozen (DDP needs every trainable parameter used)
             pooler.requires_grad_(False)
+    if max_length is not None:
+        student.max_seq_length = cap_max_length(student, max_length)
     if layers is not None:
         truncate_layers(student, layers)
     if head == "cosine":
