@@ -6,6 +6,8 @@
   :func:`save_student`, :func:`sample_pairs`.
 - :mod:`~st_distill.training.forward`: :func:`fast_forward` (length-chunked forwards) and
   :func:`trainer_precision` (bfloat16 with a float32 score layer under the trainer's ``bf16``).
+- :mod:`~st_distill.training.dropout`: :func:`cpu_dropout` (dropout masks drawn from 64-bit random
+  words on CPU, where torch's ``bernoulli_`` makes them one of a step's largest costs).
 - :mod:`~st_distill.training.trainer`: :func:`train_model` (``CrossEncoderTrainer``, resumable,
   logged through :mod:`logging`), :func:`rows_per_batch`.
 
@@ -14,6 +16,7 @@ The precision policy itself (where bfloat16 is native, which layer stays float32
 :func:`st_distill.objectives.get_objective`.
 """
 
+from st_distill.training.dropout import cpu_dropout
 from st_distill.training.forward import CPU_TRAIN_TOKENS_PER_CHUNK, fast_forward, trainer_precision
 from st_distill.training.students import (
     HEADS,
@@ -33,6 +36,7 @@ __all__ = [
     "StepLog",
     "StopOnNonFinite",
     "cell_train_loss",
+    "cpu_dropout",
     "fast_forward",
     "freeze_layers",
     "load_student",

@@ -40,6 +40,7 @@ from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from st_distill.io import atomic_write
 from st_distill.logs import progress_enabled
 from st_distill.models.precision import native_bf16, score_head
+from st_distill.training.dropout import cpu_dropout
 from st_distill.training.forward import CPU_TRAIN_TOKENS_PER_CHUNK, fast_forward, trainer_precision
 
 if TYPE_CHECKING:
@@ -153,6 +154,7 @@ def train_model(
     started_marker: str | os.PathLike | None = None,
     callbacks: Sequence[TrainerCallback] = (),
     chunked: bool | int = True,
+    fast_dropout: bool = True,
 ) -> dict[str, Any]:
     """Trains ``model`` with ``loss`` on ``dataset`` through ``CrossEncoderTrainer``, resumable.
 
@@ -184,6 +186,8 @@ def train_model(
         chunked: ``True``: on CPU in float32, score each step's pairs in chunks of
             :data:`CPU_TRAIN_TOKENS_PER_CHUNK` padded tokens (:func:`fast_forward`); an int: chunks of
             that many padded tokens on any device and precision; ``False``: each step's batch whole.
+        fast_dropout: On CPU, draw dropout masks with :func:`~st_distill.training.cpu_dropout`
+            (torch's distribution, another random stream); ``False`` keeps torch's own dropout.
 
     Under ``torchrun`` / ``accelerate launch`` every rank calls this with the same arguments and
     ``batch_rows`` rows per rank (see :func:`rows_per_batch`); the trainer runs DDP, each rank
@@ -200,7 +204,7 @@ def train_model(
     args = _train_args(model, args)
     if checkpoints is None:
         with tempfile.TemporaryDirectory(prefix="st-distill-train-") as folder:
-            return train_model(model, loss, dataset, args, seed, batch_rows, folder, log_path, started_marker, callbacks, chunked)
+            return train_model(model, loss, dataset, args, seed, batch_rows, folder, log_path, started_marker, callbacks, chunked, fast_dropout)
     bf16 = bool(args["bf16"])
     head_lr = args.get("head_learning_rate")
     head = score_head(model) if head_lr is not None else None
@@ -257,7 +261,11 @@ def train_model(
         tokens = CPU_TRAIN_TOKENS_PER_CHUNK if model.device.type == "cpu" and not reduced else None
     else:
         tokens = int(chunked) or None
-    with trainer_precision(model, reduced), fast_forward(model, bf16=False, tokens_per_chunk=tokens) if tokens else contextlib.nullcontext():
+    with (
+        trainer_precision(model, reduced),
+        fast_forward(model, bf16=False, tokens_per_chunk=tokens) if tokens else contextlib.nullcontext(),
+        cpu_dropout(model) if fast_dropout and model.device.type == "cpu" else contextlib.nullcontext(),
+    ):
         output = trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - started
     if log_path is not None and trainer.is_world_process_zero():
