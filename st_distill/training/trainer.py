@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from st_distill.io import atomic_write
 from st_distill.logs import progress_enabled
@@ -136,9 +138,20 @@ def _complete(checkpoint: Path) -> bool:
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint (see :func:`_complete`), or ``None``."""
-    complete = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and _complete(p)]
-    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
+    """The newest complete checkpoint (see :func:`_complete`), or ``None``.
+
+    The newest is the trainer's own choice (``get_last_checkpoint``); one that is incomplete (a kill
+    during its save) is removed, with a warning, and the one before it taken: left in place, the
+    trainer's rotation (``save_total_limit=1``) would keep it as the newest and remove the complete
+    checkpoints saved after resuming.
+    """
+    if not folder.is_dir():
+        return None
+    while (last := get_last_checkpoint(str(folder))) is not None and not _complete(Path(last)):
+        logger.warning("removing the incomplete checkpoint %s (killed while it was saved)", last)
+        with contextlib.suppress(FileNotFoundError):  # another rank of a DDP run removed it first
+            shutil.rmtree(last)
+    return last
 
 
 def train_model(
