@@ -390,8 +390,8 @@ def test_schema_lists_every_key_and_forbids_others(capsys):
     assert "train_layers" in defs["BackboneConfig"]["properties"] and "curve" in defs["EvalConfig"]["properties"]
     assert defs["TeacherConfig"]["properties"]["normalize"]["enum"] == ["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
     assert defs["TrainArgs"]["properties"]["max_steps"] == {"exclusiveMinimum": 0, "title": "Max Steps", "type": "integer"}
-    assert defs["Collection"]["properties"]["relevance_level"]["exclusiveMinimum"] == 0
-    assert "max_positives" in defs["TrainSource"]["properties"] and "max_positives" not in defs["Collection"]["properties"]
+    assert defs["CollectionConfig"]["properties"]["relevance_level"]["exclusiveMinimum"] == 0
+    assert "max_positives" in defs["TrainSource"]["properties"] and "max_positives" not in defs["CollectionConfig"]["properties"]
     assert {"type": "string"} in schema["properties"]["objectives"]["items"]["anyOf"]  # objectives = ["bce", ...]
 
 
@@ -484,3 +484,18 @@ def test_mse_takes_candidates_per_query_and_bce_negatives_per_positive(tmp_path)
 def test_normalisation_only_where_teacher_scores_become_labels(tmp_path):
     path = write_config(tmp_path, '[[objectives]]\nname = "bce"\nnormalize = "zscore"\n')
     assert "objectives[0].normalize: 'bce' takes no normalisation: it trains on hard labels" in error_of(path)
+
+
+@pytest.mark.parametrize("module", ["st_distill.bench.config", "st_distill.bench.config.sections"])
+def test_the_config_collection_is_collection_config_with_the_old_name_deprecated(module):
+    """``bench.config.Collection`` (a config section) was named as ``data.formats.Collection`` (loaded data)."""
+    import importlib
+
+    from st_distill.bench.config import CollectionConfig
+    from st_distill.data.formats import Collection
+
+    with pytest.warns(DeprecationWarning, match=f"{module}.Collection is now st_distill.bench.config.CollectionConfig"):
+        old = importlib.import_module(module).Collection
+    assert old is CollectionConfig and old is not Collection
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        importlib.import_module(module).Nothing

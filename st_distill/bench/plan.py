@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from st_distill.bench.config import TRAIN_KEYS, BenchConfig, Collection, ConfigError, TrainArgs
+from st_distill.bench.config import TRAIN_KEYS, BenchConfig, CollectionConfig, ConfigError, TrainArgs
 from st_distill.bench.phases.build import normalization
 from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels, read_texts
@@ -322,7 +322,7 @@ def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
-def _judged(c: Collection) -> tuple[int | None, int | None]:
+def _judged(c: CollectionConfig) -> tuple[int | None, int | None]:
     """Judged queries of a collection (capped by ``max_queries``) and their judged documents, from its qrels; None when not local."""
     if c.beir is not None:
         path = c.beir_folder / "qrels" / f"{c.split}.tsv" if c.beir_folder is not None else None
@@ -334,7 +334,7 @@ def _judged(c: Collection) -> tuple[int | None, int | None]:
     return len(judged), sum(len(docs) for docs in judged)
 
 
-def _describe_collection(c: Collection) -> str:
+def _describe_collection(c: CollectionConfig) -> str:
     if c.ir_datasets:
         where = f"ir_datasets {c.ir_datasets}"
     elif isinstance(c.beir, str):

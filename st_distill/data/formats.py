@@ -47,13 +47,13 @@ import logging
 import math
 import os
 import re
-import warnings
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from st_distill._deprecated import alias_names
 from st_distill.io import atomic_write, open_bytes, require_file
 
 logger = logging.getLogger(__name__)
@@ -583,11 +583,8 @@ class Collection:
     relevance_level: int = 1
 
 
-def __getattr__(name: str):
-    if name == "BeirData":  # the record load_beir returned before Collection (0.1)
-        warnings.warn("st_distill.data.formats.BeirData is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
-        return Collection
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``BeirData``: the record load_beir returned before Collection (0.1)
+__getattr__ = alias_names(__name__, "st_distill.data.formats", BeirData=Collection)
 
 
 def load_beir(folder: str | os.PathLike, split: str = "test") -> Collection:

@@ -34,10 +34,11 @@ from st_distill.bench.config.types import (
     _slug,
     _unique_names,
 )
+from st_distill._deprecated import alias_names
 from st_distill.data.download import BEIR_DATASETS, cached_beir
 
 __all__ = [
-    "BackboneConfig", "BenchConfig", "Collection", "CurveConfig", "EvalConfig", "MtebSuite", "NegativesConfig",
+    "BackboneConfig", "BenchConfig", "CollectionConfig", "CurveConfig", "EvalConfig", "MtebSuite", "NegativesConfig",
     "ObjectiveConfig", "PhaseConfig", "ReportConfig", "TeacherConfig", "TeacherModel", "TrainSource",
 ]
 
@@ -46,7 +47,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-class Collection(_Section):
+class CollectionConfig(_Section):
     """Queries, documents, judgements and a first-stage run: an evaluation suite, or (as
     :class:`TrainSource`) a training source.
 
@@ -82,7 +83,7 @@ class Collection(_Section):
     """Keep only the first judged queries, in qrels order."""
 
     @model_validator(mode="after")
-    def _one_kind_of_data(self, info: ValidationInfo) -> "Collection":
+    def _one_kind_of_data(self, info: ValidationInfo) -> "CollectionConfig":
         given = self.model_fields_set
         if self.ir_datasets is not None:
             for other in ("beir", "queries", "corpus", "qrels", "split"):
@@ -115,8 +116,12 @@ class Collection(_Section):
         return cached_beir(self.beir) if isinstance(self.beir, str) else self.beir
 
 
-class TrainSource(Collection):
-    """A training source: a :class:`Collection` whose ``split`` defaults to ``train``, with
+#: ``Collection``: :class:`CollectionConfig`'s old name (``st_distill.data.formats.Collection`` is the loaded data).
+__getattr__ = alias_names(__name__, "st_distill.bench.config", Collection=CollectionConfig)
+
+
+class TrainSource(CollectionConfig):
+    """A training source: a :class:`CollectionConfig` whose ``split`` defaults to ``train``, with
     ``max_positives``: at most that many relevant documents per query (highest grade first), so a
     source with many judgements per query (NFCorpus) does not outweigh the others; and ``labels``:
     ``"all"`` judgements (default), or ``"sparse"``: one relevant document per query, drawn, and no
@@ -328,7 +333,7 @@ class EvalConfig(_Section):
     """Evaluation suites (re-ranked after training), the measures reported (ir_measures names), MTEB
     tasks, and an optional learning curve."""
 
-    suites: Annotated[dict[SafeName, Collection], BeforeValidator(_suite_names), MinLen(1)]
+    suites: Annotated[dict[SafeName, CollectionConfig], BeforeValidator(_suite_names), MinLen(1)]
     metrics: Measures = ("nDCG@10", "RR@10", "AP", "R@100")
     main_metric: Measure = "nDCG@10"
     batch_size: PositiveInt = 64

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
-from st_distill.bench.config import Collection as CollectionConfig
+from st_distill._deprecated import alias_names
+from st_distill.bench.config import CollectionConfig
 from st_distill.data.download import fetch_beir
 from st_distill.data.formats import Collection, Texts, load_beir, read_qrels, read_texts, read_trec_run, top_k, write_trec_run
 
@@ -15,11 +15,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["load_collection"]
 
 
-def __getattr__(name: str):
-    if name == "Loaded":  # the bench's own collection record before st_distill.data.formats.Collection (0.1)
-        warnings.warn("st_distill.bench.phases.sources.Loaded is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
-        return Collection
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``Loaded``: the bench's own collection record before st_distill.data.formats.Collection (0.1)
+__getattr__ = alias_names(__name__, "st_distill.data.formats", Loaded=Collection)
 
 
 def load_collection(c: CollectionConfig, workdir: Path, depth: int) -> Collection:
