@@ -158,6 +158,8 @@ class BackboneSettings(BaseModel):
     layers: int | tuple[int, ...] | None = None
     head: Literal["cls", "mean", "cosine"] = "cls"
     train_layers: tuple[int, ...] | None = None
+    max_length: int
+    """Tokens of a (query, document) pair: the student's ``max_seq_length``."""
 
 
 class CellSettings(BaseModel):
@@ -179,20 +181,22 @@ class CellSettings(BaseModel):
     def record(self) -> dict[str, Any]:
         """The settings as JSON values, as ``cell.json`` and ``metrics.json`` store them (``"settings"``):
         keys sorted within ``loss`` and ``train``; the backbone's ``head`` and ``train_layers`` only
-        when set, as cells finished before those keys existed recorded them."""
+        when set, and its ``max_length`` under ``train``, as cells finished before those keys (and
+        before ``max_length`` was the backbone's) recorded them."""
         out = self.model_dump(mode="json")
         backbone = out["backbone"]
         if backbone["head"] == "cls":
             del backbone["head"]
         if backbone["train_layers"] is None:
             del backbone["train_layers"]
+        out["train"]["max_length"] = backbone.pop("max_length")
         out["loss"], out["train"] = dict(sorted(out["loss"].items())), dict(sorted(out["train"].items()))
         return out
 
 
 def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> CellSettings:
     """The merged settings of a cell: everything that decides its data, model and training: the
-    backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`), the
+    backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`, and its ``max_length``), the
     data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``), training and
     loss arguments.
 
@@ -212,7 +216,7 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
     return CellSettings(
         backbone=BackboneSettings(model=backbone.model, fingerprint=spec_fingerprint(backbone.model), layers=backbone.layers,
-                                  head=backbone.head, train_layers=backbone.train_layers),
+                                  head=backbone.head, train_layers=backbone.train_layers, max_length=backbone.max_length),
         objective=cell.objective,
         n_negatives=n_negatives,
         data=objective.data,

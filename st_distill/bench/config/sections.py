@@ -1,5 +1,6 @@
 """The sections of a bench config, as pydantic models; :class:`BenchConfig` is the whole config."""
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -9,6 +10,8 @@ from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, Co
 from st_distill.bench.config.types import (
     _RESERVED_PHASES,
     _TRAIN_DEFAULTS,
+    DEFAULT_MAX_LENGTH,
+    CellTrainArgs,
     InputFile,
     Measure,
     Measures,
@@ -21,11 +24,13 @@ from st_distill.bench.config.types import (
     SafeName,
     Seeds,
     Sweep,
+    TeacherTrainArgs,
     Text,
     TrainArgs,
     _base,
     _beir,
     _fail,
+    _is_int,
     _layer_list,
     _layers,
     _missing_input,
@@ -173,9 +178,10 @@ class TeacherConfig(_Section):
     rankings: InputFile | None = None
     train_backbone: ModelSpec | None = None
     train_objective: ObjectiveName = "bce"
-    train: TrainArgs = Field(default_factory=dict)
+    train: TeacherTrainArgs = Field(default_factory=dict)
     batch_size: PositiveInt = 64
-    max_length: PositiveInt = 256
+    max_length: PositiveInt = DEFAULT_MAX_LENGTH
+    """Tokens of a (query, document) pair the teachers read (and the trained teacher learns at)."""
 
     @model_validator(mode="after")
     def _source_has_what_it_needs(self) -> "TeacherConfig":
@@ -210,7 +216,7 @@ class ObjectiveConfig(_Section):
     """Arguments of the loss class (e.g. ``temperature``), checked against its signature."""
     normalize: Normalization | None = None
     """Overrides ``teacher.normalize`` for this objective."""
-    train: TrainArgs = Field(default_factory=dict)
+    train: CellTrainArgs = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fits_the_objective(self) -> "ObjectiveConfig":
@@ -242,8 +248,9 @@ class BackboneConfig(_Section):
     (the sequence-classification head on the first token, as ``CrossEncoder`` builds it), ``mean``
     (mean pooling, then a dense layer) or ``cosine`` (the cosine of the query's and the document's
     mean token embeddings, then a dense layer; BERT-style tokenizers), see
-    :func:`st_distill.bench.training.make_student`. ``train_layers``: the indices, counted after
-    truncation, of the layers that train (default: all; ``[]``: the head alone).
+    :func:`st_distill.training.make_student`. ``train_layers``: the indices, counted after
+    truncation, of the layers that train (default: all; ``[]``: the head alone). ``max_length``:
+    the student's tokens per pair.
     """
 
     name: SafeName
@@ -252,7 +259,10 @@ class BackboneConfig(_Section):
     layers: Annotated[PositiveInt | tuple[NonNegativeInt, ...], BeforeValidator(_layers)] | None = None
     head: Literal["cls", "mean", "cosine"] = "cls"
     train_layers: Annotated[tuple[NonNegativeInt, ...], BeforeValidator(lambda v: _layer_list(v, empty=True))] | None = None
-    train: TrainArgs = Field(default_factory=dict)
+    max_length: PositiveInt = DEFAULT_MAX_LENGTH
+    """Tokens of a (query, document) pair the student reads (its ``max_seq_length``; longer pairs are
+    truncated), in training and evaluation."""
+    train: CellTrainArgs = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _layers_exist(self) -> "BackboneConfig":
@@ -369,7 +379,7 @@ class PhaseConfig(_Section):
     backbones: Names | None = None
     objectives: Names | None = None
     seeds: Seeds | None = None
-    train: TrainArgs = Field(default_factory=dict)
+    train: CellTrainArgs = Field(default_factory=dict)
     sweep: Sweep = Field(default_factory=dict)
     select_on: Text | None = None
 
@@ -423,6 +433,46 @@ class BenchConfig(_Section):
 
     _path: str = PrivateAttr("")
     _missing: tuple[str, ...] = PrivateAttr(())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_length_is_the_backbones(cls, data: Any, info: ValidationInfo) -> Any:
+        """``[train] max_length`` and ``backbones[i].train.max_length``, the deprecated spellings of
+        ``backbones[i].max_length``: moved there (``[train]``'s to every backbone that sets none), with
+        a deprecation naming the key (see :func:`_deprecated_key`)."""
+        if not isinstance(data, dict):
+            return data
+        data, default = dict(data), None
+        train = data.get("train")
+        if isinstance(train, dict) and "max_length" in train:
+            data["train"] = {k: v for k, v in train.items() if k != "max_length"}
+            default = train["max_length"]
+            if not (_is_int(default) and default > 0):
+                raise _fail(f"must be an int > 0, got {default!r}", "train", "max_length")
+            _deprecated_key(info, "train.max_length", "max_length is a property of the model: set it per backbone "
+                            "([[backbones]] max_length = ...)")
+        backbones = data.get("backbones")
+        if not isinstance(backbones, (list, tuple)):
+            return data
+        moved = []
+        for i, backbone in enumerate(backbones):
+            if isinstance(backbone, BackboneConfig):
+                if default is not None and "max_length" not in backbone.model_fields_set:
+                    backbone = backbone.model_copy(update={"max_length": default})
+            elif isinstance(backbone, dict):
+                backbone = dict(backbone)
+                own = backbone.get("train")
+                if isinstance(own, dict) and "max_length" in own:
+                    if "max_length" in backbone:
+                        raise _fail("given twice: keep backbones[].max_length only", "backbones", i, "train", "max_length")
+                    backbone["train"] = {k: v for k, v in own.items() if k != "max_length"}
+                    backbone["max_length"] = own["max_length"]
+                    _deprecated_key(info, f"backbones[{i}].train.max_length", f"set backbones[{i}].max_length")
+                if default is not None:
+                    backbone.setdefault("max_length", default)
+            moved.append(backbone)
+        data["backbones"] = moved
+        return data
 
     @property
     def path(self) -> str:
@@ -478,6 +528,17 @@ class BenchConfig(_Section):
     def backbone(self, name: str) -> BackboneConfig:
         """The backbone entry called ``name``."""
         return next(b for b in self.backbones if b.name == name)
+
+
+def _deprecated_key(info: ValidationInfo, key: str, instead: str) -> None:
+    """A deprecated key: noted in the validation context's ``"deprecated"`` dict (which
+    :func:`~st_distill.bench.config.load_config` logs once, naming the config file), else warned."""
+    message = f"deprecated: {instead}"
+    notes = (info.context or {}).get("deprecated")
+    if notes is None:
+        warnings.warn(f"{key}: {message}", DeprecationWarning, stacklevel=2)
+    else:
+        notes[key] = message
 
 
 def _output_dir(path: Path) -> Path:

@@ -57,7 +57,6 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
     t = config.teacher
     objective = get_objective(t.train_objective)
     args = {**{k: v for k, v in objective.defaults.items() if k in TRAIN_KEYS}, **config.train, **t.train}
-    args.pop("max_length", None)  # the teacher's tokens per pair are its own (t.max_length), set on the model
     data_dir = ws.teacher_data
     work = CellFolder(ws.teacher_partial)
     if dist.is_main:
