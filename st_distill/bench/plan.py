@@ -18,6 +18,7 @@ from st_distill.data.formats import read_qrels, read_texts
 from st_distill.io import file_sha256, open_bytes
 from st_distill.models import RESOURCE_PREFIX, resolve_resource
 from st_distill.models.fingerprint import spec_fingerprint
+from st_distill.objectives import get_objective
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ def select_shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
 
 
 def passages_per_row(objective: str, n_negatives: int | None) -> int:
-    from st_distill.objectives import get_objective
-
     fmt = get_objective(objective).dataset_format
     if fmt.kind == "pointwise":
         return 1
@@ -204,8 +203,6 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     backbone's ``train``, the objective's ``train``, the phase's ``train``, the values an earlier
     sweep phase selected for this objective, then this cell's own sweep values.
     """
-    from st_distill.objectives import get_objective
-
     objective = config.objective(cell.objective)
     backbone = config.backbone(cell.backbone)
     phase = next(p for p in config.phases if p.name == cell.phase)

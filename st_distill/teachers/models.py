@@ -19,6 +19,8 @@ import numpy as np
 import xxhash
 
 from st_distill.models import cap_max_length, load_cross_encoder
+from st_distill.models.precision import autocast_dtype
+from st_distill.models.scoring import score_pairs
 
 if TYPE_CHECKING:
     import torch
@@ -220,8 +222,6 @@ class CrossEncoderTeacher(Teacher):
 
     def precision(self) -> str | None:
         """The reduced dtype the forward runs in (``"torch.bfloat16"``), ``None`` for float32."""
-        from st_distill.models.precision import autocast_dtype
-
         dtype = autocast_dtype(self.model.device) if self.autocast else None
         return None if dtype is None else str(dtype)
 
@@ -233,8 +233,6 @@ class CrossEncoderTeacher(Teacher):
         }
 
     def score(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        from st_distill.models.scoring import score_pairs
-
         pairs = list(zip(queries, documents))
         scores = score_pairs(
             self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False, autocast=self.autocast

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from annotated_types import Gt, Lt, MinLen
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, Strict, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
+from st_distill._deprecated import alias_names
 from st_distill.bench.config.types import (
     _RESERVED_PHASES,
     _TRAIN_DEFAULTS,
@@ -39,8 +40,8 @@ from st_distill.bench.config.types import (
     _slug,
     _unique_names,
 )
-from st_distill._deprecated import alias_names
 from st_distill.data.download import BEIR_DATASETS, cached_beir
+from st_distill.objectives import get_objective
 
 __all__ = [
     "BackboneConfig", "BenchConfig", "CollectionConfig", "CurveConfig", "EvalConfig", "MtebSuite", "NegativesConfig",
@@ -220,8 +221,6 @@ class ObjectiveConfig(_Section):
 
     @model_validator(mode="after")
     def _fits_the_objective(self) -> "ObjectiveConfig":
-        from st_distill.objectives import get_objective
-
         fmt = get_objective(self.name).dataset_format
         kind = fmt.kind
         if self.data == "triples" and kind == "listwise":
@@ -491,7 +490,6 @@ class BenchConfig(_Section):
         config = handler(data)
         update: dict[str, Any] = {"output_dir": _output_dir(config.output_dir or Path("runs") / config.name)}
         teacher = config.teacher
-        from st_distill.objectives import get_objective
 
         for i, objective in enumerate(config.objectives):
             if objective.data == "triples" and teacher.scores_file is None:

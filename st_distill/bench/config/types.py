@@ -20,6 +20,7 @@ from typing_extensions import TypedDict
 from st_distill.data.download import BEIR_DATASETS
 from st_distill.data.normalize import NORMALIZATIONS, Normalization  # noqa: F401 (re-exported: the bench config's names since 0.1)
 from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
+from st_distill.objectives import OBJECTIVES
 
 #: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
 DEFAULT_CONFIG = "resource://quickstart/config.toml"
@@ -194,8 +195,6 @@ ModelSpec = Annotated[str, Strict(), AfterValidator(_model_spec)]
 
 
 def _objective_name(name: str) -> str:
-    from st_distill.objectives import OBJECTIVES
-
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
     return name
