@@ -17,10 +17,12 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from st_distill.io import open_bytes
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T", bound=Any)
 
 __all__ = ["UTF8_BOM", "BadLine", "FormatError", "LineChecker", "numbered_lines", "parse_int", "parse_score", "records", "split_fields"]
 
@@ -78,10 +80,19 @@ class LineChecker:
         if self.first is None:
             self.first = error
 
-    def finish(self) -> None:
-        """Logs one warning with the number of skipped lines and the first of them."""
+    def finish(self, result: _T = None, empty: str | None = None) -> _T:
+        """Logs one warning with the number of skipped lines and the first of them.
+
+        Args:
+            result: What the file was read into, returned as is.
+            empty: Where given, an empty ``result`` raises :class:`FormatError` with this message
+                (a reader refuses a file with nothing to read).
+        """
         if self.count:
             logger.warning("skipped %d invalid line(s) of %s (first: %s)", self.count, self.path, self.first)
+        if empty is not None and not result:
+            raise FormatError(self.path, None, empty)
+        return result
 
 
 def _plain_ascii(text: str) -> bool:

@@ -70,10 +70,7 @@ def _read_texts(path: str | os.PathLike, parse: Callable[[str], tuple[str, str]]
             check.bad(number, f"id {key!r} appears twice", reason="duplicate id")
             continue
         texts[key] = text
-    check.finish()
-    if not texts:
-        raise FormatError(path, None, f"no {expected} in the file")
-    return texts
+    return check.finish(texts, empty=f"no {expected} in the file")
 
 
 def read_tsv(path: str | os.PathLike, skip_invalid: bool = False, skipped: Counter | None = None) -> Texts:

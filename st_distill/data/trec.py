@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 
-from st_distill.data.lines import BadLine, FormatError, LineChecker, numbered_lines, parse_int, parse_score, records, split_fields
+from st_distill.data.lines import BadLine, LineChecker, numbered_lines, parse_int, parse_score, records, split_fields
 from st_distill.io import atomic_write
 
 __all__ = ["GRADE_LIMIT", "Qrels", "Run", "iter_trec_run", "ranked", "read_qrels", "read_trec_run", "run_id_problem", "top_k", "write_trec_run"]
@@ -98,10 +98,7 @@ def read_trec_run(path: str | os.PathLike, skip_invalid: bool = False, skipped: 
             check.bad(number, f"document {docid!r} appears twice for query {qid!r}", reason="duplicate document")
             continue
         docs[docid] = score
-    check.finish()
-    if not run:
-        raise FormatError(path, None, "the run is empty: no 'qid Q0 docid rank score tag' line")
-    return run
+    return check.finish(run, empty="the run is empty: no 'qid Q0 docid rank score tag' line")
 
 
 def ranked(docs: Mapping[str, float]) -> list[tuple[str, float]]:
@@ -220,7 +217,4 @@ def read_qrels(path: str | os.PathLike, skip_invalid: bool = False, skipped: Cou
             check.bad(number, f"document {docid!r} judged twice for query {qid!r} with different grades", "conflict")
             continue
         docs[docid] = grade
-    check.finish()
-    if not qrels:
-        raise FormatError(path, None, "no judgements in the file")
-    return qrels
+    return check.finish(qrels, empty="no judgements in the file")
