@@ -552,3 +552,16 @@ def test_a_backbones_own_train_max_length_is_a_deprecated_spelling_of_its_max_le
     assert "backbones[0].train.max_length: deprecated: set backbones[0].max_length" in caplog.text
     replace_in(path, "[backbones.train]", "max_length = 40\n[backbones.train]")
     assert "backbones[0].train.max_length: given twice" in error_of(path)
+
+
+def test_train_max_length_from_python_is_a_deprecation_warning(tmp_path):
+    """Validated outside load_config (no file to name), the deprecated key warns instead of logging."""
+    import tomllib
+
+    from st_distill.bench.config import BenchConfig
+
+    path = replace_in(write_config(tmp_path, GOOD_OBJECTIVES), "passages_per_batch = 4\n", "passages_per_batch = 4\nmax_length = 48\n")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    with pytest.warns(DeprecationWarning, match=r"train\.max_length: deprecated: max_length is a property of the model"):
+        config = BenchConfig.model_validate(raw, context={"base": tmp_path})
+    assert config.backbones[0].max_length == 48
