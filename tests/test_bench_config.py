@@ -390,8 +390,8 @@ def test_schema_lists_every_key_and_forbids_others(capsys):
     assert "train_layers" in defs["BackboneConfig"]["properties"] and "curve" in defs["EvalConfig"]["properties"]
     assert defs["TeacherConfig"]["properties"]["normalize"]["enum"] == ["raw", "sigmoid", "minmax", "zscore", "global-zscore", "rank"]
     assert defs["TrainArgs"]["properties"]["max_steps"] == {"exclusiveMinimum": 0, "title": "Max Steps", "type": "integer"}
-    assert defs["Collection"]["properties"]["relevance_level"]["exclusiveMinimum"] == 0
-    assert "max_positives" in defs["TrainSource"]["properties"] and "max_positives" not in defs["Collection"]["properties"]
+    assert defs["CollectionConfig"]["properties"]["relevance_level"]["exclusiveMinimum"] == 0
+    assert "max_positives" in defs["TrainSource"]["properties"] and "max_positives" not in defs["CollectionConfig"]["properties"]
     assert {"type": "string"} in schema["properties"]["objectives"]["items"]["anyOf"]  # objectives = ["bce", ...]
 
 
@@ -484,3 +484,84 @@ def test_mse_takes_candidates_per_query_and_bce_negatives_per_positive(tmp_path)
 def test_normalisation_only_where_teacher_scores_become_labels(tmp_path):
     path = write_config(tmp_path, '[[objectives]]\nname = "bce"\nnormalize = "zscore"\n')
     assert "objectives[0].normalize: 'bce' takes no normalisation: it trains on hard labels" in error_of(path)
+
+
+@pytest.mark.parametrize("module", ["st_distill.bench.config", "st_distill.bench.config.sections"])
+def test_the_config_collection_is_collection_config_with_the_old_name_deprecated(module):
+    """``bench.config.Collection`` (a config section) was named as ``data.formats.Collection`` (loaded data)."""
+    import importlib
+
+    from st_distill.bench.config import CollectionConfig
+    from st_distill.data.formats import Collection
+
+    with pytest.warns(DeprecationWarning, match=f"{module}.Collection is now st_distill.bench.config.CollectionConfig"):
+        old = importlib.import_module(module).Collection
+    assert old is CollectionConfig and old is not Collection
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        importlib.import_module(module).Nothing
+
+
+def test_max_length_is_the_backbones_and_train_max_length_a_deprecated_spelling(tmp_path, caplog):
+    """Issue 19: max_length is a property of the model, set per backbone. ``[train] max_length`` (the
+    spelling of every config before) still reads, logged as deprecated, and the cells keep their
+    identity: the record holds max_length under ``train``, as cells finished before recorded it."""
+    import logging
+
+    old = replace_in(write_config(tmp_path, GOOD_OBJECTIVES), "passages_per_batch = 4\n", "passages_per_batch = 4\nmax_length = 48\n")
+    with caplog.at_level(logging.WARNING, logger="st_distill.bench.config"):
+        before = load_config(old)
+    assert f"{old}: train.max_length: deprecated: max_length is a property of the model" in caplog.text
+    assert caplog.text.count("train.max_length") == 1
+    assert before.backbones[0].max_length == 48 and "max_length" not in before.train
+    records = [cell_settings(before, c).record() for c in plan_cells(before)]
+    assert all(r["train"]["max_length"] == 48 and "max_length" not in r["backbone"] for r in records)
+
+    new = replace_in(replace_in(old, "passages_per_batch = 4\nmax_length = 48\n", "passages_per_batch = 4\n"),
+                     'model = "."\n', 'model = "."\nmax_length = 48\n')
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="st_distill.bench.config"):
+        after = load_config(new)
+    assert "deprecated" not in caplog.text
+    assert [cell_settings(after, c).record() for c in plan_cells(after)] == records
+    assert cell_settings(after, plan_cells(after)[0]).backbone.max_length == 48
+    # a backbone's own length wins over [train]'s; the default is 256
+    both = replace_in(new, "passages_per_batch = 4\n", "passages_per_batch = 4\nmax_length = 100\n")
+    assert load_config(both).backbones[0].max_length == 48
+    assert load_config(write_config(tmp_path, GOOD_OBJECTIVES)).backbones[0].max_length == 256
+
+
+@pytest.mark.parametrize("body, train, key, where", [
+    ('[objectives.train]\nmax_length = 64\n', "", "objectives[0].train.max_length", "backbones[].max_length"),
+    ('[[phases]]\nname = "p"\n[phases.train]\nmax_length = 64\n', "", "phases[0].train.max_length", "backbones[].max_length"),
+    ('[[phases]]\nname = "p"\n[phases.sweep]\nmax_length = [64, 128]\n', "", "phases[0].sweep.max_length", "backbones[].max_length"),
+    ('[teacher.train]\nmax_length = 64\n', "", "teacher.train.max_length", "teacher.max_length"),
+    ("", "max_length = 0\n", "train.max_length", "must be an int > 0, got 0"),
+])
+def test_max_length_elsewhere_among_training_arguments_is_refused_saying_where_it_goes(tmp_path, body, train, key, where):
+    path = write_config(tmp_path, '[[objectives]]\nname = "bce"\n' + body)
+    message = error_of(replace_in(path, "[train]\n", "[train]\n" + train))
+    assert f": {key}: " in message and where in message
+
+
+def test_a_backbones_own_train_max_length_is_a_deprecated_spelling_of_its_max_length(tmp_path, caplog):
+    import logging
+
+    path = replace_in(write_config(tmp_path, GOOD_OBJECTIVES), 'model = "."\n', 'model = "."\n[backbones.train]\nmax_length = 40\n')
+    with caplog.at_level(logging.WARNING, logger="st_distill.bench.config"):
+        assert load_config(path).backbones[0].max_length == 40
+    assert "backbones[0].train.max_length: deprecated: set backbones[0].max_length" in caplog.text
+    replace_in(path, "[backbones.train]", "max_length = 40\n[backbones.train]")
+    assert "backbones[0].train.max_length: given twice" in error_of(path)
+
+
+def test_train_max_length_from_python_is_a_deprecation_warning(tmp_path):
+    """Validated outside load_config (no file to name), the deprecated key warns instead of logging."""
+    import tomllib
+
+    from st_distill.bench.config import BenchConfig
+
+    path = replace_in(write_config(tmp_path, GOOD_OBJECTIVES), "passages_per_batch = 4\n", "passages_per_batch = 4\nmax_length = 48\n")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    with pytest.warns(DeprecationWarning, match=r"train\.max_length: deprecated: max_length is a property of the model"):
+        config = BenchConfig.model_validate(raw, context={"base": tmp_path})
+    assert config.backbones[0].max_length == 48

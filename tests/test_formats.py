@@ -401,3 +401,17 @@ def test_write_trec_run_refuses_what_it_could_not_read_back(tmp_path, run, messa
 def test_top_k_rejects_a_depth_below_one(k):
     with pytest.raises(ValueError, match=f"must be at least 1, got {k}"):
         top_k({"q1": {"d1": 1.0, "d2": 0.5}}, k)
+
+
+def test_the_readers_split_by_format_keep_every_name_in_formats():
+    """formats.py was split (line machinery, TREC runs and qrels, texts): each public name still imports from it."""
+    import st_distill.data.formats as formats
+    from st_distill.data import lines, texts, trec
+
+    before = ["GRADE_LIMIT", "UTF8_BOM", "BadLine", "Collection", "FormatError", "LineChecker", "Qrels", "Run", "Texts", "check_run_ids",
+              "iter_trec_run", "line_of_id", "load_beir", "numbered_lines", "parse_int", "parse_score", "ranked", "read_jsonl",
+              "read_qrels", "read_texts", "read_trec_run", "read_tsv", "run_id_problem", "split_fields", "top_k", "write_trec_run"]
+    assert sorted(formats.__all__) == sorted(before)
+    for module in (lines, texts, trec):
+        for name in module.__all__:
+            assert name == "records" or getattr(formats, name) is getattr(module, name)

@@ -249,3 +249,27 @@ def test_last_checkpoint_skips_unfinished_ones(tmp_path):
     assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     checkpoint(10)
     assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")  # by step number, not name order
+
+
+def test_an_incomplete_newest_checkpoint_is_removed_so_the_trainer_keeps_the_complete_ones(tmp_path):
+    """A kill during a save leaves an incomplete newest checkpoint; resuming takes the one before.
+    Left in place, the trainer's rotation (``save_total_limit=1``) would keep it as the newest and
+    remove the complete checkpoint saved after resuming, so that the next resume found none."""
+    from transformers.trainer_utils import rotate_checkpoints
+
+    from st_distill.training.trainer import _last_checkpoint
+
+    def checkpoint(step, state=True):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state:
+            (folder / "trainer_state.json").write_text('{"global_step": %d}' % step)
+
+    assert _last_checkpoint(tmp_path / "nowhere") is None
+    checkpoint(2)
+    checkpoint(6, state=False)  # killed while saving step 6
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2"]
+    checkpoint(4)  # the resumed run saves step 4, and the trainer rotates
+    rotate_checkpoints(str(tmp_path), save_total_limit=1)
+    assert _last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")

@@ -159,6 +159,16 @@ def test_train_model_refuses_bad_arguments_before_training(tiny_model_path, tmp_
     assert not list(tmp_path.iterdir())  # refused before the trainer wrote anything
 
 
+def test_max_length_among_training_arguments_is_deprecated_where_it_is_the_models(tiny_model):
+    """The tokens of a pair are the model's ``max_seq_length``; the same value among ``args`` still reads."""
+    from st_distill.training.trainer import TRAIN_DEFAULTS, _train_args
+
+    tiny_model.max_seq_length = 32
+    with pytest.warns(DeprecationWarning, match=r"args\['max_length'\] is deprecated"):
+        args = _train_args(tiny_model, {**ARGS, "max_length": 32})
+    assert args == {**TRAIN_DEFAULTS, **ARGS}
+
+
 def test_save_student_writes_the_weights_with_the_umasks_permissions(tiny_model_path, tmp_path):
     """safetensors creates the weights 0600 whatever the umask; a saved student's files all get 0666 less the umask."""
     model = make_student(tiny_model_path, seed=0, max_length=32, device="cpu", head="mean")

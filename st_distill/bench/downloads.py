@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from st_distill.bench.config import HF_PREFIX, BenchConfig, Collection
+from st_distill.bench.config import HF_PREFIX, BenchConfig, CollectionConfig
 from st_distill.data.sources import HUB_DOWNLOADS, IR_DATASETS_DOWNLOADS, Download
 from st_distill.models import resolve_model
 
@@ -19,7 +19,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _collection_files(c: Collection) -> tuple[Download, ...] | None:
+def _collection_files(c: CollectionConfig) -> tuple[Download, ...] | None:
     always, scoreddocs = IR_DATASETS_DOWNLOADS.get(c.ir_datasets, (None, ()))
     if always is None:
         return None

@@ -11,13 +11,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from st_distill.bench.config import TRAIN_KEYS, BenchConfig, Collection, ConfigError, TrainArgs
+from st_distill.bench.config import TRAIN_KEYS, BenchConfig, CollectionConfig, ConfigError, TrainArgs
 from st_distill.bench.phases.build import normalization
 from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels, read_texts
 from st_distill.io import file_sha256, open_bytes
 from st_distill.models import RESOURCE_PREFIX, resolve_resource
 from st_distill.models.fingerprint import spec_fingerprint
+from st_distill.objectives import get_objective
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ def select_shard(cells: list[Cell], index: int, count: int) -> list[Cell]:
 
 
 def passages_per_row(objective: str, n_negatives: int | None) -> int:
-    from st_distill.objectives import get_objective
-
     fmt = get_objective(objective).dataset_format
     if fmt.kind == "pointwise":
         return 1
@@ -158,6 +157,8 @@ class BackboneSettings(BaseModel):
     layers: int | tuple[int, ...] | None = None
     head: Literal["cls", "mean", "cosine"] = "cls"
     train_layers: tuple[int, ...] | None = None
+    max_length: int
+    """Tokens of a (query, document) pair: the student's ``max_seq_length``."""
 
 
 class CellSettings(BaseModel):
@@ -179,20 +180,22 @@ class CellSettings(BaseModel):
     def record(self) -> dict[str, Any]:
         """The settings as JSON values, as ``cell.json`` and ``metrics.json`` store them (``"settings"``):
         keys sorted within ``loss`` and ``train``; the backbone's ``head`` and ``train_layers`` only
-        when set, as cells finished before those keys existed recorded them."""
+        when set, and its ``max_length`` under ``train``, as cells finished before those keys (and
+        before ``max_length`` was the backbone's) recorded them."""
         out = self.model_dump(mode="json")
         backbone = out["backbone"]
         if backbone["head"] == "cls":
             del backbone["head"]
         if backbone["train_layers"] is None:
             del backbone["train_layers"]
+        out["train"]["max_length"] = backbone.pop("max_length")
         out["loss"], out["train"] = dict(sorted(out["loss"].items())), dict(sorted(out["train"].items()))
         return out
 
 
 def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> CellSettings:
     """The merged settings of a cell: everything that decides its data, model and training: the
-    backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`), the
+    backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`, and its ``max_length``), the
     data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``), training and
     loss arguments.
 
@@ -200,8 +203,6 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     backbone's ``train``, the objective's ``train``, the phase's ``train``, the values an earlier
     sweep phase selected for this objective, then this cell's own sweep values.
     """
-    from st_distill.objectives import get_objective
-
     objective = config.objective(cell.objective)
     backbone = config.backbone(cell.backbone)
     phase = next(p for p in config.phases if p.name == cell.phase)
@@ -212,7 +213,7 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     n_negatives = objective.n_negatives if objective.n_negatives is not None else get_objective(cell.objective).dataset_format.n_negatives
     return CellSettings(
         backbone=BackboneSettings(model=backbone.model, fingerprint=spec_fingerprint(backbone.model), layers=backbone.layers,
-                                  head=backbone.head, train_layers=backbone.train_layers),
+                                  head=backbone.head, train_layers=backbone.train_layers, max_length=backbone.max_length),
         objective=cell.objective,
         n_negatives=n_negatives,
         data=objective.data,
@@ -322,7 +323,7 @@ def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
-def _judged(c: Collection) -> tuple[int | None, int | None]:
+def _judged(c: CollectionConfig) -> tuple[int | None, int | None]:
     """Judged queries of a collection (capped by ``max_queries``) and their judged documents, from its qrels; None when not local."""
     if c.beir is not None:
         path = c.beir_folder / "qrels" / f"{c.split}.tsv" if c.beir_folder is not None else None
@@ -334,7 +335,7 @@ def _judged(c: Collection) -> tuple[int | None, int | None]:
     return len(judged), sum(len(docs) for docs in judged)
 
 
-def _describe_collection(c: Collection) -> str:
+def _describe_collection(c: CollectionConfig) -> str:
     if c.ir_datasets:
         where = f"ir_datasets {c.ir_datasets}"
     elif isinstance(c.beir, str):

@@ -368,7 +368,7 @@ class Runner:
         dataset = load_built_dataset(self.ws.data(cell.objective))
         train, backbone = settings.train, settings.backbone
         head = backbone.head
-        model = make_student(resolve_model(backbone.model), cell.seed, backbone.layers, train["max_length"], head=head,
+        model = make_student(resolve_model(backbone.model), cell.seed, backbone.layers, backbone.max_length, head=head,
                              train_layers=None if backbone.train_layers is None else list(backbone.train_layers),
                              calibration_pairs=sample_pairs(dataset) if head == "cosine" else None)
         loss = get_objective(cell.objective).loss(model, **settings.loss)
@@ -399,7 +399,7 @@ class Runner:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
         from st_distill.training import load_student
 
-        model = load_student(work.model, max_length=settings.train["max_length"])
+        model = load_student(work.model, max_length=settings.backbone.max_length)
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work.runs,
                                 ws=self.ws, temperature=float(settings.loss.get("temperature", 1.0)))
         mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work.mteb) if self.config.eval.mteb else {}

@@ -16,6 +16,10 @@ import argparse
 import logging
 
 from st_distill.commands.arguments import non_negative_float, positive_int, unit_interval
+from st_distill.commands.teacher import text_inputs
+from st_distill.data.first_stage import bm25_retrieve, dense_retrieve
+from st_distill.data.formats import check_run_ids, load_beir, read_texts, write_trec_run
+from st_distill.io import refuse_output_over_input, require_output_file
 from st_distill.models import model_argument
 
 logger = logging.getLogger(__name__)
@@ -47,11 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from st_distill.data.formats import check_run_ids, load_beir, read_texts, write_trec_run
-    from st_distill.data.first_stage import bm25_retrieve, dense_retrieve
-    from st_distill.commands.teacher import text_inputs
-    from st_distill.io import refuse_output_over_input, require_output_file
 
     refuse_output_over_input({"--output": args.output}, text_inputs(args))
     require_output_file(args.output)

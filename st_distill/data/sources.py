@@ -25,7 +25,6 @@ loader downloads, and how big it is, is recorded in :data:`HUB_DOWNLOADS` and
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from st_distill._deprecated import alias_names
 from st_distill.data.formats import Collection, Qrels, Run, Texts
 from st_distill.data.negatives import Negatives
 from st_distill.data.store import SCHEMA, TextStore
@@ -160,11 +160,8 @@ def _columns(dataset: Dataset, names: list[str]) -> pa.Table:
     return dataset.data.table.select(names)
 
 
-def __getattr__(name: str):
-    if name == "IRDataset":  # the record load_ir_dataset returned before Collection (0.1)
-        warnings.warn("st_distill.data.sources.IRDataset is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
-        return Collection
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``IRDataset``: the record load_ir_dataset returned before Collection (0.1)
+__getattr__ = alias_names(__name__, "st_distill.data.formats", IRDataset=Collection)
 
 
 def load_ir_dataset(dataset_id: str, store_path: str | os.PathLike, with_run: bool = True) -> Collection:

@@ -347,9 +347,7 @@ def read_llm_ranking(
         docs[docid] = rank
         scores.setdefault(qid, {})[docid] = score
         used.add(rank)
-    check.finish()
-    if not ranks:
-        raise FormatError(path, None, "the ranking is empty: no 'qid Q0 docid rank score tag' line")
+    check.finish(ranks, empty="the ranking is empty: no 'qid Q0 docid rank score tag' line")
     run: Run = {}
     disagree = []
     for qid, docs in ranks.items():

@@ -80,6 +80,7 @@ from st_distill.dataset.report import BuildReport
 from st_distill.dataset.rows import id_rows, rows_table
 from st_distill.dataset.targets import as_run, as_scores, label_targets, warn_if_softmax_underflows
 from st_distill.dataset.triples import from_triples
+from st_distill.objectives import get_objective
 
 if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset
@@ -90,8 +91,6 @@ logger = logging.getLogger(__name__)
 
 
 def _format(objective: str | Objective) -> tuple[str, DatasetFormat, Objective]:
-    from st_distill.objectives import get_objective
-
     objective = get_objective(objective) if isinstance(objective, str) else objective
     return objective.name, objective.dataset_format, objective
 

@@ -12,13 +12,15 @@ import hashlib
 import json
 import re
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import xxhash
 
 from st_distill.models import cap_max_length, load_cross_encoder
+from st_distill.models.precision import autocast_dtype
+from st_distill.models.scoring import score_pairs
 
 if TYPE_CHECKING:
     import torch
@@ -146,6 +148,18 @@ def _model_id(model: Any) -> str:
     return str(path or type(model).__name__)
 
 
+def _adopt(model: Any, load: Callable[[str], Any], max_length: int | None) -> tuple[Any, str]:
+    """A teacher's model and its id: ``load(model)`` when ``model`` is a name or path, else ``model``
+    itself; its ``max_seq_length`` set to ``max_length`` (capped at its positions) where given."""
+    if isinstance(model, str):
+        model, model_id = load(model), model
+    else:
+        model_id = _model_id(model)
+    if max_length is not None:
+        model.max_seq_length = cap_max_length(model, max_length)
+    return model, model_id
+
+
 def _commit_hash(model: Any) -> str | None:
     config = getattr(getattr(model, "model", None), "config", None) or getattr(model, "config", None)
     return getattr(config, "_commit_hash", None)
@@ -201,27 +215,18 @@ class CrossEncoderTeacher(Teacher):
         device: str | None = None,
         autocast: bool = True,
     ) -> None:
-        if isinstance(model, str):
-            model_id = model
-            model = load_cross_encoder(model, num_labels=1, revision=revision, device=device)
-        else:
-            model_id = _model_id(model)
-        if max_length is not None:
-            model.max_seq_length = cap_max_length(model, max_length)
+        model, self.model_id = _adopt(model, lambda spec: load_cross_encoder(spec, num_labels=1, revision=revision, device=device), max_length)
         self.model = model
-        self.model_id = model_id
         self.revision = revision or _commit_hash(model)
         self.batch_size = batch_size
         self.autocast = autocast
-        self.name = name or _default_name(model_id)
+        self.name = name or _default_name(self.model_id)
 
     def info(self) -> dict[str, Any]:
         return _model_info(self, "cross-encoder", similarity=None)
 
     def precision(self) -> str | None:
         """The reduced dtype the forward runs in (``"torch.bfloat16"``), ``None`` for float32."""
-        from st_distill.models.precision import autocast_dtype
-
         dtype = autocast_dtype(self.model.device) if self.autocast else None
         return None if dtype is None else str(dtype)
 
@@ -233,8 +238,6 @@ class CrossEncoderTeacher(Teacher):
         }
 
     def score(self, queries: Sequence[str], documents: Sequence[str]) -> np.ndarray:
-        from st_distill.models.scoring import score_pairs
-
         pairs = list(zip(queries, documents))
         scores = score_pairs(
             self.model, pairs, batch_size=self.batch_size, activation=False, show_progress_bar=False, autocast=self.autocast
@@ -267,21 +270,18 @@ class BiEncoderTeacher(Teacher):
     ) -> None:
         if similarity not in ("cosine", "dot"):
             raise ValueError(f"similarity must be 'cosine' or 'dot', got {similarity!r}")
-        if isinstance(model, str):
-            from sentence_transformers import SentenceTransformer
 
-            model_id = model
-            model = SentenceTransformer(model, revision=revision, device=device)
-        else:
-            model_id = _model_id(model)
-        if max_length is not None:
-            model.max_seq_length = cap_max_length(model, max_length)
+        def load(spec: str) -> SentenceTransformer:
+            from sentence_transformers import SentenceTransformer  # when a name is given: the teachers import without torch
+
+            return SentenceTransformer(spec, revision=revision, device=device)
+
+        model, self.model_id = _adopt(model, load, max_length)
         self.model = model
-        self.model_id = model_id
         self.similarity = similarity
         self.revision = revision or _commit_hash(model[0].auto_model if hasattr(model[0], "auto_model") else model)
         self.batch_size = batch_size
-        self.name = name or _default_name(model_id)
+        self.name = name or _default_name(self.model_id)
 
     def info(self) -> dict[str, Any]:
         return _model_info(self, "bi-encoder", similarity=self.similarity)

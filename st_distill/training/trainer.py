@@ -28,14 +28,17 @@ import logging
 import math
 import os
 import re
+import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from st_distill.io import atomic_write
 from st_distill.logs import progress_enabled
@@ -65,9 +68,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "optimizer": None,
 }
 
-#: Keys of a bench's training settings that are not the trainer's: the batch comes as ``batch_rows``,
-#: the tokens of a pair are the model's ``max_seq_length`` (checked equal when given).
-_BENCH_KEYS = ("passages_per_batch", "max_length")
+#: Keys of a bench's training settings that are not the trainer's: the batch comes as ``batch_rows``.
+_BENCH_KEYS = ("passages_per_batch",)
 
 #: How :class:`StepLog` names the trainer's log keys.
 _SHORT = {"learning_rate": "lr"}
@@ -137,9 +139,20 @@ def _complete(checkpoint: Path) -> bool:
 
 
 def _last_checkpoint(folder: Path) -> str | None:
-    """The newest complete checkpoint (see :func:`_complete`), or ``None``."""
-    complete = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and _complete(p)]
-    return str(max(complete, key=lambda p: int(p.name.split("-")[-1]))) if complete else None
+    """The newest complete checkpoint (see :func:`_complete`), or ``None``.
+
+    The newest is the trainer's own choice (``get_last_checkpoint``); one that is incomplete (a kill
+    during its save) is removed, with a warning, and the one before it taken: left in place, the
+    trainer's rotation (``save_total_limit=1``) would keep it as the newest and remove the complete
+    checkpoints saved after resuming.
+    """
+    if not folder.is_dir():
+        return None
+    while (last := get_last_checkpoint(str(folder))) is not None and not _complete(Path(last)):
+        logger.warning("removing the incomplete checkpoint %s (killed while it was saved)", last)
+        with contextlib.suppress(FileNotFoundError):  # another rank of a DDP run removed it first
+            shutil.rmtree(last)
+    return last
 
 
 def train_model(
@@ -175,8 +188,8 @@ def train_model(
             ``logging_steps``, ``optimizer``); ``bf16`` asks for bfloat16 where the hardware computes it
             natively; an optional ``head_learning_rate`` is the score layer's own (a new layer on a
             pretrained body learns at a higher rate than the body should move). A bench's
-            ``passages_per_batch`` and ``max_length`` may be there too; ``max_length`` must then be
-            the model's ``max_seq_length``.
+            ``passages_per_batch`` may be there too. ``max_length`` is deprecated here (the model's
+            ``max_seq_length`` is its home): it must then equal it.
         seed: Trainer seed (data order, dropout).
         batch_rows: Dataset rows per device batch.
         checkpoints: Checkpoint folder; default a temporary folder, removed afterwards (no resuming).
@@ -283,16 +296,20 @@ def train_model(
 
 def _train_args(model: CrossEncoder, args: dict[str, Any]) -> dict[str, Any]:
     """``args`` with :data:`TRAIN_DEFAULTS` filled in; refuses unknown keys, a missing ``max_steps``
-    and a ``max_length`` other than the model's ``max_seq_length``."""
+    and a ``max_length`` (deprecated here: the model's) other than the model's ``max_seq_length``."""
     known = {"max_steps", "head_learning_rate", *TRAIN_DEFAULTS, *_BENCH_KEYS}
-    unknown = sorted(set(args) - known)
+    unknown = sorted(set(args) - known - {"max_length"})
     if unknown:
         raise ValueError(f"unknown training argument(s) {unknown}; known: {', '.join(sorted(known))}")
     if "max_steps" not in args:
         raise ValueError("max_steps: missing (the number of optimiser steps to train)")
-    if "max_length" in args and args["max_length"] != model.max_seq_length:
-        raise ValueError(f"max_length: {args['max_length']} differs from the model's max_seq_length {model.max_seq_length} "
-                         "(set it when the student is made: make_student(..., max_length=...))")
+    if "max_length" in args:
+        if args["max_length"] != model.max_seq_length:
+            raise ValueError(f"max_length: {args['max_length']} differs from the model's max_seq_length {model.max_seq_length} "
+                             "(set it when the student is made: make_student(..., max_length=...))")
+        warnings.warn("train_model: args['max_length'] is deprecated: the tokens of a pair are the model's max_seq_length "
+                      "(make_student(..., max_length=...))", DeprecationWarning, stacklevel=3)
+        args = {k: v for k, v in args.items() if k != "max_length"}
     return {**TRAIN_DEFAULTS, **args}
 
 

@@ -28,7 +28,7 @@ from st_distill.bench.config.loading import load_config
 from st_distill.bench.config.sections import (
     BackboneConfig,
     BenchConfig,
-    Collection,
+    CollectionConfig,
     CurveConfig,
     EvalConfig,
     MtebSuite,
@@ -41,7 +41,11 @@ from st_distill.bench.config.sections import (
     TrainSource,
 )
 from st_distill.bench.config.types import DEFAULT_CONFIG, HF_PREFIX, NORMALIZATIONS, TRAIN_KEYS, TrainArgs
+from st_distill._deprecated import alias_names
 from st_distill.models import resolve_model, resolve_resource
+
+#: ``Collection``: :class:`CollectionConfig`'s old name (``st_distill.data.formats.Collection`` is the loaded data).
+__getattr__ = alias_names(__name__, __name__, Collection=CollectionConfig)
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -50,7 +54,7 @@ __all__ = [
     "TRAIN_KEYS",
     "BackboneConfig",
     "BenchConfig",
-    "Collection",
+    "CollectionConfig",
     "ConfigError",
     "CurveConfig",
     "EvalConfig",

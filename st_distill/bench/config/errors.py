@@ -26,6 +26,8 @@ _EXPECTED = {
     "list_type": "a list", "tuple_type": "a list", "dict_type": "a table", "model_type": "a table",
     "model_attributes_type": "a table", "typed_dict_type": "a table",
 }
+#: pydantic's bound errors: the bound's key in the error's context, and its sign.
+_BOUNDS = {"greater_than": ("gt", ">"), "greater_than_equal": ("ge", ">="), "less_than": ("lt", "<")}
 _MISSING_HINTS = {
     "train_sources": "give at least one [[train_sources]] table",
     "objectives": "give at least one [[objectives]] table",
@@ -65,12 +67,9 @@ def _message(error: dict[str, Any], loc: tuple, key: str, root: type[BaseModel])
         return f"missing: {_MISSING_HINTS[key]}" if key in _MISSING_HINTS else "missing"
     if kind == "extra_forbidden":
         return f"unknown key (known: {', '.join(_keys_at(root, loc[:-1]))})"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']}, got {value!r}"
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}, got {value!r}"
-    if kind == "less_than":
-        return f"must be < {ctx['lt']}, got {value!r}"
+    if kind in _BOUNDS:
+        bound, sign = _BOUNDS[kind]
+        return f"must be {sign} {ctx[bound]}, got {value!r}"
     if kind == "finite_number":
         return f"must be a finite number, got {value!r}"
     if kind == "literal_error":

@@ -1,5 +1,6 @@
 """Loading a bench config: the TOML file, validated in full (see :mod:`st_distill.bench.config`)."""
 
+import logging
 import os
 import re
 import sys
@@ -17,6 +18,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["load_config"]
 
@@ -40,6 +43,9 @@ def load_config(
     Raises:
         FileNotFoundError: If the config file does not exist.
         ConfigError: On any invalid key or value, naming the key path (every error, one a line).
+
+    A deprecated key (``[train] max_length``) is read as its new spelling and logged as a warning
+    naming the file and the key.
     """
     path = _config_path(spec)
     try:
@@ -50,7 +56,8 @@ def load_config(
     raw.setdefault("name", path.stem)
     if output_dir is not None:
         raw["output_dir"] = str(output_dir)
-    context: dict[str, Any] = {"base": path.resolve().parent, "allow_missing": False}
+    deprecated: dict[str, str] = {}
+    context: dict[str, Any] = {"base": path.resolve().parent, "allow_missing": False, "deprecated": deprecated}
     missing: list[str] = []
     try:
         config = BenchConfig.model_validate(raw, context=context)
@@ -65,6 +72,8 @@ def load_config(
         except ValidationError as again:
             (key, message, _), *more = config_errors(again, BenchConfig)
             raise ConfigError(path, key, message, [(k, m) for k, m, _ in more]) from None
+    for key, message in deprecated.items():
+        logger.warning("%s: %s: %s", path, key, message)
     config._path = str(path)
     config._missing = tuple(missing)
     return config

@@ -1,14 +1,18 @@
 """The sections of a bench config, as pydantic models; :class:`BenchConfig` is the whole config."""
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from annotated_types import Gt, Lt, MinLen
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, Strict, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
+from st_distill._deprecated import alias_names
 from st_distill.bench.config.types import (
     _RESERVED_PHASES,
     _TRAIN_DEFAULTS,
+    DEFAULT_MAX_LENGTH,
+    CellTrainArgs,
     InputFile,
     Measure,
     Measures,
@@ -21,11 +25,13 @@ from st_distill.bench.config.types import (
     SafeName,
     Seeds,
     Sweep,
+    TeacherTrainArgs,
     Text,
     TrainArgs,
     _base,
     _beir,
     _fail,
+    _is_int,
     _layer_list,
     _layers,
     _missing_input,
@@ -35,9 +41,10 @@ from st_distill.bench.config.types import (
     _unique_names,
 )
 from st_distill.data.download import BEIR_DATASETS, cached_beir
+from st_distill.objectives import get_objective
 
 __all__ = [
-    "BackboneConfig", "BenchConfig", "Collection", "CurveConfig", "EvalConfig", "MtebSuite", "NegativesConfig",
+    "BackboneConfig", "BenchConfig", "CollectionConfig", "CurveConfig", "EvalConfig", "MtebSuite", "NegativesConfig",
     "ObjectiveConfig", "PhaseConfig", "ReportConfig", "TeacherConfig", "TeacherModel", "TrainSource",
 ]
 
@@ -46,7 +53,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-class Collection(_Section):
+class CollectionConfig(_Section):
     """Queries, documents, judgements and a first-stage run: an evaluation suite, or (as
     :class:`TrainSource`) a training source.
 
@@ -82,7 +89,7 @@ class Collection(_Section):
     """Keep only the first judged queries, in qrels order."""
 
     @model_validator(mode="after")
-    def _one_kind_of_data(self, info: ValidationInfo) -> "Collection":
+    def _one_kind_of_data(self, info: ValidationInfo) -> "CollectionConfig":
         given = self.model_fields_set
         if self.ir_datasets is not None:
             for other in ("beir", "queries", "corpus", "qrels", "split"):
@@ -115,8 +122,12 @@ class Collection(_Section):
         return cached_beir(self.beir) if isinstance(self.beir, str) else self.beir
 
 
-class TrainSource(Collection):
-    """A training source: a :class:`Collection` whose ``split`` defaults to ``train``, with
+#: ``Collection``: :class:`CollectionConfig`'s old name (``st_distill.data.formats.Collection`` is the loaded data).
+__getattr__ = alias_names(__name__, "st_distill.bench.config", Collection=CollectionConfig)
+
+
+class TrainSource(CollectionConfig):
+    """A training source: a :class:`CollectionConfig` whose ``split`` defaults to ``train``, with
     ``max_positives``: at most that many relevant documents per query (highest grade first), so a
     source with many judgements per query (NFCorpus) does not outweigh the others; and ``labels``:
     ``"all"`` judgements (default), or ``"sparse"``: one relevant document per query, drawn, and no
@@ -168,9 +179,10 @@ class TeacherConfig(_Section):
     rankings: InputFile | None = None
     train_backbone: ModelSpec | None = None
     train_objective: ObjectiveName = "bce"
-    train: TrainArgs = Field(default_factory=dict)
+    train: TeacherTrainArgs = Field(default_factory=dict)
     batch_size: PositiveInt = 64
-    max_length: PositiveInt = 256
+    max_length: PositiveInt = DEFAULT_MAX_LENGTH
+    """Tokens of a (query, document) pair the teachers read (and the trained teacher learns at)."""
 
     @model_validator(mode="after")
     def _source_has_what_it_needs(self) -> "TeacherConfig":
@@ -205,12 +217,10 @@ class ObjectiveConfig(_Section):
     """Arguments of the loss class (e.g. ``temperature``), checked against its signature."""
     normalize: Normalization | None = None
     """Overrides ``teacher.normalize`` for this objective."""
-    train: TrainArgs = Field(default_factory=dict)
+    train: CellTrainArgs = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _fits_the_objective(self) -> "ObjectiveConfig":
-        from st_distill.objectives import get_objective
-
         fmt = get_objective(self.name).dataset_format
         kind = fmt.kind
         if self.data == "triples" and kind == "listwise":
@@ -237,8 +247,9 @@ class BackboneConfig(_Section):
     (the sequence-classification head on the first token, as ``CrossEncoder`` builds it), ``mean``
     (mean pooling, then a dense layer) or ``cosine`` (the cosine of the query's and the document's
     mean token embeddings, then a dense layer; BERT-style tokenizers), see
-    :func:`st_distill.bench.training.make_student`. ``train_layers``: the indices, counted after
-    truncation, of the layers that train (default: all; ``[]``: the head alone).
+    :func:`st_distill.training.make_student`. ``train_layers``: the indices, counted after
+    truncation, of the layers that train (default: all; ``[]``: the head alone). ``max_length``:
+    the student's tokens per pair.
     """
 
     name: SafeName
@@ -247,7 +258,10 @@ class BackboneConfig(_Section):
     layers: Annotated[PositiveInt | tuple[NonNegativeInt, ...], BeforeValidator(_layers)] | None = None
     head: Literal["cls", "mean", "cosine"] = "cls"
     train_layers: Annotated[tuple[NonNegativeInt, ...], BeforeValidator(lambda v: _layer_list(v, empty=True))] | None = None
-    train: TrainArgs = Field(default_factory=dict)
+    max_length: PositiveInt = DEFAULT_MAX_LENGTH
+    """Tokens of a (query, document) pair the student reads (its ``max_seq_length``; longer pairs are
+    truncated), in training and evaluation."""
+    train: CellTrainArgs = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _layers_exist(self) -> "BackboneConfig":
@@ -328,7 +342,7 @@ class EvalConfig(_Section):
     """Evaluation suites (re-ranked after training), the measures reported (ir_measures names), MTEB
     tasks, and an optional learning curve."""
 
-    suites: Annotated[dict[SafeName, Collection], BeforeValidator(_suite_names), MinLen(1)]
+    suites: Annotated[dict[SafeName, CollectionConfig], BeforeValidator(_suite_names), MinLen(1)]
     metrics: Measures = ("nDCG@10", "RR@10", "AP", "R@100")
     main_metric: Measure = "nDCG@10"
     batch_size: PositiveInt = 64
@@ -364,7 +378,7 @@ class PhaseConfig(_Section):
     backbones: Names | None = None
     objectives: Names | None = None
     seeds: Seeds | None = None
-    train: TrainArgs = Field(default_factory=dict)
+    train: CellTrainArgs = Field(default_factory=dict)
     sweep: Sweep = Field(default_factory=dict)
     select_on: Text | None = None
 
@@ -419,6 +433,46 @@ class BenchConfig(_Section):
     _path: str = PrivateAttr("")
     _missing: tuple[str, ...] = PrivateAttr(())
 
+    @model_validator(mode="before")
+    @classmethod
+    def _max_length_is_the_backbones(cls, data: Any, info: ValidationInfo) -> Any:
+        """``[train] max_length`` and ``backbones[i].train.max_length``, the deprecated spellings of
+        ``backbones[i].max_length``: moved there (``[train]``'s to every backbone that sets none), with
+        a deprecation naming the key (see :func:`_deprecated_key`)."""
+        if not isinstance(data, dict):
+            return data
+        data, default = dict(data), None
+        train = data.get("train")
+        if isinstance(train, dict) and "max_length" in train:
+            data["train"] = {k: v for k, v in train.items() if k != "max_length"}
+            default = train["max_length"]
+            if not (_is_int(default) and default > 0):
+                raise _fail(f"must be an int > 0, got {default!r}", "train", "max_length")
+            _deprecated_key(info, "train.max_length", "max_length is a property of the model: set it per backbone "
+                            "([[backbones]] max_length = ...)")
+        backbones = data.get("backbones")
+        if not isinstance(backbones, (list, tuple)):
+            return data
+        moved = []
+        for i, backbone in enumerate(backbones):
+            if isinstance(backbone, BackboneConfig):
+                if default is not None and "max_length" not in backbone.model_fields_set:
+                    backbone = backbone.model_copy(update={"max_length": default})
+            elif isinstance(backbone, dict):
+                backbone = dict(backbone)
+                own = backbone.get("train")
+                if isinstance(own, dict) and "max_length" in own:
+                    if "max_length" in backbone:
+                        raise _fail("given twice: keep backbones[].max_length only", "backbones", i, "train", "max_length")
+                    backbone["train"] = {k: v for k, v in own.items() if k != "max_length"}
+                    backbone["max_length"] = own["max_length"]
+                    _deprecated_key(info, f"backbones[{i}].train.max_length", f"set backbones[{i}].max_length")
+                if default is not None:
+                    backbone.setdefault("max_length", default)
+            moved.append(backbone)
+        data["backbones"] = moved
+        return data
+
     @property
     def path(self) -> str:
         """The config file."""
@@ -436,7 +490,6 @@ class BenchConfig(_Section):
         config = handler(data)
         update: dict[str, Any] = {"output_dir": _output_dir(config.output_dir or Path("runs") / config.name)}
         teacher = config.teacher
-        from st_distill.objectives import get_objective
 
         for i, objective in enumerate(config.objectives):
             if objective.data == "triples" and teacher.scores_file is None:
@@ -473,6 +526,17 @@ class BenchConfig(_Section):
     def backbone(self, name: str) -> BackboneConfig:
         """The backbone entry called ``name``."""
         return next(b for b in self.backbones if b.name == name)
+
+
+def _deprecated_key(info: ValidationInfo, key: str, instead: str) -> None:
+    """A deprecated key: noted in the validation context's ``"deprecated"`` dict (which
+    :func:`~st_distill.bench.config.load_config` logs once, naming the config file), else warned."""
+    message = f"deprecated: {instead}"
+    notes = (info.context or {}).get("deprecated")
+    if notes is None:
+        warnings.warn(f"{key}: {message}", DeprecationWarning, stacklevel=2)
+    else:
+        notes[key] = message
 
 
 def _output_dir(path: Path) -> Path:

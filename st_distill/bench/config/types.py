@@ -20,12 +20,15 @@ from typing_extensions import TypedDict
 from st_distill.data.download import BEIR_DATASETS
 from st_distill.data.normalize import NORMALIZATIONS, Normalization  # noqa: F401 (re-exported: the bench config's names since 0.1)
 from st_distill.models import PACKAGE_PREFIX, RESOURCE_PREFIX, resolve_model, resolve_resource
+from st_distill.objectives import OBJECTIVES
 
 #: The config ``st-distill bench`` runs without an argument: the packaged quickstart.
 DEFAULT_CONFIG = "resource://quickstart/config.toml"
 HF_PREFIX = "hf://"
 _RESERVED_PHASES = ("teacher", "data", "eval", "report")
-_TRAIN_DEFAULTS: dict[str, Any] = {"max_length": 256, "bf16": False, "save_steps": 500, "logging_steps": 10}
+_TRAIN_DEFAULTS: dict[str, Any] = {"bf16": False, "save_steps": 500, "logging_steps": 10}
+#: Tokens of a (query, document) pair where a backbone (or the teacher) sets none.
+DEFAULT_MAX_LENGTH = 256
 
 
 # Validators read the config's folder and whether missing inputs are errors from the
@@ -118,6 +121,8 @@ class TrainArgs(TypedDict, total=False):
     """Training arguments, set in ``[train]`` and overridden per backbone, objective or phase.
 
     A key not set anywhere takes the objective's registry default (:mod:`st_distill.objectives`).
+    The tokens of a pair are the model's, not a training argument: ``backbones[].max_length``
+    (``[train] max_length`` is its deprecated spelling, see :class:`~st_distill.bench.config.BenchConfig`).
     """
 
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
@@ -127,7 +132,6 @@ class TrainArgs(TypedDict, total=False):
     warmup_steps: NonNegativeInt
     weight_decay: NonNegativeFloat
     max_grad_norm: PositiveFloat
-    max_length: PositiveInt
     bf16: Annotated[bool, Strict()]
     """bfloat16 autocast where the device computes it natively (CPUs with AMX or AVX512-BF16, CUDA
     GPUs with bfloat16); float32 elsewhere. Scores and losses stay float32."""
@@ -140,12 +144,34 @@ class TrainArgs(TypedDict, total=False):
 
 #: The training arguments a config may set (``[train]``, per backbone/objective/phase, sweeps).
 TRAIN_KEYS = tuple(TrainArgs.__annotations__)
-Sweep = TypedDict(  # type: ignore[misc]
+_Sweep = TypedDict(  # type: ignore[misc]
     "Sweep",
     {key: Annotated[tuple[hint, ...], MinLen(1)] for key, hint in get_type_hints(TrainArgs, include_extras=True).items()},
     total=False,
 )
-Sweep.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+_Sweep.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+
+
+def _not_the_models_length(where: str) -> Any:
+    """A validator refusing ``max_length`` among training arguments, where it never was the model's
+    deprecated spelling (objectives, phases, sweeps, the teacher's training): it says where it goes."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, dict) and "max_length" in value:
+            raise _fail(f"max_length is a property of the model, not a training argument: {where}", "max_length")
+        return value
+
+    return BeforeValidator(check)
+
+
+_PER_BACKBONE = ("set it per backbone (backbones[].max_length); a student read at another length is another "
+                 "[[backbones]] entry with the same model")
+#: ``[objectives.train]``, ``[phases.train]``: training arguments, without the model's ``max_length``.
+CellTrainArgs = Annotated[TrainArgs, _not_the_models_length(_PER_BACKBONE)]
+#: ``[phases.sweep]``: candidate values of training arguments.
+Sweep = Annotated[_Sweep, _not_the_models_length(_PER_BACKBONE)]
+#: ``[teacher.train]``: the teacher phase's training arguments; its tokens per pair are ``teacher.max_length``.
+TeacherTrainArgs = Annotated[TrainArgs, _not_the_models_length("the teacher's is teacher.max_length")]
 
 
 def _model_spec(spec: str, info: ValidationInfo) -> str:
@@ -169,8 +195,6 @@ ModelSpec = Annotated[str, Strict(), AfterValidator(_model_spec)]
 
 
 def _objective_name(name: str) -> str:
-    from st_distill.objectives import OBJECTIVES
-
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r} (known: {', '.join(OBJECTIVES)})")
     return name

@@ -11,7 +11,13 @@ from typing import Any
 from st_distill.bench.config import HF_PREFIX, BenchConfig
 from st_distill.bench.workspace import DONE, Workspace, atomic_folder
 from st_distill.data.formats import Collection, top_k
+from st_distill.data.negatives import sparse_labels
+from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
+from st_distill.data.store import TextStore
+from st_distill.data.teacher_files import read_llm_ranking, read_teacher_triples
+from st_distill.dataset import BuildReport, build_from_sources, resolve_negatives, save_dataset, size_argument
 from st_distill.io import read_json, write_json
+from st_distill.objectives import get_objective
 
 logger = logging.getLogger(__name__)
 
@@ -25,12 +31,6 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
     texts lazily (ids in the table, texts on access).
     """
     from datasets import concatenate_datasets
-
-    from st_distill.data.negatives import sparse_labels
-    from st_distill.dataset import build_from_sources, resolve_negatives, size_argument
-    from st_distill.data.store import TextStore
-    from st_distill.data.teacher_files import read_llm_ranking
-    from st_distill.objectives import get_objective
 
     fmt = get_objective(objective).dataset_format
     n = n_negatives if n_negatives is not None else resolve_negatives(fmt, objective)
@@ -87,8 +87,6 @@ def _teacher_triples(spec, kept_queries=None):
     if isinstance(spec, str) and spec.startswith(HF_PREFIX):
         table = _hub_triples(spec)
     elif kept_queries is not None:
-        from st_distill.data.teacher_files import read_teacher_triples
-
         table = read_teacher_triples(spec)
     else:
         return spec
@@ -103,8 +101,6 @@ def _teacher_triples(spec, kept_queries=None):
 @functools.lru_cache(maxsize=1)
 def _hub_triples(spec: str):
     """Loads a hub subset once per process, however many objectives (bce, hinge, marginmse) train on it."""
-    from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
-
     org, name, subset = spec[len(HF_PREFIX):].split("/")
     return msmarco_margin_triples(load_msmarco_subset(subset, repo=f"{org}/{name}"))
 
@@ -140,8 +136,6 @@ def check_built(config: BenchConfig, ws: Workspace, objective: str) -> None:
 
 def build_phase(config: BenchConfig, ws: Workspace, objective: str, sources: dict[str, Collection], teacher_scores: dict) -> Path:
     """Builds and saves (once) the training dataset of one objective under ``data/<objective>/``."""
-    from st_distill.dataset import BuildReport, save_dataset
-
     final = ws.data(objective)
     if (final / DONE).is_file():
         check_built(config, ws, objective)

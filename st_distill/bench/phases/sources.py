@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 
-from st_distill.bench.config import Collection as CollectionConfig
+from st_distill._deprecated import alias_names
+from st_distill.bench.config import CollectionConfig
 from st_distill.data.download import fetch_beir
 from st_distill.data.formats import Collection, Texts, load_beir, read_qrels, read_texts, read_trec_run, top_k, write_trec_run
+from st_distill.data.sources import load_ir_dataset
+from st_distill.evaluation import bm25_retrieve
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["load_collection"]
 
 
-def __getattr__(name: str):
-    if name == "Loaded":  # the bench's own collection record before st_distill.data.formats.Collection (0.1)
-        warnings.warn("st_distill.bench.phases.sources.Loaded is now st_distill.data.formats.Collection", DeprecationWarning, stacklevel=2)
-        return Collection
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``Loaded``: the bench's own collection record before st_distill.data.formats.Collection (0.1)
+__getattr__ = alias_names(__name__, "st_distill.data.formats", Loaded=Collection)
 
 
 def load_collection(c: CollectionConfig, workdir: Path, depth: int) -> Collection:
@@ -30,8 +29,6 @@ def load_collection(c: CollectionConfig, workdir: Path, depth: int) -> Collectio
     """
     provided_run = None
     if c.ir_datasets is not None:
-        from st_distill.data.sources import load_ir_dataset
-
         workdir.mkdir(parents=True, exist_ok=True)
         irds = load_ir_dataset(c.ir_datasets, workdir / "corpus.arrow", with_run=c.run is None and c.first_stage is None)
         queries, corpus, qrels, provided_run = irds.queries, irds.corpus, irds.qrels, irds.run
@@ -61,8 +58,6 @@ def _first_stage_run(c: CollectionConfig, queries: Texts, corpus: Texts, workdir
     """Makes (once) the first-stage run a collection asks for, with ``st-distill retrieve``'s code."""
     path = workdir / f"run.{c.first_stage}.top{depth}.trec"
     if not path.is_file():
-        from st_distill.evaluation import bm25_retrieve
-
         logger.info("%s: BM25 retrieval of %d queries over %d documents", c.name, len(queries), len(corpus))
         write_trec_run(bm25_retrieve(corpus, queries, top_k=depth), path, tag="bm25")
     return path

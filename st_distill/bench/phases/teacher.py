@@ -10,12 +10,16 @@ from collections.abc import Callable
 from typing import Any
 
 from st_distill.bench.config import TRAIN_KEYS, BenchConfig
-from st_distill.models import resolve_model
 from st_distill.bench.phases.build import build_objective_dataset
 from st_distill.bench.plan import passages_per_row
 from st_distill.bench.workspace import DONE, CellFolder, Distributed, Workspace, atomic_folder
 from st_distill.data.formats import Collection
+from st_distill.dataset import load_built_dataset, save_dataset
 from st_distill.io import write_json
+from st_distill.models import resolve_model
+from st_distill.objectives import get_objective
+from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher, score_with_teachers
+from st_distill.training import make_student, rows_per_batch, save_student, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +28,6 @@ __all__ = ["teacher_models", "train_teacher", "teacher_phase"]
 
 def teacher_models(config: BenchConfig, ws: Workspace) -> list:
     """The teachers to score with (the teacher phase's trained model, see :func:`train_teacher`, first)."""
-    from st_distill.teachers import BiEncoderTeacher, CrossEncoderTeacher
-
     t = config.teacher
     teachers = []
     if t.source == "train":
@@ -47,17 +49,12 @@ def train_teacher(config: BenchConfig, ws: Workspace, sources: Callable[[], dict
     to be made, builds the data (from ``sources()``, called on rank 0 only) and saves the model
     (atomically, through ``teacher/model.partial/``, where a killed run's checkpoints resume).
     """
-    from st_distill.dataset import load_built_dataset, save_dataset
-    from st_distill.training import make_student, rows_per_batch, save_student, train_model
-    from st_distill.objectives import get_objective
-
     model_dir = ws.teacher_model
     if not dist.broadcast(not (model_dir / DONE).is_file()):
         return
     t = config.teacher
     objective = get_objective(t.train_objective)
     args = {**{k: v for k, v in objective.defaults.items() if k in TRAIN_KEYS}, **config.train, **t.train}
-    args.pop("max_length", None)  # the teacher's tokens per pair are its own (t.max_length), set on the model
     data_dir = ws.teacher_data
     work = CellFolder(ws.teacher_partial)
     if dist.is_main:
@@ -96,8 +93,6 @@ def teacher_phase(config: BenchConfig, ws: Workspace, sources: dict[str, Collect
     Returns:
         ``{source: TeacherScores}``; empty when the config has no model teacher.
     """
-    from st_distill.teachers import score_with_teachers
-
     if config.teacher.source not in ("models", "train"):
         return {}
     teachers = teacher_models(config, ws)
