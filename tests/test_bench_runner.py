@@ -104,7 +104,7 @@ def check_cells(out: Path) -> None:
         run_lines = (cell / "runs" / "dl19.trec").read_text(encoding="utf-8").splitlines()
         assert len(run_lines) == 43 * 10
         card = (cell / "model" / "README.md").read_text(encoding="utf-8")
-        assert f"objective '{cell.parent.name}'" in card and "dl21" in card
+        assert f"trained with {cell.parent.name}" in card and "dl21" in card
         assert any("loss" in json.loads(line) for line in (cell / "training_log.jsonl").read_text().splitlines())
 
 
