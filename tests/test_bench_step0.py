@@ -126,6 +126,7 @@ def test_step0_row_reuse_old_folders_curves_and_cards(tmp_path, tiny_model_path,
     import shutil
 
     shutil.rmtree(out / "step0")
+    (cell / "model" / "README.md").write_text("---\ntags:\n- st-distill\n---\n# a plain card\n", encoding="utf-8")  # and no card
     bench.pop("step0")
     (out / "bench.json").write_text(json.dumps(bench), encoding="utf-8")
     assert main(["report", str(out)]) == 0
@@ -135,3 +136,4 @@ def test_step0_row_reuse_old_folders_curves_and_cards(tmp_path, tiny_model_path,
     output = capsys.readouterr().out
     assert "0 cell(s) run, 4 already done" in output and f"| student at step 0 | – | {np.mean(expected):.4f} |" in output
     assert {c: (c / "metrics.json").stat().st_mtime_ns for c in finished_cells(out)} == done
+    assert (cell / "model" / "README.md").read_text(encoding="utf-8") == card  # written again, step-0 row included

@@ -13,11 +13,11 @@ from st_distill.bench.phases.evaluate import REFERENCES
 from st_distill.bench.plan import Cell, CellSettings
 from st_distill.bench.workspace import CellFolder, Workspace
 from st_distill.data.builder import REPORT_FILE, load_built_dataset
-from st_distill.export.card import StudentFacts, student_card
+from st_distill.export.card import CARD_TAG, StudentFacts, student_card
 from st_distill.io import atomic_write, read_json
 from st_distill.objectives import get_objective
 
-__all__ = ["cell_facts", "write_card"]
+__all__ = ["cell_facts", "has_card", "write_card"]
 
 #: The reference files of ``eval/<suite>/`` a card shows, by the card's row name.
 _CARD_REFERENCES = {"first stage": REFERENCES["first stage"], "teacher": REFERENCES["teacher"]}
@@ -103,3 +103,13 @@ def write_card(model, folder: Path, facts: StudentFacts) -> None:
     text = generate_model_card(model)
     with atomic_write(Path(folder) / "README.md") as f:
         f.write(text)
+
+
+def has_card(folder: Path) -> bool:
+    """Whether ``folder/README.md`` is a filled card (its YAML header carries :data:`~st_distill.export.card.CARD_TAG`);
+    a student's ``README.md`` without it is the library's plain card (a cell finished by an older st-distill)."""
+    path = Path(folder) / "README.md"
+    if not path.is_file():
+        return False
+    header = path.read_text(encoding="utf-8").split("\n---", 1)[0]
+    return f"\n- {CARD_TAG}\n" in header

@@ -16,7 +16,8 @@ every path and file name)::
                                     metrics.json, runs/, DONE; ``key`` digests its settings
                                     (:class:`~st_distill.bench.plan.Step0Settings`)
     cells/<phase>/<backbone>/<objective>/seed-<seed>[--<variant>]/
-        model/                      the trained CrossEncoder, with its model card (README.md)
+        model/                      the trained CrossEncoder; README.md: its model card (st_distill.export.card),
+                                    written with the metrics (a finished cell without one gets it on the next run)
         runs/<suite>.trec           the re-ranked run of each suite
         metrics.json                aggregate and per-query metrics per suite, the cell's settings
         cell.json                   the cell and the settings it was started with
@@ -60,7 +61,7 @@ import shutil
 import time
 from typing import Any
 
-from st_distill.bench.cards import cell_facts, write_card
+from st_distill.bench.cards import cell_facts, has_card, write_card
 from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase, check_built
 from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics, step0_metrics
@@ -269,6 +270,28 @@ class Runner:
                 write_json(final.metrics, metrics)
                 logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(added))
 
+    def complete_cards(self, cells: list[Cell]) -> None:
+        """Writes the filled model card (:func:`~st_distill.bench.cards.write_card`) of finished cells of
+        ``cells`` whose student has none (finished by an older st-distill): their files and ``DONE`` stay
+        as they are (``README.md`` is no part of a model's fingerprint). Rank 0 only."""
+        from st_distill.training import load_student
+
+        for cell in cells:
+            final = self.ws.cell(cell.key)
+            if not final.done.is_file() or not final.model.is_dir() or has_card(final.model):
+                continue
+            settings = cell_settings(self.config, cell, self.selections(cell.phase))
+            self.write_cell_card(cell, settings, final, load_student(final.model, max_length=settings.train["max_length"]),
+                                 read_json(final.metrics))
+            logger.info("cell %s: wrote its model card", cell.key)
+
+    def write_cell_card(self, cell: Cell, settings: CellSettings, folder: CellFolder, model, metrics: dict[str, Any]) -> None:
+        """Writes ``model/README.md`` of a cell whose ``metrics.json`` holds ``metrics``."""
+        step0 = self.step0_of(cell)
+        facts = cell_facts(model, self.ws, cell, settings, metrics, [s.name for s in self.config.train_sources], self.config.eval.metrics,
+                           self.ws.step0(step0.key) if step0 is not None else None)
+        write_card(model, folder.model, facts)
+
     def write_record(self) -> None:
         """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
@@ -416,10 +439,7 @@ class Runner:
         metrics = {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance(),
                    "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})}
         write_json(work.metrics, metrics)
-        step0 = self.step0_of(cell)
-        facts = cell_facts(model, self.ws, cell, settings, metrics, [s.name for s in self.config.train_sources], self.config.eval.metrics,
-                           self.ws.step0(step0.key) if step0 is not None else None)
-        write_card(model, work.model, facts)
+        self.write_cell_card(cell, settings, work, model, metrics)
         work.done.touch()
 
     # -- the grid ----------------------------------------------------------------------------------
@@ -448,6 +468,7 @@ class Runner:
         self.prepare(todo, cells)
         if self.dist.is_main:
             self.complete_metrics(cells)
+            self.complete_cards(cells)
         ran = skipped = 0
         progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
@@ -455,7 +476,8 @@ class Runner:
         for i, cell in enumerate(todo):  # the finished cells' settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
-                if cell.phase not in self.step0_plan():  # its selection was made by the cells just run
+                # its selection was made by the cells just run: its untrained students are known now (rank 0 decides)
+                if self.dist.broadcast(self.dist.is_main and cell.phase not in self.step0_plan()):
                     self._step0 = None
                     with self.dist.main_locked(self.ws.prepare_lock):
                         if self.dist.is_main:
