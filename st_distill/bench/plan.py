@@ -256,6 +256,10 @@ def step0_plan(config: BenchConfig, cells: list[Cell], selected: dict[str, dict[
 
     Each is made from the settings of the backbone's cell of the baseline objective (``report.baseline``)
     when the phase has it, else of its first objective; the first sweep value where a phase sweeps.
+    A cosine head is calibrated on that objective's pairs: another objective's pairs give another
+    positive scale and shift of the same cosine, the same ranking in float32; in bfloat16 the
+    rounding of the scaled scores can differ, so the other objectives' learning curves may start
+    slightly off the step-0 level there.
 
     Args:
         config: The bench config.
