@@ -421,7 +421,7 @@ def finished_grid(config, out: Path, other_settings=None) -> None:
     with another learning rate), with the record of its inputs."""
     import json
 
-    from st_distill.bench.plan import inputs_of
+    from st_distill.bench.plan import inputs_of, step0_plan
 
     out.mkdir()
     (out / "inputs.json").write_text(json.dumps(inputs_of(config)), encoding="utf-8")
@@ -433,6 +433,12 @@ def finished_grid(config, out: Path, other_settings=None) -> None:
             settings["train"]["learning_rate"] = 0.5
         (folder / "metrics.json").write_text(json.dumps({"settings": settings}), encoding="utf-8")
         (folder / "DONE").touch()
+    for backbones in step0_plan(config, plan_cells(config)).values():  # and the untrained students of the report's step-0 rows
+        for step0 in (s for listed in backbones.values() for s in listed):
+            folder = out / "step0" / step0.key
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps({"settings": step0.record(), "suites": {}}), encoding="utf-8")
+            (folder / "DONE").touch()
 
 
 def test_a_finished_run_says_what_its_count_covers(tmp_path, capsys):

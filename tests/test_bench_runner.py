@@ -104,7 +104,7 @@ def check_cells(out: Path) -> None:
         run_lines = (cell / "runs" / "dl19.trec").read_text(encoding="utf-8").splitlines()
         assert len(run_lines) == 43 * 10
         card = (cell / "model" / "README.md").read_text(encoding="utf-8")
-        assert f"objective '{cell.parent.name}'" in card and "dl21" in card
+        assert f"trained with {cell.parent.name}" in card and "dl21" in card
         assert any("loss" in json.loads(line) for line in (cell / "training_log.jsonl").read_text().splitlines())
 
 
@@ -307,6 +307,13 @@ def test_cosine_head_trained_layers_and_learning_curves_in_the_grid(tmp_path, ti
         assert points[-1]["suites"]["dl19"]["nDCG@10"] == pytest.approx(metrics["suites"]["dl19"]["aggregate"]["nDCG@10"], abs=1e-6)
         assert json.loads((cell / "model" / "modules.json").read_text())[1]["type"] == "st_distill.models.heads.SegmentCosine"
     assert (out / "report" / "curves" / "dl19.png").is_file()
+    # the cosine head has no random weight: one untrained student, calibrated on the baseline objective's pairs,
+    # the level the bce cell's curve starts from
+    (key,) = json.loads((out / "bench.json").read_text())["step0"]["main"]["tiny"]
+    step0 = json.loads((out / "step0" / key / "metrics.json").read_text())
+    assert step0["settings"]["seed"] is None and step0["settings"]["calibration"]["objective"] == "bce"
+    first = json.loads((out / "cells" / "main" / "tiny" / "bce" / "seed-0" / "curve.jsonl").read_text().splitlines()[0])
+    assert first["suites"]["dl19"]["nDCG@10"] == pytest.approx(step0["suites"]["dl19"]["aggregate"]["nDCG@10"], abs=1e-6)
 
 
 def test_sparse_labels_make_the_other_relevant_candidates_negatives(tmp_path, tiny_model_path):

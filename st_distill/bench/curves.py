@@ -22,22 +22,28 @@ Example:
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
 import os
 import time
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import TrainerCallback
 
+from st_distill.bench.levels import constant_score_level
+from st_distill.bench.workspace import CellFolder, Workspace
 from st_distill.evaluation.rerank import Candidates, rerank_and_measure, top_candidates
 from st_distill.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LearningCurve", "read_curve"]
+__all__ = ["LearningCurve", "loss_curves", "read_curve", "save_png"]
 
 
 def read_curve(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -163,3 +169,62 @@ class LearningCurve(TrainerCallback):
         logger.info("learning curve at %d pairs (%.0f s of training; evaluated in %.0f s): %s", point["pairs"],
                     point["train_seconds"], time.perf_counter() - started, suites)
         self._start()
+
+
+def save_png(fig, path: Path) -> None:
+    """Writes a matplotlib figure as PNG, atomically, without metadata that would change between runs."""
+    buffer = io.BytesIO()
+    # No "Software"/date metadata: the same numbers give the same bytes.
+    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def loss_curves(ws: Workspace, cells: list[dict], phase: str, folder: Path, objectives: list[str]) -> Path | None:
+    """One panel per (backbone, objective): the training loss against steps (mean over seeds), with
+    the loss of a constant-score student marked (:func:`st_distill.bench.levels.constant_score_level`).
+    Objectives have their own y-axes: their losses live on scales that differ by orders of magnitude."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves: dict[tuple[str, str], list[dict[int, float]]] = defaultdict(list)
+    loss_args: dict[str, dict] = {}
+    for cell in cells:
+        log = CellFolder(ws / cell["folder"]).training_log
+        if not log.is_file():
+            continue
+        try:
+            with open(log, encoding="utf-8") as f:
+                points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{log}: not valid JSON lines ({exc}); the file is corrupt: delete or repair it") from None
+        c = cell["cell"]
+        curves[(c["backbone"], c["objective"] + (f"[{c['variant']}]" if c.get("variant") else ""))].append(points)
+        loss_args.setdefault(c["objective"], cell.get("settings", {}).get("loss", {}))
+    if not curves:
+        return None
+    rank = {name: i for i, name in enumerate(objectives)}
+    curves = dict(sorted(curves.items(), key=lambda item: (item[0][0], rank.get(item[0][1].split("[")[0], len(rank)), item[0][1])))
+    columns = min(3, len(curves))
+    rows = math.ceil(len(curves) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
+    for ax, ((backbone, objective), runs) in zip(axes.flat, curves.items()):
+        steps = sorted(set.intersection(*(set(r) for r in runs)))
+        ax.plot(steps, [np.mean([r[s] for r in runs]) for s in steps], color="tab:blue", label="training loss")
+        name = objective.split("[")[0]
+        level = constant_score_level(name, ws.data(name), loss_args.get(name))
+        if level is not None:
+            ax.axhline(level, color="gray", linestyle="--", linewidth=1, label=f"constant score ({level:.3g})")
+        ax.set_title(f"{objective} ({backbone})", fontsize="medium")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize="x-small")
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    path = folder / f"loss_{phase}.png"
+    save_png(fig, path)
+    plt.close(fig)
+    return path

@@ -12,7 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from st_distill.bench.config import TRAIN_KEYS, BenchConfig, CollectionConfig, ConfigError, TrainArgs
-from st_distill.bench.phases.build import normalization
+from st_distill.bench.phases.build import build_settings, normalization
+from st_distill.bench.workspace import Workspace
 from st_distill.data.download import beir_cache_folder
 from st_distill.data.formats import read_qrels, read_texts
 from st_distill.io import file_sha256, open_bytes
@@ -22,7 +23,7 @@ from st_distill.objectives import get_objective
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BackboneSettings", "Cell", "CellSettings", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
+__all__ = ["BackboneSettings", "Cell", "CellSettings", "Step0Settings", "step0_plan", "check_plan", "plan_cells", "inputs_of", "describe_input", "select_shard", "passages_per_row", "cell_settings", "describe_plan"]
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,71 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
     )
 
 
+class Step0Settings(BaseModel):
+    """Everything that decides the untrained student's evaluation (the report's step-0 reference):
+    the backbone as a cell cuts it, its ``max_length``, the seed of a random head (``None`` for the
+    cosine head, which has no random weight), the dataset whose pairs calibrate a cosine head, and
+    the evaluation suites. ``train_layers`` is left out: freezing changes no score."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    backbone: BackboneSettings
+    max_length: int | None
+    seed: int | None
+    calibration: dict[str, Any] | None
+    """For ``head = "cosine"``: the objective whose built dataset gives the calibration pairs, with its build settings."""
+    suites: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        """The folder name under ``step0/``: a digest of the settings (:meth:`record`), never a name."""
+        return hashlib.sha256(json.dumps(self.record(), sort_keys=True).encode()).hexdigest()[:20]
+
+    def record(self) -> dict[str, Any]:
+        """The settings as JSON values (the backbone without ``train_layers``)."""
+        out = self.model_dump(mode="json")
+        del out["backbone"]["train_layers"]
+        return out
+
+
+def step0_plan(config: BenchConfig, cells: list[Cell], selected: dict[str, dict[str, dict[str, Any]]] | None = None) -> dict[str, dict[str, list[Step0Settings]]]:
+    """The step-0 references of ``cells``: per phase and backbone, one :class:`Step0Settings` per seed
+    of a random head (the report shows their mean), one for the cosine head.
+
+    Each is made from the settings of the backbone's cell of the baseline objective (``report.baseline``)
+    when the phase has it, else of its first objective; the first sweep value where a phase sweeps.
+    A cosine head is calibrated on that objective's pairs: another objective's pairs give another
+    positive scale and shift of the same cosine, the same ranking in float32; in bfloat16 the
+    rounding of the scaled scores can differ, so the other objectives' learning curves may start
+    slightly off the step-0 level there.
+
+    Args:
+        config: The bench config.
+        cells: The planned cells.
+        selected: ``{phase: selections}``: what earlier sweep phases selected, per phase
+            (:meth:`~st_distill.bench.runner.Runner.selections`); a phase missing here is left out.
+    """
+    suites = inputs_of(config)["suites"]
+    chosen: dict[tuple[str, str, int], Cell] = {}
+    for cell in cells:
+        if selected is not None and cell.phase not in selected:
+            continue
+        key = (cell.phase, cell.backbone, cell.seed)
+        if key not in chosen or (cell.objective == config.report.baseline and chosen[key].objective != config.report.baseline):
+            chosen[key] = cell
+    out: dict[str, dict[str, list[Step0Settings]]] = {}
+    for (phase, backbone, _), cell in chosen.items():
+        s = cell_settings(config, cell, (selected or {}).get(phase))
+        cosine = s.backbone.head == "cosine"
+        step0 = Step0Settings(
+            backbone=s.backbone, max_length=s.backbone.max_length, seed=None if cosine else cell.seed,
+            calibration={"objective": cell.objective, **build_settings(config, cell.objective)} if cosine else None, suites=suites,
+        )
+        listed = out.setdefault(phase, {}).setdefault(backbone, [])
+        if step0 not in listed:
+            listed.append(step0)
+    return out
+
+
 def check_plan(config: BenchConfig, cells: list[Cell]) -> None:
     """Checks, before any work, what the config's sections cannot check alone: that every evaluation
     suite given as files has a judged query in its run; and warns (with the key path) where a cell's
@@ -307,6 +373,14 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
             f"    {cell.key}: {_plural(s.train['max_steps'], 'step')} x {_plural(rows, 'row')} x "
             f"{_plural(s.passages_per_row, 'passage')} = {_plural(pairs, 'pair')}, lr {s.train['learning_rate']:g}{chosen}"
         )
+    lines.append("  untrained students (the report's step-0 rows), evaluated once on the suites:")
+    output = config.output_dir
+    for phase, backbones in step0_plan(config, cells, None if selected is None else {c.phase: selected for c in cells}).items():
+        for backbone, listed in backbones.items():
+            for s0 in listed:
+                done = output is not None and Workspace(output).step0(s0.key).done.is_file()
+                lines.append(f"    {phase}/{backbone}: {'no random weight (cosine head)' if s0.seed is None else f'seed {s0.seed}'}"
+                             f" -> step0/{s0.key}/ ({'done' if done else 'to evaluate'})")
     lines.append(f"  estimated training pairs: {total_pairs:,}")
     if config.teacher.source in ("models", "train"):
         lines.append(f"  estimated teacher pairs (judged queries x depth + their judged documents, at most): {_count(teacher_pairs)}")

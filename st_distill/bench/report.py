@@ -9,17 +9,23 @@ and writes into ``<results>/report/``:
   compared with the baseline objective (default ``bce``) of the same backbone on the same suite:
   a two-sided paired t-test on per-query values averaged over seeds, Holm-Bonferroni corrected
   over the objectives of that (backbone, suite, measure); ``▲``/``▼`` mark a significant
-  improvement/degradation at level ``alpha``. A first-stage row gives the re-ranked run's
-  starting point where it was evaluated. With two suites or more, a ``pooled`` column per measure
+  improvement/degradation at level ``alpha``. Reference rows: the first stage (the re-ranked run's
+  starting point), a random order of its candidates, the untrained student of each backbone
+  (``student at step 0``: mean over its seeds where its head is random, from ``step0/<key>/``)
+  and the teacher, where each was evaluated. Next to the main measure, per suite, ``share``: the
+  share of the gap from the first stage to the teacher that a row closes (:mod:`st_distill.bench.gap`),
+  "–" with a footnote where it is undefined. With two suites or more, a ``pooled`` column per measure
   takes every suite's queries together (its mean weights the suites by their numbers of queries;
   its tests pair all the queries), the study's way to test one claim over several sets.
+- ``table.json``: the same numbers, the shares and the reasons a share is undefined.
 - ``significance.json``: every test (raw and adjusted p-value, queries, difference).
 - ``<suite>.png``: a bar chart per suite (main measure, error bars = std over seeds).
 - ``loss_<phase>.png``: training-loss curves (mean over seeds) per backbone.
 - ``curves/<suite>.png`` (cells trained with ``[eval.curve]``): the learning curves, the main
   measure against training pairs, one line per objective (mean over seeds), one panel per
   backbone, with the first stage, a random order and the teacher as horizontal lines where
-  ``eval/<suite>/`` has them (``first_stage.json``, ``random.json``, ``teacher.json``).
+  ``eval/<suite>/`` has them (``first_stage.json``, ``random.json``, ``teacher.json``), and the
+  backbone's untrained student (its curves' first point).
 
 Outputs contain no timestamps, so ``st-distill report DIR`` regenerates them byte for byte.
 """
@@ -28,28 +34,28 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
-import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from st_distill.bench.phases.evaluate import REFERENCES
-from st_distill.bench.workspace import DONE, CellFolder, Workspace
-
-#: The column of every suite's queries together (with two suites or more).
-POOLED = "pooled"
+from st_distill.bench.curves import loss_curves, read_curve, save_png
+from st_distill.bench.gap import gap_note, share_of_gap
+from st_distill.bench.phases.evaluate import REFERENCES, STEP0_LABEL
 from st_distill.bench.stats import holm, paired_ttest, seed_mean
+from st_distill.bench.workspace import DONE, CellFolder, Workspace
 from st_distill.io import atomic_write, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReportTable", "collect_cells", "build_table", "learning_curves", "write_report"]
+__all__ = ["ReportTable", "collect_cells", "build_table", "learning_curves", "step0_levels", "write_report"]
+
+#: The column of every suite's queries together (with two suites or more).
+POOLED = "pooled"
 
 UP, DOWN = "▲", "▼"
 #: How the reference rows are drawn as horizontal lines in the charts.
@@ -57,7 +63,32 @@ REFERENCE_STYLES = {
     "first stage": {"color": "gray", "linestyle": "--"},
     "random order": {"color": "tab:red", "linestyle": ":"},
     "teacher": {"color": "black", "linestyle": "-."},
+    STEP0_LABEL: {"color": "tab:green", "linestyle": (0, (1, 3))},
 }
+
+
+def step0_levels(results: str | os.PathLike, bench: dict, phase: str) -> dict[str, dict[str, dict[str, float]]]:
+    """The untrained student of each backbone of ``phase``: ``{backbone: {suite: {measure: value}}}``,
+    the mean over its seeds (``bench.json``'s ``step0`` names their folders ``step0/<key>/``).
+    A backbone with a seed not evaluated yet is left out (the next ``st-distill bench`` evaluates it)."""
+    ws = Workspace(results)
+    levels = {}
+    for backbone, keys in bench.get("step0", {}).get(phase, {}).items():
+        folders = [ws.step0(key) for key in keys]
+        if not folders or not all(f.done.is_file() for f in folders):
+            continue
+        suites = [read_json(f.metrics)["suites"] for f in folders]
+        levels[backbone] = {
+            suite: {measure: float(np.mean([s[suite]["aggregate"][measure] for s in suites]))
+                    for measure in suites[0][suite]["aggregate"] if all(measure in s[suite]["aggregate"] for s in suites)}
+            for suite in suites[0] if all(suite in s for s in suites)
+        }
+    return levels
+
+
+def step0_label(backbone: str, backbones: list[str]) -> str:
+    """``student at step 0``, or ``student at step 0 (<backbone>)`` where the phase has several backbones."""
+    return STEP0_LABEL if len(backbones) == 1 else f"{STEP0_LABEL} ({backbone})"
 
 
 def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple[dict, list[dict]]:
@@ -90,10 +121,16 @@ def collect_cells(results: str | os.PathLike, phase: str | None = None) -> tuple
         metrics["folder"] = str(done.parent.relative_to(ws.root))
         cells.append(metrics)
     cells.sort(key=lambda m: (m["cell"]["backbone"], m["cell"]["objective"], m["cell"]["seed"], m["cell"].get("variant", "")))
-    bench["references"] = {
+    references = {
         label: {suite: read_json(ws.suite(suite) / file) for suite in bench["suites"] if (ws.suite(suite) / file).is_file()}
         for label, file in REFERENCES.items()
     }
+    levels = step0_levels(ws, bench, phase)
+    for backbone in bench.get("step0", {}).get(phase, {}).keys() - levels.keys():
+        logger.warning("the untrained student of %s is not evaluated yet (no step-0 row): run st-distill bench on %s", backbone, ws)
+    teacher = references.pop("teacher")
+    references.update({step0_label(backbone, list(bench["step0"][phase])): by_suite for backbone, by_suite in levels.items()})
+    bench["references"] = {**references, "teacher": teacher}
     return bench, cells
 
 
@@ -104,7 +141,11 @@ class ReportTable:
     ``values[row][column]`` holds ``mean``, ``std`` (None for one seed), ``seeds``, and for
     non-baseline rows ``p``, ``p_holm``, ``diff`` and ``sig`` (+1 better, -1 worse, 0 not significant).
     ``references[label][column]`` holds the value of a reference row (``"first stage"``,
-    ``"random order"``, ``"teacher"``: see :func:`st_distill.bench.phases.evaluate.reference_metrics`).
+    ``"random order"``, ``"student at step 0"``, ``"teacher"``: see
+    :func:`st_distill.bench.phases.evaluate.reference_metrics`). The share of the gap
+    (:mod:`st_distill.bench.gap`) of the measure ``share_measure`` is ``values[row][(suite, share_measure)]["share"]``
+    and ``reference_shares[label][suite]`` (``None`` where undefined); ``share_notes[suite]`` says why it
+    is undefined on a suite (``None`` where defined).
     """
 
     rows: list[tuple[str, str]]
@@ -113,6 +154,9 @@ class ReportTable:
     references: dict[str, dict[tuple[str, str], float]]
     baseline: str
     alpha: float
+    share_measure: str | None = None
+    share_notes: dict[str, str | None] = field(default_factory=dict)
+    reference_shares: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None) -> ReportTable:
@@ -176,7 +220,24 @@ def build_table(bench: dict, cells: list[dict], metrics: list[str] | None = None
             if all((suite, measure) in reference and counts[suite] for suite in suites):
                 reference[(POOLED, measure)] = sum(reference[(suite, measure)] * n for suite, n in counts.items()) / sum(counts.values())
     references = {label: row for label, row in references.items() if row}
-    return ReportTable(rows, columns, values, references, baseline, alpha)
+    table = ReportTable(rows, columns, values, references, baseline, alpha)
+    _add_shares(table, bench.get("main_metric") if bench.get("main_metric") in metrics else metrics[0])
+    return table
+
+
+def _add_shares(table: ReportTable, measure: str) -> None:
+    """The share of the gap of ``measure`` per suite column, for every row and reference row."""
+    table.share_measure = measure
+    for suite, _ in (c for c in table.columns if c[1] == measure):
+        column = (suite, measure)
+        first_stage, teacher = (table.references.get(label, {}).get(column) for label in ("first stage", "teacher"))
+        table.share_notes[suite] = gap_note(first_stage, teacher)
+        for row in table.rows:
+            if column in table.values[row]:
+                table.values[row][column]["share"] = share_of_gap(table.values[row][column]["mean"], first_stage, teacher)
+        for label, reference in table.references.items():
+            if column in reference:
+                table.reference_shares.setdefault(label, {})[suite] = share_of_gap(reference[column], first_stage, teacher)
 
 
 def _pool_suites(rows: list, groups: dict, suites: list[str], metrics: list[str], values: dict, per_query: dict) -> list[tuple[str, str]]:
@@ -209,22 +270,64 @@ def _cell_text(value: dict | None, latex: bool = False) -> str:
     return text
 
 
+def _layout(table: ReportTable) -> list[tuple[str, tuple[str, str]]]:
+    """The table's columns in order: ``("value", (suite, measure))``, each suite's main measure followed by ``("share", ...)``."""
+    out = []
+    for column in table.columns:
+        out.append(("value", column))
+        if column[1] == table.share_measure and column[0] in table.share_notes:
+            out.append(("share", column))
+    return out
+
+
+def _share_text(share: float | None, latex: bool = False) -> str:
+    if share is None:
+        return "--" if latex else "–"
+    return f"{100 * share:.0f}" + ("\\%" if latex else "%")
+
+
+def _row_texts(table: ReportTable, row: tuple[str, str] | None = None, label: str | None = None, latex: bool = False) -> list[str]:
+    """One objective row's (``row``) or reference row's (``label``) cells, in :func:`_layout`'s order."""
+    texts = []
+    for kind, column in _layout(table):
+        if label is not None:
+            value = table.references[label].get(column)
+            texts.append(_share_text(table.reference_shares.get(label, {}).get(column[0]), latex) if kind == "share"
+                         else "--" if latex and value is None else "–" if value is None else f"{value:.4f}")
+        else:
+            value = table.values[row].get(column)
+            texts.append(_share_text((value or {}).get("share"), latex) if kind == "share" else _cell_text(value, latex))
+    return texts
+
+
+def _share_notes(table: ReportTable) -> list[str]:
+    """The footnote on the share columns: what they are, and why a suite has none."""
+    if not table.share_notes:
+        return []
+    lines = [f"`share`: the share of the gap from the first stage to the teacher that a row closes on {table.share_measure}, "
+             "(row - first stage) / (teacher - first stage): 0% at the first stage, 100% at the teacher."]
+    notes = [f"- `{suite} share` is undefined (–): {note}." for suite, note in table.share_notes.items() if note is not None]
+    return lines + ([""] + notes if notes else [])
+
+
 def _markdown(table: ReportTable, title: str) -> str:
-    head = ["backbone", "objective", *(f"{suite} {measure}" for suite, measure in table.columns)]
+    head = ["backbone", "objective", *(f"{c[0]} {c[1]}" if kind == "value" else f"{c[0]} share" for kind, c in _layout(table))]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for label, reference in table.references.items():
-        lines.append(f"| {label} | – | " + " | ".join(f"{reference[c]:.4f}" if c in reference else "–" for c in table.columns) + " |")
+    for label in table.references:
+        lines.append(f"| {label} | – | " + " | ".join(_row_texts(table, label=label)) + " |")
     for row in table.rows:
-        lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(_cell_text(table.values[row].get(c)) for c in table.columns) + " |")
+        lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(_row_texts(table, row)) + " |")
     lines += [
         "",
         f"{_shown(table)} {UP}/{DOWN}: significantly better/worse than "
         f"`{table.baseline}` on the same backbone (two-sided paired t-test on per-query values averaged over seeds, "
         f"Holm-Bonferroni corrected over the objectives, alpha = {table.alpha}). Reference rows: "
-        "the first-stage run; a random order of its candidates (seeded per query), the floor; the teacher's own "
+        "the first-stage run; a random order of its candidates (seeded per query), the floor; the untrained "
+        "student, made as the cells make it (mean over seeds where its head is random); the teacher's own "
         "re-ranking of them, where the teacher can score new pairs."
         + (" `pooled`: every suite's queries together (means weighted by the suites' numbers of queries, tests paired "
            "over all of them)." if any(suite == POOLED for suite, _ in table.columns) else ""),
+        *(["", *_share_notes(table)] if table.share_notes else []),
         "",
     ]
     return "\n".join(lines)
@@ -243,19 +346,43 @@ def _shown(table: ReportTable) -> str:
 def _csv(table: ReportTable) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["backbone", "objective", "suite", "measure", "mean", "std", "seeds", "diff", "p", "p_holm", "sig"])
+    writer.writerow(["backbone", "objective", "suite", "measure", "mean", "std", "seeds", "diff", "p", "p_holm", "sig", "share"])
     fmt = lambda x: "" if x is None else f"{x:.6g}" if isinstance(x, float) else str(x)  # noqa: E731
     for label, reference in table.references.items():
         for column, value in reference.items():
-            writer.writerow([label, "", *column, f"{value:.6f}", "", "", "", "", "", ""])
+            share = table.reference_shares.get(label, {}).get(column[0]) if column[1] == table.share_measure else None
+            writer.writerow([label, "", *column, f"{value:.6f}", "", "", "", "", "", "", fmt(share)])
     for row in table.rows:
         for column in table.columns:
             v = table.values[row].get(column)
             if v is None:
                 continue
             writer.writerow([*row, *column, f"{v['mean']:.6f}", "" if v["std"] is None else f"{v['std']:.6f}", v["seeds"],
-                             fmt(v.get("diff")), fmt(v.get("p")), fmt(v.get("p_holm")), v.get("sig", "")])
+                             fmt(v.get("diff")), fmt(v.get("p")), fmt(v.get("p_holm")), v.get("sig", ""), fmt(v.get("share"))])
     return out.getvalue()
+
+
+def _json(table: ReportTable) -> dict[str, Any]:
+    """``table.json``: the reference rows and the objective rows with their values per suite and measure,
+    the share of the gap per suite (``null`` where undefined) and why it is undefined (``share_undefined``)."""
+    def nested(values: dict[tuple[str, str], Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for (suite, measure), value in values.items():
+            out.setdefault(suite, {})[measure] = value
+        return out
+
+    return {
+        "share_measure": table.share_measure,
+        "share_undefined": {suite: note for suite, note in table.share_notes.items() if note is not None},
+        "references": [{"label": label, "values": nested(reference), "share": table.reference_shares.get(label, {})}
+                       for label, reference in table.references.items()],
+        "rows": [{"backbone": row[0], "objective": row[1],
+                  "values": nested({c: {k: v for k, v in value.items() if k != "share"} for c, value in table.values[row].items()}),
+                  "share": {c[0]: value.get("share") for c, value in table.values[row].items() if c[1] == table.share_measure}}
+                 for row in table.rows],
+        "baseline": table.baseline,
+        "alpha": table.alpha,
+    }
 
 
 def _latex(table: ReportTable) -> str:
@@ -263,14 +390,14 @@ def _latex(table: ReportTable) -> str:
         return text.replace("_", "\\_").replace("&", "\\&").replace("%", "\\%").replace("#", "\\#")
 
     lines = [
-        "\\begin{tabular}{ll" + "r" * len(table.columns) + "}",
+        "\\begin{tabular}{ll" + "r" * len(_layout(table)) + "}",
         "\\toprule",
-        "Backbone & Objective & " + " & ".join(esc(f"{s} {m}") for s, m in table.columns) + " \\\\",
+        "Backbone & Objective & " + " & ".join(esc(f"{c[0]} {c[1]}" if kind == "value" else f"{c[0]} share")
+                                               for kind, c in _layout(table)) + " \\\\",
         "\\midrule",
     ]
-    for label, reference in table.references.items():
-        lines.append(f"{label.capitalize()} & -- & " + " & ".join(
-            f"{reference[c]:.4f}" if c in reference else "--" for c in table.columns) + " \\\\")
+    for label in table.references:
+        lines.append(f"{esc(label[0].upper() + label[1:])} & -- & " + " & ".join(_row_texts(table, label=label, latex=True)) + " \\\\")
     if table.references:
         lines.append("\\midrule")
     previous = None
@@ -278,18 +405,10 @@ def _latex(table: ReportTable) -> str:
         if previous is not None and row[0] != previous:
             lines.append("\\midrule")
         previous = row[0]
-        cells = " & ".join(_cell_text(table.values[row].get(c), latex=True) for c in table.columns)
+        cells = " & ".join(_row_texts(table, row, latex=True))
         lines.append(f"{esc(row[0])} & {esc(row[1])} & {cells} \\\\")
     lines += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(lines)
-
-
-def _save_png(fig, path: Path) -> None:
-    buffer = io.BytesIO()
-    # No "Software"/date metadata: the same numbers give the same bytes.
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    with atomic_write(path, "wb") as f:
-        f.write(buffer.getvalue())
 
 
 def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
@@ -316,83 +435,32 @@ def _bar_charts(table: ReportTable, measure: str, folder: Path) -> list[Path]:
             ax.bar(xs, heights, width, yerr=errors, capsize=3, label=backbone)
         for label, reference in table.references.items():
             if column in reference:
-                ax.axhline(reference[column], linewidth=1, label=label, **REFERENCE_STYLES.get(label, {}))
+                ax.axhline(reference[column], linewidth=1, label=label, **REFERENCE_STYLES.get(label.split(" (")[0], {}))
         ax.set_xticks(range(len(objectives)), objectives, rotation=30, ha="right")
         ax.set_ylabel(measure)
         ax.set_title(suite)
         ax.legend(fontsize="small")
         fig.tight_layout()
         path = folder / f"{suite}.png"
-        _save_png(fig, path)
+        save_png(fig, path)
         plt.close(fig)
         written.append(path)
     return written
 
 
-def _loss_curves(ws: Workspace, cells: list[dict], phase: str, folder: Path, objectives: list[str]) -> Path | None:
-    """One panel per (backbone, objective): the training loss against steps (mean over seeds), with
-    the loss of a constant-score student marked (:func:`st_distill.bench.levels.constant_score_level`).
-    Objectives have their own y-axes: their losses live on scales that differ by orders of magnitude."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from st_distill.bench.levels import constant_score_level
-
-    curves: dict[tuple[str, str], list[dict[int, float]]] = defaultdict(list)
-    loss_args: dict[str, dict] = {}
-    for cell in cells:
-        log = CellFolder(ws / cell["folder"]).training_log
-        if not log.is_file():
-            continue
-        try:
-            with open(log, encoding="utf-8") as f:
-                points = {int(r["step"]): float(r["loss"]) for r in map(json.loads, f) if "loss" in r and math.isfinite(r["loss"])}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{log}: not valid JSON lines ({exc}); the file is corrupt: delete or repair it") from None
-        c = cell["cell"]
-        curves[(c["backbone"], c["objective"] + (f"[{c['variant']}]" if c.get("variant") else ""))].append(points)
-        loss_args.setdefault(c["objective"], cell.get("settings", {}).get("loss", {}))
-    if not curves:
-        return None
-    rank = {name: i for i, name in enumerate(objectives)}
-    curves = dict(sorted(curves.items(), key=lambda item: (item[0][0], rank.get(item[0][1].split("[")[0], len(rank)), item[0][1])))
-    columns = min(3, len(curves))
-    rows = math.ceil(len(curves) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.0 * rows), squeeze=False)
-    for ax, ((backbone, objective), runs) in zip(axes.flat, curves.items()):
-        steps = sorted(set.intersection(*(set(r) for r in runs)))
-        ax.plot(steps, [np.mean([r[s] for r in runs]) for s in steps], color="tab:blue", label="training loss")
-        name = objective.split("[")[0]
-        level = constant_score_level(name, ws.data(name), loss_args.get(name))
-        if level is not None:
-            ax.axhline(level, color="gray", linestyle="--", linewidth=1, label=f"constant score ({level:.3g})")
-        ax.set_title(f"{objective} ({backbone})", fontsize="medium")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        ax.legend(fontsize="x-small")
-    for ax in list(axes.flat)[len(curves):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    path = folder / f"loss_{phase}.png"
-    _save_png(fig, path)
-    plt.close(fig)
-    return path
-
-
-def learning_curves(results: str | os.PathLike, cells: list[dict], measure: str, folder: Path, objectives: list[str] | None = None) -> list[Path]:
+def learning_curves(results: str | os.PathLike, cells: list[dict], measure: str, folder: Path, objectives: list[str] | None = None,
+                    step0: dict[str, dict[str, dict[str, float]]] | None = None) -> list[Path]:
     """Draws ``<folder>/<suite>.png`` for every suite with learning-curve points (``curve.jsonl`` of the cells).
 
     ``measure`` against training pairs, one line per objective (the mean over seeds at the pair
     counts every seed reached, in the order of ``objectives`` when given), one panel per backbone;
-    the first stage, random order and teacher of ``eval/<suite>/`` as horizontal lines, those that exist.
+    the first stage, random order and teacher of ``eval/<suite>/`` as horizontal lines, those that exist,
+    and the backbone's untrained student where ``step0`` (:func:`step0_levels`) has it: the level
+    its curves start from.
 
     Returns:
         The PNG files written (none when no cell has a curve).
     """
-    from st_distill.bench.curves import read_curve
-
     ws = Workspace(results)
     lines: dict[str, dict[str, dict[str, list[dict[int, float]]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for cell in cells:
@@ -426,13 +494,16 @@ def learning_curves(results: str | os.PathLike, cells: list[dict], measure: str,
                 if value is not None:
                     ax.axhline(value, color="gray", linestyle=REFERENCE_STYLES[text]["linestyle"], linewidth=1.2,
                                label=f"{text} {value:.3f}")
+            value = (step0 or {}).get(backbone, {}).get(suite, {}).get(measure)
+            if value is not None:
+                ax.axhline(value, linewidth=1.2, label=f"{STEP0_LABEL} {value:.3f}", **REFERENCE_STYLES[STEP0_LABEL])
             ax.set_title(f"{suite}: {backbone}")
             ax.set_xlabel("training pairs")
             ax.set_ylabel(measure)
             ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         fig.tight_layout()
         path = folder / f"{suite}.png"
-        _save_png(fig, path)
+        save_png(fig, path)
         plt.close(fig)
         written.append(path)
     return written
@@ -448,7 +519,7 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
             evaluated (``eval.metrics``).
 
     Returns:
-        ``{"markdown": ..., "csv": ..., "latex": ..., "significance": ..., "<suite>": png, "loss": png,
+        ``{"markdown": ..., "csv": ..., "latex": ..., "json": ..., "significance": ..., "<suite>": png, "loss": png,
         "curve:<suite>": png}``.
     """
     ws = Workspace(results)
@@ -471,15 +542,18 @@ def write_report(results: str | os.PathLike, phase: str | None = None, metrics: 
         for row in table.rows for (s, m) in table.columns
         if "p" in table.values[row].get((s, m), {})
     ]
+    write_json(folder / f"table{suffix}.json", _json(table))
+    written["json"] = folder / f"table{suffix}.json"
     write_json(folder / f"significance{suffix}.json", tests)
     written["significance"] = folder / f"significance{suffix}.json"
     if cells:
         main = (metrics or bench["report"]["metrics"])[0]
         for path in _bar_charts(table, main, folder / (f"charts{suffix}" if suffix else "charts")):
             written[path.stem] = path
-        loss = _loss_curves(ws, cells, phase, folder, bench["objectives"])
+        loss = loss_curves(ws, cells, phase, folder, bench["objectives"])
         if loss is not None:
             written["loss"] = loss
-        for path in learning_curves(ws, cells, main, folder / (f"curves{suffix}" if suffix else "curves"), bench["objectives"]):
+        for path in learning_curves(ws, cells, main, folder / (f"curves{suffix}" if suffix else "curves"), bench["objectives"],
+                                    step0_levels(ws, bench, phase)):
             written[f"curve:{path.stem}"] = path
     return written

@@ -12,8 +12,12 @@ every path and file name)::
     teacher/<source>/               the teacher-score cache of each training source
     data/<objective>/               the built training dataset of each objective (+ report.json)
     eval/<suite>/                   first-stage run and metrics of each evaluation suite
+    step0/<key>/                    the untrained student of a backbone (and seed) evaluated on the suites:
+                                    metrics.json, runs/, DONE; ``key`` digests its settings
+                                    (:class:`~st_distill.bench.plan.Step0Settings`)
     cells/<phase>/<backbone>/<objective>/seed-<seed>[--<variant>]/
-        model/                      the trained CrossEncoder, with its model card (README.md)
+        model/                      the trained CrossEncoder; README.md: its model card (st_distill.export.card),
+                                    written with the metrics (a finished cell without one gets it on the next run)
         runs/<suite>.trec           the re-ranked run of each suite
         metrics.json                aggregate and per-query metrics per suite, the cell's settings
         cell.json                   the cell and the settings it was started with
@@ -39,7 +43,7 @@ runs.
 Several processes may share one results folder:
 
 - shards (``--shard I/N``, e.g. array jobs): each runs its own cells; the shared steps (the
-  record, BEIR downloads, teacher, datasets, first-stage runs, reference metrics) are made under a file lock
+  record, BEIR downloads, teacher, datasets, first-stage runs, reference metrics, untrained students) are made under a file lock
   (``.locks/prepare``), so the first shard builds them and the others find them done;
 - any runs on one folder: each cell is claimed (``.locks/cells/``) while a run makes it; another
   run skips a claimed cell, naming the process that holds it;
@@ -55,18 +59,20 @@ import logging
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
+from st_distill.bench.cards import cell_facts, has_card, write_card
 from st_distill.bench.config import BenchConfig
 from st_distill.bench.phases.build import build_phase, check_built
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics
+from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics, step0_metrics
 from st_distill.bench.phases.sources import Loaded, load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
-from st_distill.bench.plan import Cell, CellSettings, cell_settings, check_plan, inputs_of, plan_cells, select_shard
+from st_distill.bench.plan import (
+    Cell, CellSettings, Step0Settings, cell_settings, check_plan, inputs_of, plan_cells, select_shard, step0_plan,
+)
 from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim
 from st_distill.data.download import fetch_beir
-from st_distill.data.builder import REPORT_FILE
+from st_distill.data.builder import load_built_dataset
 from st_distill.io import read_json, write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
@@ -84,35 +90,6 @@ class PhaseBlocked(RuntimeError):
     """A phase needs the selection of an earlier sweep phase whose cells are not all finished yet."""
 
 
-def _model_card(model, config: BenchConfig, cell: Cell, built: dict) -> None:
-    """Names the objective, the data and the teacher in the model card; ``built`` is the dataset's
-    ``report.json`` (its teachers' fingerprints and the normalisation of their scores)."""
-    t = config.teacher
-    teacher = {
-        "none": "none (hard labels only)",
-        "scores_file": f"scores file {Path(t.scores_file).name if t.scores_file else ''}",
-        "models": " + ".join(Path(m.model).name for m in t.models),
-        "train": f"{Path(t.train_backbone or '').name} trained with {t.train_objective}" + "".join(f" + {Path(m.model).name}" for m in t.models),
-    }[t.source]
-    from st_distill.objectives import get_objective
-
-    if get_objective(cell.objective).dataset_format.teacher is None:
-        teacher = "none (hard labels only)"
-    else:
-        prints = (built.get("teacher") or {}).get("fingerprints") or {}
-        if prints:
-            teacher += "; st-distill fingerprints " + ", ".join(f"{name} {key[:12]}" for name, key in prints.items())
-        teacher += f"; targets: {built.get('normalize') or 'raw'} teacher scores"
-    card = model.model_card_data
-    card.model_name = f"{cell.backbone} cross-encoder trained with the st-distill objective '{cell.objective}' (teacher: {teacher})"
-    data = " + ".join(s.name for s in config.train_sources)
-    # The trainer described the dataset it saw; name it after the training sources.
-    for entry in card.train_datasets:
-        entry["name"] = f"{data} ({cell.objective} format)"
-    card.add_tags(["st-distill", f"objective-{cell.objective}"])
-    card.local_files_only = True
-
-
 class Runner:
     """Runs a validated config: ``Runner(config).run(...)``; see :func:`run_bench`."""
 
@@ -125,6 +102,7 @@ class Runner:
         self._sources: dict[str, Loaded] | None = None
         self._suites: dict[str, Loaded] | None = None
         self._teacher_scores: dict | None = None
+        self._step0: dict[str, dict[str, list[Step0Settings]]] | None = None
 
     # -- shared inputs, loaded lazily ----------------------------------------------------------------
 
@@ -153,17 +131,17 @@ class Runner:
     def dataset(self, objective: str):
         """The dataset of ``objective``: built if missing (by rank 0, holding the folder's lock) and
         checked against the config's settings (see :meth:`build`), then loaded on every rank."""
-        from st_distill.data.builder import load_built_dataset
-
         with self.dist.main_locked(self.ws.prepare_lock):
             if self.dist.is_main:
                 self.build(objective)
         return load_built_dataset(self.ws.data(objective))
 
-    def prepare(self, cells: list[Cell]) -> None:
+    def prepare(self, cells: list[Cell], planned: list[Cell] = ()) -> None:
         """The shared steps of the run: the record (``inputs.json``, ``bench.json``, ``config.toml``),
         BEIR downloads, and what ``cells`` need: the teacher phase, their objectives' datasets and
-        each suite's reference metrics.
+        each suite's reference metrics; and the untrained students of ``planned`` (the cells of
+        the run, finished or not: :meth:`step0_references`), so that a results folder made before
+        they existed gains them without training a cell.
 
         Rank 0 does them holding the results folder's lock, so that shards sharing the folder
         (``--shard``) build each once and never see another's half-made files; it checks the
@@ -178,14 +156,46 @@ class Runner:
                 for collection in (*self.config.train_sources, *self.config.eval.suites.values()):
                     if isinstance(collection.beir, str):
                         fetch_beir(collection.beir)
-            if not cells:
-                return
-            if self.config.teacher.source == "train":
+            if cells and self.config.teacher.source == "train":
                 train_teacher(self.config, self.ws, self.sources if self.dist.is_main else None, self.dist)
             if self.dist.is_main:
                 for objective in dict.fromkeys(c.objective for c in cells):
                     self.build(objective)
-                reference_metrics(self.config, self.ws, self.suites())
+                if cells:
+                    reference_metrics(self.config, self.ws, self.suites())
+                self.step0_references(planned)
+
+    def step0_plan(self) -> dict[str, dict[str, list[Step0Settings]]]:
+        """The untrained students of every phase whose selections are known
+        (:func:`~st_distill.bench.plan.step0_plan`), made once per run."""
+        if self._step0 is None:
+            cells = plan_cells(self.config)
+            selected = {}
+            for phase in dict.fromkeys(c.phase for c in cells):
+                try:
+                    selected[phase] = self.selections(phase)
+                except PhaseBlocked:
+                    continue
+            self._step0 = step0_plan(self.config, cells, selected)
+        return self._step0
+
+    def step0_of(self, cell: Cell) -> Step0Settings | None:
+        """The untrained student of ``cell``'s backbone and seed."""
+        return next((s for s in self.step0_plan().get(cell.phase, {}).get(cell.backbone, []) if s.seed in (None, cell.seed)), None)
+
+    def step0_references(self, cells: list[Cell]) -> None:
+        """Evaluates (once) the untrained student of each backbone and seed of ``cells`` into
+        ``step0/<key>/`` (:func:`~st_distill.bench.phases.evaluate.step0_metrics`); a cosine head is
+        calibrated on the pairs of its objective's dataset (built first where missing). Rank 0 only."""
+        from st_distill.training import sample_pairs
+
+        def calibration(objective: str) -> list[tuple[str, str]]:
+            self.build(objective)
+            return sample_pairs(load_built_dataset(self.ws.data(objective)))
+
+        wanted = {step0.key: step0 for step0 in map(self.step0_of, cells) if step0 is not None}
+        for settings in wanted.values():
+            step0_metrics(self.config, self.ws, self.suites(), settings, calibration)
 
     # -- bookkeeping -------------------------------------------------------------------------------
 
@@ -260,6 +270,28 @@ class Runner:
                 write_json(final.metrics, metrics)
                 logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(added))
 
+    def complete_cards(self, cells: list[Cell]) -> None:
+        """Writes the filled model card (:func:`~st_distill.bench.cards.write_card`) of finished cells of
+        ``cells`` whose student has none (finished by an older st-distill): their files and ``DONE`` stay
+        as they are (``README.md`` is no part of a model's fingerprint). Rank 0 only."""
+        from st_distill.training import load_student
+
+        for cell in cells:
+            final = self.ws.cell(cell.key)
+            if not final.done.is_file() or not final.model.is_dir() or has_card(final.model):
+                continue
+            settings = cell_settings(self.config, cell, self.selections(cell.phase))
+            self.write_cell_card(cell, settings, final, load_student(final.model, max_length=settings.backbone.max_length),
+                                 read_json(final.metrics))
+            logger.info("cell %s: wrote its model card", cell.key)
+
+    def write_cell_card(self, cell: Cell, settings: CellSettings, folder: CellFolder, model, metrics: dict[str, Any]) -> None:
+        """Writes ``model/README.md`` of a cell whose ``metrics.json`` holds ``metrics``."""
+        step0 = self.step0_of(cell)
+        facts = cell_facts(model, self.ws, cell, settings, metrics, [s.name for s in self.config.train_sources], self.config.eval.metrics,
+                           self.ws.step0(step0.key) if step0 is not None else None)
+        write_card(model, folder.model, facts)
+
     def write_record(self) -> None:
         """Writes ``inputs.json`` (once), ``bench.json`` and ``config.toml``: only for a run that was accepted."""
         c = self.config
@@ -275,6 +307,8 @@ class Runner:
             "metrics": list(c.eval.metrics),
             "main_metric": c.eval.main_metric,
             "report": {"metrics": list(c.report.metrics), "baseline": c.report.baseline, "alpha": c.report.alpha},
+            "step0": {phase: {backbone: [s.key for s in listed] for backbone, listed in backbones.items()}
+                      for phase, backbones in self.step0_plan().items()},
         })
         shutil.copyfile(c.path, self.ws.config_copy)
 
@@ -362,7 +396,6 @@ class Runner:
     def train_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
         from st_distill.training import make_student, rows_per_batch, sample_pairs, save_student, train_model
-        from st_distill.data.builder import load_built_dataset
         from st_distill.objectives import get_objective
 
         dataset = load_built_dataset(self.ws.data(cell.objective))
@@ -389,7 +422,6 @@ class Runner:
         )
         self.dist.barrier()  # every rank has written its part of the last checkpoint
         if self.dist.is_main:
-            _model_card(model, self.config, cell, read_json(self.ws.data(cell.objective) / REPORT_FILE))
             save_student(model, work.model)
             write_json(work.summary, summary)
             shutil.rmtree(work.checkpoints, ignore_errors=True)
@@ -404,8 +436,10 @@ class Runner:
                                 ws=self.ws, temperature=float(settings.loss.get("temperature", 1.0)))
         mteb = evaluate_mteb_suite(model, self.config.eval.mteb, work.mteb) if self.config.eval.mteb else {}
         summary = read_json(work.summary)
-        write_json(work.metrics, {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance(),
-                                           "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})})
+        metrics = {"cell": _cell_dict(cell), "settings": settings.record(), **self.provenance(),
+                   "train": summary, "suites": suites, **({"mteb": mteb} if mteb else {})}
+        write_json(work.metrics, metrics)
+        self.write_cell_card(cell, settings, work, model, metrics)
         work.done.touch()
 
     # -- the grid ----------------------------------------------------------------------------------
@@ -431,9 +465,10 @@ class Runner:
         done = len(cells) - len(todo)
         where = f" in shard {shard[0]}/{shard[1]}" if shard[1] > 1 else ""
         logger.info("bench %s: %d cell(s)%s, %d already done", self.config.name, len(cells), where, done)
-        self.prepare(todo)
+        self.prepare(todo, cells)
         if self.dist.is_main:
             self.complete_metrics(cells)
+            self.complete_cards(cells)
         ran = skipped = 0
         progress = tqdm(total=len(cells), initial=done, desc="cells", unit="cell", disable=not (self.dist.is_main and progress_enabled(logger)))
         selected_for: dict[str, dict] = {}
@@ -441,6 +476,13 @@ class Runner:
         for i, cell in enumerate(todo):  # the finished cells' settings were checked by check_finished
             if cell.phase not in selected_for:
                 selected_for[cell.phase] = self.selections(cell.phase)
+                # its selection was made by the cells just run: its untrained students are known now (rank 0 decides)
+                if self.dist.broadcast(self.dist.is_main and cell.phase not in self.step0_plan()):
+                    self._step0 = None
+                    with self.dist.main_locked(self.ws.prepare_lock):
+                        if self.dist.is_main:
+                            self.write_record()
+                            self.step0_references([c for c in cells if c.phase == cell.phase])
             settings = cell_settings(self.config, cell, selected_for[cell.phase])
             with claim(self.ws.cell_lock(cell.key)) if self.dist.is_main else contextlib.nullcontext() as holder:
                 # another run on this folder may hold the cell, or have finished it since this one planned

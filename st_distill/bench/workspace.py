@@ -24,7 +24,7 @@ __all__ = [
 
 DONE = "DONE"
 INPUTS_FILE = "inputs.json"
-SHARED_FOLDERS = ("sources/", "teacher/", "data/", "eval/")
+SHARED_FOLDERS = ("sources/", "teacher/", "data/", "eval/", "step0/")
 STARTED = "STARTED"
 PARTIAL = ".partial"
 
@@ -183,6 +183,11 @@ class Workspace:
     def teacher_run(self, suite: str) -> Path:
         """``eval/<suite>/teacher.trec``: the teacher's own re-ranking of a suite."""
         return self.suite(suite) / "teacher.trec"
+
+    def step0(self, key: str) -> CellFolder:
+        """``step0/<key>/``: the untrained student's evaluation (``key``: :attr:`~st_distill.bench.plan.Step0Settings.key`),
+        laid out as a cell's folder (``metrics.json``, ``runs/``, ``DONE``)."""
+        return CellFolder(self.root / "step0" / key)
 
     def cells(self, phase: str) -> Path:
         """``cells/<phase>/``."""

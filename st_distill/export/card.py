@@ -33,7 +33,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sentence_transformers.cross_encoder import CrossEncoderModelCardData
 
-__all__ = ["METRIC_ROWS", "StudentFacts", "student_card"]
+__all__ = ["CARD_TAG", "METRIC_ROWS", "StudentFacts", "student_card"]
+
+#: The tag every card of :func:`student_card` carries (a plain library card lacks it).
+CARD_TAG = "distillation"
 
 #: The metrics rows a card shows, in order (each suite's rows are keyed by these names).
 METRIC_ROWS = ("first stage", "teacher", "step 0", "student")
@@ -135,7 +138,7 @@ def student_card(facts: Mapping[str, Any] | StudentFacts) -> CrossEncoderModelCa
         license=facts.license,
         train_datasets=[{"name": s.name, "size": s.size, "columns": s.columns, "loss": loss} for s in facts.train_sources],
         task_name="re-ranking",
-        tags=["sentence-transformers", "cross-encoder", "reranker", "st-distill", "distillation", facts.objective],
+        tags=["sentence-transformers", "cross-encoder", "reranker", "st-distill", CARD_TAG, facts.objective],
         local_files_only=True,
     )
     card.non_default_hyperparameters = {

@@ -25,7 +25,7 @@ from sentence_transformers.util import fullname
 from st_distill.export.convert import calibration_batches, convert
 from st_distill.export.parity import DEFAULT_MIN_RATIO, ParityError, format_parity, measure_parity
 from st_distill.export.suite import DEFAULT_CALIBRATION, DEFAULT_SUITE, calibration_pairs, load_suite
-from st_distill.io import require_output_folder, write_json
+from st_distill.io import atomic_write, require_output_folder, write_json
 from st_distill.models import cap_max_length, load_cross_encoder, resolve_model
 from st_distill.models.exported import FORMATS, MANIFEST, RUNTIMES, ExportManifest, load_exported
 from st_distill.teachers import model_fingerprint
@@ -172,7 +172,8 @@ def export_model(
     report = measure_parity(model, exported, parity_suite, depth=depth, rel_level=rel_level, repeats=repeats)
     report.update(format=fmt, min_ratio=min_ratio, passed=report["ndcg@10"]["ratio"] >= min_ratio)
     write_json(output / PARITY_FILE, report)
-    (output / "README.md").write_text(_card(source_folder, report, fmt), encoding="utf-8")
+    with atomic_write(output / "README.md") as f:
+        f.write(_card(source_folder, report, fmt))
     if not report["passed"]:
         ndcg = report["ndcg@10"]
         raise ParityError(

@@ -1,27 +1,36 @@
 """Evaluation phase: re-rank each suite's first-stage run with a cell's model; the reference rows
-(first stage, random order, the teacher's own re-ranking) that place the students between floor and ceiling."""
+(first stage, random order, the untrained student, the teacher's own re-ranking) that place the
+students between floor and ceiling."""
 
 from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.phases.teacher import teacher_models
-from st_distill.bench.workspace import Workspace
+from st_distill.bench.plan import Step0Settings
+from st_distill.bench.workspace import Workspace, atomic_folder
 from st_distill.data.formats import Run, read_trec_run, write_trec_run
 from st_distill.evaluation.distillation import fidelity
 from st_distill.evaluation.metrics import Evaluation, evaluate, read_metrics
 from st_distill.evaluation.rerank import rerank_and_measure, top_candidates
-from st_distill.io import write_json
+from st_distill.io import read_json, write_json
+from st_distill.models import resolve_model
 from st_distill.teachers import score_with_teachers
+from st_distill.training import make_student
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REFERENCES", "evaluate_model", "run_metrics", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics"]
+__all__ = ["REFERENCES", "evaluate_model", "run_metrics", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics",
+           "step0_metrics", "STEP0_LABEL"]
+
+#: The label of the untrained student's reference row (``"student at step 0 (<backbone>)"`` with several backbones).
+STEP0_LABEL = "student at step 0"
 
 
 def _suite_metrics(evaluation: Evaluation) -> dict[str, Any]:
@@ -147,3 +156,53 @@ def run_metrics(path: Path, suite: Loaded, measures: tuple[str, ...]) -> dict[st
     """Metrics of a saved run (a cell's ``runs/<suite>.trec``) on ``suite``: ``{"aggregate", "per_query", "queries"}``."""
     result = evaluate(read_trec_run(path), suite.qrels, measures, rel_level=suite.relevance_level, given_names=True)
     return _suite_metrics(result)
+
+
+def step0_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Loaded], settings: Step0Settings,
+                  calibration: Callable[[str], list[tuple[str, str]]]) -> bool:
+    """Evaluates (once) the untrained student of ``settings`` into ``step0/<key>/`` (the report's
+    step-0 reference): made by :func:`st_distill.training.make_student` as a cell makes it, evaluated
+    by :func:`evaluate_model` as a cell's saved student is (same suites, measures, batch size,
+    precision). A finished one gains the measures ``eval.metrics`` added since, from its saved runs.
+
+    Args:
+        config: The bench config.
+        ws: The results folder.
+        suites: The evaluation suites.
+        settings: The untrained student's identity (:func:`~st_distill.bench.plan.step0_plan`).
+        calibration: The calibration pairs of an objective's built dataset (called for a cosine head only).
+
+    Returns:
+        Whether it evaluated the student now.
+
+    Raises:
+        ValueError: When ``step0/<key>/`` records other settings (a damaged or foreign folder).
+    """
+    folder = ws.step0(settings.key)
+    if folder.done.is_file():
+        metrics = read_json(folder.metrics)
+        if metrics.get("settings") != settings.record():
+            raise ValueError(f"{folder.metrics}: records other settings than its key {settings.key} stands for; delete {folder.path}")
+        added = False
+        for name, suite in metrics["suites"].items():
+            missing = tuple(m for m in config.eval.metrics if m not in suite["aggregate"])
+            if missing and name in suites:
+                more = run_metrics(folder.run(name), suites[name], missing)
+                suite["aggregate"].update(more["aggregate"])
+                suite["per_query"].update(more["per_query"])
+                added = True
+        if added:
+            write_json(folder.metrics, metrics)
+        return False
+    backbone = settings.backbone
+    pairs = calibration(settings.calibration["objective"]) if settings.calibration is not None else None
+    model = make_student(resolve_model(backbone.model), settings.seed or 0, backbone.layers, settings.max_length,
+                         head=backbone.head, calibration_pairs=pairs)
+    model.eval()
+    logger.info("untrained student (%s, seed %s) on %s", backbone.model, settings.seed, ", ".join(suites))
+    with atomic_folder(folder.path) as tmp:
+        work = type(folder)(tmp)
+        measured = evaluate_model(model, suites, config.eval.metrics, config.eval.batch_size, work.runs, ws=ws)
+        write_json(work.metrics, {"settings": settings.record(), "suites": measured})
+        work.done.touch()
+    return True
