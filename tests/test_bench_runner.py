@@ -370,3 +370,54 @@ def test_heldout_check_agrees_with_the_bench(tmp_path, tiny_model_path, capsys):
     first = json.loads((out / "eval" / "dl19" / "first_stage.json").read_text(encoding="utf-8"))["nDCG@10"]
     assert result["ndcg@10"]["first stage"] == pytest.approx(first, abs=1e-9)
     assert "above bce" in capsys.readouterr().out
+
+
+def test_denoised_negatives_leave_out_what_the_teacher_scores_near_the_positive(tmp_path, tiny_model_path):
+    """``objectives[].denoise``: no negative the teacher scores within the margin of its query's positive
+    (standard deviations over the source), the others kept; recorded in the data's and the cell's settings."""
+    import numpy as np
+
+    from st_distill.bench.config import ConfigError, load_config
+    from st_distill.bench.plan import cell_settings, plan_cells
+    from st_distill.bench.runner import Runner
+    from st_distill.data.formats import top_k
+    from st_distill.data.normalize import table_run
+
+    config = write_config(tmp_path, tiny_model_path)
+    plain = Runner(load_config(config, output_dir=tmp_path / "plain"))
+    plain.write_record()
+    before = plain.dataset("bce")
+    config.write_text(config.read_text().replace('name = "bce"\n', 'name = "bce"\ndenoise = 0.25\n'))
+    loaded = load_config(config, output_dir=tmp_path / "out")
+    runner = Runner(loaded)
+    runner.write_record()
+    denoised = runner.dataset("bce")
+    teacher = table_run(runner._teacher_scores["dl21"].table())
+    source = runner.sources()["dl21"]
+    values = np.array([s for docs in teacher.values() for s in docs.values()])
+    z = {q: {d: (s - values.mean()) / values.std() for d, s in docs.items()} for q, docs in teacher.items()}
+    text_of = {}
+    window = top_k(source.run, 10)  # [negatives] depth
+    for qid, docs in z.items():
+        docs = {d: v for d, v in docs.items() if d in window.get(qid, {})}
+        positives = [d for d in docs if source.qrels.get(qid, {}).get(d, 0) >= 2]  # the judged-relevant candidates
+        if positives:
+            bar = max(docs[d] for d in positives) - 0.25
+            for d, value in docs.items():
+                text_of.setdefault((source.queries[qid], source.corpus.get(d)), []).append(d in positives or value < bar)
+    negatives = [(r["query"], r["document"]) for r in denoised if r["label"] == 0.0]
+    assert negatives and all(all(text_of.get(pair, [True])) or any(text_of[pair]) for pair in negatives)
+    dropped = {pair for pair, kept in text_of.items() if not any(kept)}
+    old_negatives = {(r["query"], r["document"]) for r in before if r["label"] == 0.0}
+    assert dropped & old_negatives and not dropped & set(negatives)  # some were negatives before, none is now
+    assert json.loads((tmp_path / "out" / "data" / "bce" / "settings.json").read_text())["denoise"] == 0.25
+    assert "denoise" not in json.loads((tmp_path / "plain" / "data" / "bce" / "settings.json").read_text())
+    cells = plan_cells(loaded)
+    records = {c.objective: cell_settings(loaded, c).record() for c in cells}
+    assert records["bce"]["denoise"] == 0.25 and "denoise" not in records["marginmse"]
+    for text, key in ((config.read_text().replace("denoise = 0.25", "denoise = -1.0"), "denoise"),
+                      (config.read_text().replace('source = "models"', 'source = "none"').replace('name = "marginmse"', 'name = "infonce"'), "denoise")):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=key):
+            load_config(bad, output_dir=tmp_path / "bad")

@@ -99,3 +99,28 @@ def test_sparse_labels_keep_one_drawn_relevant_document_per_query():
     many = {"q": {f"d{i}": 2 for i in range(10)} | {"n": 0}}
     counts = Counter(next(iter(sparse_labels(many, 2, seed=seed)["q"])) for seed in range(2000))
     assert set(counts) == {f"d{i}" for i in range(10)} and max(counts.values()) < 260 and min(counts.values()) > 140
+
+
+def test_denoise_candidates_by_hand():
+    from st_distill.data.negatives import denoise_candidates
+
+    run = {"q1": {"p": 9.0, "a": 8.0, "b": 7.0, "c": 6.0, "u": 5.0}, "q2": {"x": 3.0, "y": 2.0}}
+    qrels = {"q1": {"p": 2, "c": 1}, "q2": {"x": 1}}  # q2 has no relevant candidate at threshold 2
+    # teacher scores, standardised over all six below
+    teacher = {"q1": {"p": 1.0, "a": 1.5, "b": -2.0, "c": 0.9}, "q2": {"x": -1.0, "y": 1.2}}
+    values = [1.0, 1.5, -2.0, 0.9, -1.0, 1.2]
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+    z = {d: (v - mean) / std for docs in teacher.values() for d, v in docs.items()}
+    out = denoise_candidates(run, qrels, teacher, margin=0.5, relevance_threshold=2)
+    bar = z["p"] - 0.5
+    expected_q1 = {d: s for d, s in run["q1"].items() if d == "p" or d == "u" or z[d] < bar}  # u: not scored, kept
+    assert out["q1"] == expected_q1 and "a" not in out["q1"] and "b" in out["q1"]  # a above the positive, b far below
+    assert ("c" in out["q1"]) == (z["c"] < bar)  # c: judged 1, below the threshold: a candidate like any other
+    assert out["q2"] == run["q2"]  # no scored relevant candidate: unchanged
+    assert denoise_candidates(run, qrels, teacher, margin=0.0, relevance_threshold=2)["q1"].keys() == {"p", "b", "c", "u"}
+    for margin in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="margin"):
+            denoise_candidates(run, qrels, teacher, margin=margin)
+    with pytest.raises(ValueError, match="not all equal"):
+        denoise_candidates(run, qrels, {"q1": {"p": 1.0, "a": 1.0}}, margin=0.5)

@@ -174,6 +174,8 @@ class CellSettings(BaseModel):
     """Where the rows come from (``objectives[].data``)."""
     normalize: str
     """How teacher scores became labels (``objectives[].normalize`` or ``teacher.normalize``)."""
+    denoise: float | None = None
+    """``objectives[].denoise``: how the teacher thinned the negatives, if it did."""
     loss: dict[str, Any]
     train: TrainArgs
     passages_per_row: int
@@ -181,9 +183,11 @@ class CellSettings(BaseModel):
     def record(self) -> dict[str, Any]:
         """The settings as JSON values, as ``cell.json`` and ``metrics.json`` store them (``"settings"``):
         keys sorted within ``loss`` and ``train``; the backbone's ``head`` and ``train_layers`` only
-        when set, and its ``max_length`` under ``train``, as cells finished before those keys (and
+        when set, ``denoise`` only when set, and its ``max_length`` under ``train``, as cells finished before those keys (and
         before ``max_length`` was the backbone's) recorded them."""
         out = self.model_dump(mode="json")
+        if out["denoise"] is None:
+            del out["denoise"]
         backbone = out["backbone"]
         if backbone["head"] == "cls":
             del backbone["head"]
@@ -197,7 +201,7 @@ class CellSettings(BaseModel):
 def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str, Any]] | None = None) -> CellSettings:
     """The merged settings of a cell: everything that decides its data, model and training: the
     backbone (with its fingerprint, :func:`~st_distill.models.fingerprint.spec_fingerprint`, and its ``max_length``), the
-    data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``), training and
+    data it trains on (negatives per row, ``data``, the teacher scores' ``normalize``, ``denoise``), training and
     loss arguments.
 
     Training arguments merge, later winning: the objective's registry defaults, ``[train]``, the
@@ -219,6 +223,7 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
         n_negatives=n_negatives,
         data=objective.data,
         normalize=normalization(config, cell.objective),
+        denoise=objective.denoise,
         loss=dict(sorted(objective.loss.items())),
         train=dict(sorted(train.items())),
         passages_per_row=passages_per_row(cell.objective, n_negatives),
@@ -372,6 +377,7 @@ def describe_plan(config: BenchConfig, cells: list[Cell], selected: dict | None 
         lines.append(
             f"    {cell.key}: {_plural(s.train['max_steps'], 'step')} x {_plural(rows, 'row')} x "
             f"{_plural(s.passages_per_row, 'passage')} = {_plural(pairs, 'pair')}, lr {s.train['learning_rate']:g}{chosen}"
+            + (f", negatives denoised (margin {s.denoise:g})" if s.denoise is not None else "")
         )
     lines.append("  untrained students (the report's step-0 rows), evaluated once on the suites:")
     output = config.output_dir

@@ -7,6 +7,8 @@ Negatives are ``{qid: [docid, ...]}`` in first-stage rank order. Two sources:
   ColBERTv2 top-500). Judged-relevant documents are excluded. Sampling uses one random
   generator per query, seeded from ``(seed, qid)``, so a query's negatives do not depend
   on which other queries are in the run or on their order.
+- :func:`denoise_candidates`: a run without the candidates a teacher scores as high as the query's
+  relevant documents (likely unjudged positives), RocketQA's denoised hard negatives.
 - :func:`mine_negatives`: sentence-transformers' :func:`~sentence_transformers.util.mine_hard_negatives`
   (optionally with faiss) over a corpus, with the results mapped back to document ids.
 """
@@ -118,6 +120,52 @@ def negatives_from_run(
             candidates = [candidates[index] for index in picked]
         negatives[qid] = candidates[:k]
     return negatives
+
+
+def denoise_candidates(
+    run: Run, qrels: Qrels | None, teacher: Mapping[str, Mapping[str, float]], margin: float, relevance_threshold: int = 1
+) -> Run:
+    """A run without the candidates that a teacher scores close to, or above, the query's relevant documents.
+
+    With sparse labels (MS MARCO's one judged passage per query), many first-stage candidates are
+    relevant but unjudged, so negatives drawn from them are false negatives. Standardising the
+    teacher's scores over the whole run (one mean and standard deviation), a candidate that is not
+    judged relevant is dropped when its score is at least ``best - margin``, ``best`` the highest
+    score of the query's judged-relevant candidates (RocketQA's denoising, with a teacher score in
+    place of a cross-encoder probability). Judged-relevant documents, candidates the teacher did
+    not score and queries without a scored relevant candidate are kept as they are.
+
+    Args:
+        run: Candidates ``{qid: {docid: first-stage score}}``.
+        qrels: Judgements; grade >= ``relevance_threshold`` is relevant.
+        teacher: Teacher scores ``{qid: {docid: score}}`` of (some of) the candidates.
+        margin: How far below the best relevant candidate, in standard deviations of the teacher's
+            scores, a candidate must stay to remain a negative; ``0`` drops only those scored above it.
+        relevance_threshold: Lowest grade that counts as relevant.
+
+    Returns:
+        The run with the dropped candidates left out (first-stage scores kept).
+
+    Raises:
+        ValueError: On a negative or non-finite ``margin``, or teacher scores that are not finite or all equal.
+    """
+    if not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+    values = np.array([score for docs in teacher.values() for score in docs.values()], dtype=np.float64)
+    if not values.size or not np.isfinite(values).all() or values.std() == 0:
+        raise ValueError("teacher scores must be finite and not all equal to denoise candidates")
+    mean, std = values.mean(), values.std()
+    out: Run = {}
+    for qid, docs in run.items():
+        scored = teacher.get(qid, {})
+        judged = relevant(qrels, qid, relevance_threshold)
+        positives = [(scored[d] - mean) / std for d in docs if d in judged and d in scored]
+        if not positives:
+            out[qid] = dict(docs)
+            continue
+        bar = max(positives) - margin
+        out[qid] = {d: s for d, s in docs.items() if d in judged or d not in scored or (scored[d] - mean) / std < bar}
+    return out
 
 
 def mine_negatives(

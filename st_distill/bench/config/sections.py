@@ -217,6 +217,10 @@ class ObjectiveConfig(_Section):
     """Arguments of the loss class (e.g. ``temperature``), checked against its signature."""
     normalize: Normalization | None = None
     """Overrides ``teacher.normalize`` for this objective."""
+    denoise: Annotated[float, Strict(), AllowInfNan(False), Field(ge=0)] | None = None
+    """Negatives without the candidates the teacher scores within this many standard deviations of
+    the query's best relevant candidate, or above it (likely unjudged positives;
+    :func:`st_distill.data.negatives.denoise_candidates`); needs ``teacher.source`` ``models`` or ``train``."""
     train: CellTrainArgs = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -225,6 +229,8 @@ class ObjectiveConfig(_Section):
         kind = fmt.kind
         if self.data == "triples" and kind == "listwise":
             raise _fail(f"{self.name!r} is listwise: it cannot train on triples", "data")
+        if self.denoise is not None and (fmt.from_candidates or self.data == "triples"):
+            raise _fail(f"{self.name!r} draws no negatives from the first-stage run: denoise does not apply", "denoise")
         if self.normalize not in (None, "raw") and (fmt.teacher is None or self.data == "triples"):
             why = "it trains on hard labels" if fmt.teacher is None else "teacher triples are used as they are"
             raise _fail(f"{self.name!r} takes no normalisation: {why}", "normalize")
@@ -496,6 +502,9 @@ class BenchConfig(_Section):
                 raise _fail("'triples' needs teacher.scores_file", "objectives", i, "data")
             if get_objective(objective.name).dataset_format.teacher and teacher.source == "none" and not teacher.rankings:
                 raise _fail(f"{objective.name!r} needs a teacher, but teacher.source is 'none'", "objectives", i, "name")
+            if objective.denoise is not None and teacher.source not in ("models", "train"):
+                raise _fail(f"denoise needs a teacher that scores the run's candidates (teacher.source 'models' or 'train'), "
+                            f"not {teacher.source!r}", "objectives", i, "denoise")
         objectives = tuple(o.name for o in config.objectives)
         backbones = tuple(b.name for b in config.backbones)
         baseline = config.report.baseline or ("bce" if "bce" in objectives else objectives[0])

@@ -11,7 +11,8 @@ from typing import Any
 from st_distill.bench.config import HF_PREFIX, BenchConfig
 from st_distill.bench.workspace import DONE, Workspace, atomic_folder
 from st_distill.data.formats import Collection, top_k
-from st_distill.data.negatives import sparse_labels
+from st_distill.data.negatives import denoise_candidates, sparse_labels
+from st_distill.data.normalize import table_run
 from st_distill.data.sources import load_msmarco_subset, msmarco_margin_triples
 from st_distill.data.store import TextStore
 from st_distill.data.teacher_files import read_llm_ranking, read_teacher_triples
@@ -65,10 +66,15 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         elif from_triples:
             kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
+            run = top_k(source.run, config.negatives.depth)
+            if entry is not None and entry.denoise is not None:
+                run = denoise_candidates(run, qrels, table_run(scores), entry.denoise, source.relevance_level)
+                logger.info("%s from %s: denoised negatives, %d of %d candidates kept", objective, name,
+                            sum(map(len, run.values())), sum(map(len, top_k(source.run, config.negatives.depth).values())))
             if config.negatives.sampling == "top":
-                kwargs.update(negatives_run=source.run, negatives_per_query=n, depth=config.negatives.depth, strategy="top")
+                kwargs.update(negatives_run=run, negatives_per_query=n, depth=config.negatives.depth, strategy="top")
             else:
-                kwargs["candidates"] = top_k(source.run, config.negatives.depth)
+                kwargs["candidates"] = run
             if fmt.teacher == "scores":
                 kwargs["teacher_scores"] = scores
         dataset, report = build_from_sources(objective, collection, **kwargs)
@@ -117,7 +123,8 @@ def normalization(config: BenchConfig, objective: str) -> str:
 def build_settings(config: BenchConfig, objective: str) -> dict[str, Any]:
     """What, besides the shared inputs (``inputs.json``), decides ``data/<objective>/``'s content."""
     entry = config.objective(objective)
-    return {"n_negatives": entry.n_negatives, "data": entry.data, "normalize": normalization(config, objective)}
+    settings = {"n_negatives": entry.n_negatives, "data": entry.data, "normalize": normalization(config, objective)}
+    return settings if entry.denoise is None else {**settings, "denoise": entry.denoise}  # unset: as recorded before the key
 
 
 def check_built(config: BenchConfig, ws: Workspace, objective: str) -> None:
