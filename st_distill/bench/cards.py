@@ -4,6 +4,7 @@ manifest, the suites' reference rows), written as the student folder's ``README.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,10 @@ from sentence_transformers.base.model_card import generate_model_card
 from st_distill.bench.phases.evaluate import REFERENCES
 from st_distill.bench.plan import Cell, CellSettings
 from st_distill.bench.workspace import CellFolder, Workspace
-from st_distill.data.builder import REPORT_FILE, load_built_dataset
+from st_distill.dataset import REPORT_FILE, load_built_dataset
 from st_distill.export.card import CARD_TAG, StudentFacts, student_card
 from st_distill.io import atomic_write, read_json
+from st_distill.models import resolve_model
 from st_distill.objectives import get_objective
 
 __all__ = ["cell_facts", "has_card", "write_card"]
@@ -23,10 +25,12 @@ __all__ = ["cell_facts", "has_card", "write_card"]
 _CARD_REFERENCES = {"first stage": REFERENCES["first stage"], "teacher": REFERENCES["teacher"]}
 
 
-def _teachers(ws: Workspace, objective: str, sources: list[str]) -> list[dict[str, Any]]:
+def _teachers(ws: Workspace, objective: str, sources: list[str], specs: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The teachers behind ``objective``'s dataset: each name, model and fingerprints (st-distill's key
     and the hashes of the weights, tokenizer and config), from the dataset's build report and the
-    teacher caches' manifests."""
+    teacher caches' manifests; a teacher loaded from one of the config's ``specs`` is named by it
+    (``package:NAME``, a hub id) rather than by the folder it resolved to on this machine."""
+    by_folder = {str(resolve_model(spec)): spec for spec in specs}
     built = read_json(ws.data(objective) / REPORT_FILE)
     prints = (built.get("teacher") or {}).get("fingerprints") or {}
     records: dict[str, dict] = {}
@@ -38,7 +42,8 @@ def _teachers(ws: Workspace, objective: str, sources: list[str]) -> list[dict[st
     for name, key in prints.items():
         record = records.get(key, {})
         components = {k: str(v) for k, v in (record.get("components") or {}).items()}
-        teachers.append({"name": name, "model": record.get("model", name), "fingerprint": {"st-distill": key, **components}})
+        model = by_folder.get(str(record.get("model")), record.get("model", name))
+        teachers.append({"name": model if model in specs else name, "model": model, "fingerprint": {"st-distill": key, **components}})
     return teachers
 
 
@@ -47,7 +52,7 @@ def _measures(values: dict[str, Any], measures: tuple[str, ...]) -> dict[str, fl
 
 
 def cell_facts(model, ws: Workspace, cell: Cell, settings: CellSettings, metrics: dict[str, Any], sources: list[str],
-               measures: tuple[str, ...], step0: CellFolder | None) -> StudentFacts:
+               measures: tuple[str, ...], step0: CellFolder | None, teacher_specs: Sequence[str] = ()) -> StudentFacts:
     """The facts of a finished cell's card.
 
     Args:
@@ -60,6 +65,7 @@ def cell_facts(model, ws: Workspace, cell: Cell, settings: CellSettings, metrics
         measures: The measures shown (``eval.metrics``).
         step0: The folder of the untrained student of the cell's backbone and seed (``step0/<key>/``),
             when there is one.
+        teacher_specs: The config's teacher model specs, which name the teachers.
 
     Returns:
         The facts: teachers with fingerprints (none for an objective that learns from labels only),
@@ -88,7 +94,7 @@ def cell_facts(model, ws: Workspace, cell: Cell, settings: CellSettings, metrics
         loss=objective.loss_class.replace(":", "."),
         loss_args=loss_args,
         steps=int(metrics["train"]["steps"]),
-        teachers=_teachers(ws, cell.objective, sources) if objective.dataset_format.teacher is not None else [],
+        teachers=_teachers(ws, cell.objective, sources, teacher_specs) if objective.dataset_format.teacher is not None else [],
         train_sources=[{"name": name, "size": int(built[name]["rows"]), "columns": columns}
                        for name in sources if name in built],
         metrics=rows,

@@ -29,7 +29,7 @@ def constant_score_level(objective: str, dataset_folder: str | Path, loss_args: 
 
     Args:
         objective: The registry name of the objective.
-        dataset_folder: A folder written by :func:`st_distill.data.builder.save_dataset`
+        dataset_folder: A folder written by :func:`st_distill.dataset.save_dataset`
             (``dataset.arrow`` in it); only its label columns are read. Not read for ``bce``, whose
             level is ``ln 2`` whatever the data.
         loss_args: The loss arguments the cell trained with (registry defaults where absent).

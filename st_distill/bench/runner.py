@@ -72,7 +72,7 @@ from st_distill.bench.plan import (
 )
 from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim
 from st_distill.data.download import fetch_beir
-from st_distill.data.builder import load_built_dataset
+from st_distill.dataset import load_built_dataset
 from st_distill.io import read_json, write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
@@ -289,7 +289,7 @@ class Runner:
         """Writes ``model/README.md`` of a cell whose ``metrics.json`` holds ``metrics``."""
         step0 = self.step0_of(cell)
         facts = cell_facts(model, self.ws, cell, settings, metrics, [s.name for s in self.config.train_sources], self.config.eval.metrics,
-                           self.ws.step0(step0.key) if step0 is not None else None)
+                           self.ws.step0(step0.key) if step0 is not None else None, [m.model for m in self.config.teacher.models])
         write_card(model, folder.model, facts)
 
     def write_record(self) -> None:
