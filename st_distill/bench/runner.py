@@ -63,19 +63,24 @@ from typing import Any
 
 from st_distill.bench.cards import cell_facts, has_card, write_card
 from st_distill.bench.config import BenchConfig
+from st_distill.bench.curves import LearningCurve
 from st_distill.bench.phases.build import build_phase, check_built
 from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics, step0_metrics
-from st_distill.bench.phases.sources import Loaded, load_collection
+from st_distill.bench.phases.sources import load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import (
     Cell, CellSettings, Step0Settings, cell_settings, check_plan, inputs_of, plan_cells, select_shard, step0_plan,
 )
+from st_distill.bench.report import write_report
 from st_distill.bench.workspace import DONE, INPUTS_FILE, SHARED_FOLDERS, CellFolder, Distributed, Workspace, claim
 from st_distill.data.download import fetch_beir
+from st_distill.data.formats import Collection
 from st_distill.dataset import load_built_dataset
 from st_distill.io import read_json, write_json
 from st_distill.logs import progress_enabled
 from st_distill.models import resolve_model
+from st_distill.objectives import get_objective
+from st_distill.training import load_student, make_student, rows_per_batch, sample_pairs, save_student, train_model
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +104,14 @@ class Runner:
         self.dist = Distributed()
         if not self.dist.is_main:  # rank 0 tells the story; the others only warn
             logging.getLogger("st_distill").setLevel(logging.WARNING)
-        self._sources: dict[str, Loaded] | None = None
-        self._suites: dict[str, Loaded] | None = None
+        self._sources: dict[str, Collection] | None = None
+        self._suites: dict[str, Collection] | None = None
         self._teacher_scores: dict | None = None
         self._step0: dict[str, dict[str, list[Step0Settings]]] | None = None
 
     # -- shared inputs, loaded lazily ----------------------------------------------------------------
 
-    def sources(self) -> dict[str, Loaded]:
+    def sources(self) -> dict[str, Collection]:
         if self._sources is None:
             self._sources = {
                 s.name: load_collection(s, self.ws.source(s.name), max(s.depth, self.config.negatives.depth))
@@ -114,7 +119,7 @@ class Runner:
             }
         return self._sources
 
-    def suites(self) -> dict[str, Loaded]:
+    def suites(self) -> dict[str, Collection]:
         if self._suites is None:
             self._suites = {name: load_collection(s, self.ws.suite(name), s.depth) for name, s in self.config.eval.suites.items()}
         return self._suites
@@ -187,7 +192,6 @@ class Runner:
         """Evaluates (once) the untrained student of each backbone and seed of ``cells`` into
         ``step0/<key>/`` (:func:`~st_distill.bench.phases.evaluate.step0_metrics`); a cosine head is
         calibrated on the pairs of its objective's dataset (built first where missing). Rank 0 only."""
-        from st_distill.training import sample_pairs
 
         def calibration(objective: str) -> list[tuple[str, str]]:
             self.build(objective)
@@ -274,7 +278,6 @@ class Runner:
         """Writes the filled model card (:func:`~st_distill.bench.cards.write_card`) of finished cells of
         ``cells`` whose student has none (finished by an older st-distill): their files and ``DONE`` stay
         as they are (``README.md`` is no part of a model's fingerprint). Rank 0 only."""
-        from st_distill.training import load_student
 
         for cell in cells:
             final = self.ws.cell(cell.key)
@@ -395,8 +398,6 @@ class Runner:
 
     def train_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Trains a cell's student on every rank (resuming from ``work/checkpoints``); rank 0 saves it to ``work/model``."""
-        from st_distill.training import make_student, rows_per_batch, sample_pairs, save_student, train_model
-        from st_distill.objectives import get_objective
 
         dataset = load_built_dataset(self.ws.data(cell.objective))
         train, backbone = settings.train, settings.backbone
@@ -409,7 +410,6 @@ class Runner:
         curve = self.config.eval.curve
         callbacks = []
         if curve is not None:
-            from st_distill.bench.curves import LearningCurve
 
             callbacks.append(LearningCurve({name: self.suites()[name] for name in curve.suites} if self.dist.is_main else {},
                                            self.config.eval.metrics, curve.every_pairs,
@@ -429,7 +429,6 @@ class Runner:
 
     def evaluate_cell(self, cell: Cell, settings: CellSettings, work: CellFolder) -> None:
         """Re-ranks the suites with the cell's saved model; writes ``metrics.json`` and ``DONE``."""
-        from st_distill.training import load_student
 
         model = load_student(work.model, max_length=settings.backbone.max_length)
         suites = evaluate_model(model, self.suites(), self.config.eval.metrics, self.config.eval.batch_size, work.runs,
@@ -544,7 +543,6 @@ def run_bench(
     runner = Runner(config)
     counts = runner.run(phase, shard)
     if report and runner.dist.is_main:
-        from st_distill.bench.report import write_report
 
         reported = phase or config.phases[-1].name
         written = write_report(config.output_dir, reported)

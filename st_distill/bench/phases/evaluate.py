@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
-from st_distill.bench.phases.sources import Loaded
 from st_distill.bench.phases.teacher import teacher_models
 from st_distill.bench.plan import Step0Settings
 from st_distill.bench.workspace import Workspace, atomic_folder
-from st_distill.data.formats import Run, read_trec_run, write_trec_run
+from st_distill.data.formats import Collection, Run, read_trec_run, write_trec_run
 from st_distill.evaluation.distillation import fidelity
 from st_distill.evaluation.metrics import Evaluation, evaluate, read_metrics
 from st_distill.evaluation.rerank import rerank_and_measure, top_candidates
@@ -40,7 +39,7 @@ def _suite_metrics(evaluation: Evaluation) -> dict[str, Any]:
 
 
 def evaluate_model(
-    model, suites: dict[str, Loaded], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Workspace | None = None,
+    model, suites: dict[str, Collection], metrics: tuple[str, ...], batch_size: int, runs_dir: Path, ws: Workspace | None = None,
     temperature: float = 1.0,
 ) -> dict[str, Any]:
     """Re-ranks every suite's first-stage run with ``model``; writes the runs; returns the metrics.
@@ -114,7 +113,7 @@ def random_order(run: Run, seed: int = 0) -> Run:
     return shuffled
 
 
-def reference_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Loaded]) -> None:
+def reference_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Collection]) -> None:
     """Evaluates (once) the report's reference rows of each suite, written under ``eval/<suite>/``.
 
     - ``first_stage.json``: the first-stage run, cut to the suite's depth;
@@ -145,20 +144,20 @@ def reference_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Load
             write_json(folder / file, result.aggregate)
 
 
-def _teacher_run(teachers: list, config: BenchConfig, suite: Loaded, folder: Path) -> Run:
+def _teacher_run(teachers: list, config: BenchConfig, suite: Collection, folder: Path) -> Run:
     scores = score_with_teachers(teachers, suite.run, suite.queries, suite.corpus, cache_dir=folder / "teacher", ensemble=config.teacher.ensemble)
     run = scores.to_run()
     write_trec_run(run, folder / "teacher.trec", tag="st-distill-teacher")
     return run
 
 
-def run_metrics(path: Path, suite: Loaded, measures: tuple[str, ...]) -> dict[str, Any]:
+def run_metrics(path: Path, suite: Collection, measures: tuple[str, ...]) -> dict[str, Any]:
     """Metrics of a saved run (a cell's ``runs/<suite>.trec``) on ``suite``: ``{"aggregate", "per_query", "queries"}``."""
     result = evaluate(read_trec_run(path), suite.qrels, measures, rel_level=suite.relevance_level, given_names=True)
     return _suite_metrics(result)
 
 
-def step0_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Loaded], settings: Step0Settings,
+def step0_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Collection], settings: Step0Settings,
                   calibration: Callable[[str], list[tuple[str, str]]]) -> bool:
     """Evaluates (once) the untrained student of ``settings`` into ``step0/<key>/`` (the report's
     step-0 reference): made by :func:`st_distill.training.make_student` as a cell makes it, evaluated
