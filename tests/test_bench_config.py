@@ -63,10 +63,10 @@ def test_packaged_quickstart_is_the_default_and_matches_the_example():
     assert (ROOT / "benchmarks" / "configs" / "quickstart.toml").read_bytes() == QUICKSTART.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["quickstart", "mini", "quickstart-curves", "mini-gpu"])
-def test_example_configs_load(name, shared_data):
+@pytest.mark.parametrize(("name", "cells"), [("quickstart", 6), ("mini", 12), ("mini-relative", 6), ("quickstart-curves", 6), ("mini-gpu", 6)])
+def test_example_configs_load(name, cells, shared_data):
     config = load_config(ROOT / "benchmarks" / "configs" / f"{name}.toml")
-    assert len(plan_cells(config)) == 6 and not config.missing
+    assert len(plan_cells(config)) == cells and not config.missing
 
 
 def test_paper_config_loads_offline_listing_missing_inputs():
@@ -562,9 +562,8 @@ def test_a_backbones_own_train_max_length_is_a_deprecated_spelling_of_its_max_le
 
 def test_train_max_length_from_python_is_a_deprecation_warning(tmp_path):
     """Validated outside load_config (no file to name), the deprecated key warns instead of logging."""
-    import tomllib
-
     from st_distill.bench.config import BenchConfig
+    from st_distill.bench.config.loading import tomllib  # tomli on Python 3.10
 
     path = replace_in(write_config(tmp_path, GOOD_OBJECTIVES), "passages_per_batch = 4\n", "passages_per_batch = 4\nmax_length = 48\n")
     raw = tomllib.loads(path.read_text(encoding="utf-8"))
