@@ -78,7 +78,7 @@ def test_step0_row_reuse_old_folders_curves_and_cards(tmp_path, tiny_model_path,
     assert len(keys) == 2  # the mean head is random: one untrained student per seed
     step0 = [json.loads((out / "step0" / key / "metrics.json").read_text(encoding="utf-8")) for key in keys]
     assert [s["settings"]["seed"] for s in step0] == [0, 1]
-    assert step0[0]["settings"]["backbone"]["head"] == "mean" and step0[0]["settings"]["max_length"] == 64
+    assert step0[0]["settings"]["backbone"]["head"] == "mean" and step0[0]["settings"]["backbone"]["max_length"] == 64
     values = [s["suites"]["dl19"]["aggregate"]["nDCG@10"] for s in step0]
     expected = [independent_ndcg(tiny_model_path, seed) for seed in (0, 1)]
     assert values == pytest.approx(expected, abs=1e-4) and values[0] != pytest.approx(values[1], abs=1e-4)

@@ -232,13 +232,12 @@ def cell_settings(config: BenchConfig, cell: Cell, selected: dict[str, dict[str,
 
 class Step0Settings(BaseModel):
     """Everything that decides the untrained student's evaluation (the report's step-0 reference):
-    the backbone as a cell cuts it, its ``max_length``, the seed of a random head (``None`` for the
-    cosine head, which has no random weight), the dataset whose pairs calibrate a cosine head, and
-    the evaluation suites. ``train_layers`` is left out: freezing changes no score."""
+    the backbone as a cell cuts it (its ``max_length`` included), the seed of a random head (``None``
+    for the cosine head, which has no random weight), the dataset whose pairs calibrate a cosine
+    head, and the evaluation suites. ``train_layers`` is left out: freezing changes no score."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     backbone: BackboneSettings
-    max_length: int | None
     seed: int | None
     calibration: dict[str, Any] | None
     """For ``head = "cosine"``: the objective whose built dataset gives the calibration pairs, with its build settings."""
@@ -286,7 +285,7 @@ def step0_plan(config: BenchConfig, cells: list[Cell], selected: dict[str, dict[
         s = cell_settings(config, cell, (selected or {}).get(phase))
         cosine = s.backbone.head == "cosine"
         step0 = Step0Settings(
-            backbone=s.backbone, max_length=s.backbone.max_length, seed=None if cosine else cell.seed,
+            backbone=s.backbone, seed=None if cosine else cell.seed,
             calibration={"objective": cell.objective, **build_settings(config, cell.objective)} if cosine else None, suites=suites,
         )
         listed = out.setdefault(phase, {}).setdefault(backbone, [])

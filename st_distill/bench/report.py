@@ -280,6 +280,11 @@ def _layout(table: ReportTable) -> list[tuple[str, tuple[str, str]]]:
     return out
 
 
+def _header(kind: str, column: tuple[str, str]) -> str:
+    """A :func:`_layout` column's heading: ``"<suite> <measure>"`` or ``"<suite> share"``."""
+    return f"{column[0]} {column[1]}" if kind == "value" else f"{column[0]} share"
+
+
 def _share_text(share: float | None, latex: bool = False) -> str:
     if share is None:
         return "--" if latex else "–"
@@ -311,7 +316,7 @@ def _share_notes(table: ReportTable) -> list[str]:
 
 
 def _markdown(table: ReportTable, title: str) -> str:
-    head = ["backbone", "objective", *(f"{c[0]} {c[1]}" if kind == "value" else f"{c[0]} share" for kind, c in _layout(table))]
+    head = ["backbone", "objective", *(_header(kind, c) for kind, c in _layout(table))]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label in table.references:
         lines.append(f"| {label} | – | " + " | ".join(_row_texts(table, label=label)) + " |")
@@ -392,8 +397,7 @@ def _latex(table: ReportTable) -> str:
     lines = [
         "\\begin{tabular}{ll" + "r" * len(_layout(table)) + "}",
         "\\toprule",
-        "Backbone & Objective & " + " & ".join(esc(f"{c[0]} {c[1]}" if kind == "value" else f"{c[0]} share")
-                                               for kind, c in _layout(table)) + " \\\\",
+        "Backbone & Objective & " + " & ".join(esc(_header(kind, c)) for kind, c in _layout(table)) + " \\\\",
         "\\midrule",
     ]
     for label in table.references:

@@ -65,7 +65,7 @@ from st_distill.bench.cards import cell_facts, has_card, write_card
 from st_distill.bench.config import BenchConfig
 from st_distill.bench.curves import LearningCurve
 from st_distill.bench.phases.build import build_phase, check_built
-from st_distill.bench.phases.evaluate import evaluate_model, evaluate_mteb_suite, reference_metrics, run_metrics, step0_metrics
+from st_distill.bench.phases.evaluate import add_measures, evaluate_model, evaluate_mteb_suite, reference_metrics, step0_metrics
 from st_distill.bench.phases.sources import load_collection
 from st_distill.bench.phases.teacher import teacher_phase, train_teacher
 from st_distill.bench.plan import (
@@ -261,17 +261,8 @@ class Runner:
             final = self.ws.cell(cell.key)
             if not final.done.is_file():
                 continue
-            metrics = read_json(final.metrics)
-            added: dict[str, None] = {}
-            for name, suite in metrics.get("suites", {}).items():
-                missing = tuple(m for m in self.config.eval.metrics if m not in suite["aggregate"])
-                if missing and name in self.config.eval.suites:
-                    more = run_metrics(final.run(name), self.suites()[name], missing)
-                    suite["aggregate"].update(more["aggregate"])
-                    suite["per_query"].update(more["per_query"])
-                    added.update(dict.fromkeys(missing))
+            added = add_measures(final, read_json(final.metrics), self.suites(), self.config.eval.metrics)
             if added:
-                write_json(final.metrics, metrics)
                 logger.info("cell %s: computed %s from its saved runs", cell.key, ", ".join(added))
 
     def complete_cards(self, cells: list[Cell]) -> None:

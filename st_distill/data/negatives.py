@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from st_distill.data.formats import Qrels, Run, ranked
+from st_distill.data.normalize import normalize_run
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -128,8 +129,8 @@ def denoise_candidates(
     """A run without the candidates that a teacher scores close to, or above, the query's relevant documents.
 
     With sparse labels (MS MARCO's one judged passage per query), many first-stage candidates are
-    relevant but unjudged, so negatives drawn from them are false negatives. Standardising the
-    teacher's scores over the whole run (one mean and standard deviation), a candidate that is not
+    relevant but unjudged, so negatives drawn from them are false negatives. Standardising all of
+    ``teacher``'s scores together (``"global-zscore"``, :func:`st_distill.data.normalize.normalize_run`), a candidate that is not
     judged relevant is dropped when its score is at least ``best - margin``, ``best`` the highest
     score of the query's judged-relevant candidates (RocketQA's denoising, with a teacher score in
     place of a cross-encoder probability). Judged-relevant documents, candidates the teacher did
@@ -154,17 +155,17 @@ def denoise_candidates(
     values = np.array([score for docs in teacher.values() for score in docs.values()], dtype=np.float64)
     if not values.size or not np.isfinite(values).all() or values.std() == 0:
         raise ValueError("teacher scores must be finite and not all equal to denoise candidates")
-    mean, std = values.mean(), values.std()
+    standard = normalize_run(teacher, "global-zscore")
     out: Run = {}
     for qid, docs in run.items():
-        scored = teacher.get(qid, {})
+        scored = standard.get(qid, {})
         judged = relevant(qrels, qid, relevance_threshold)
-        positives = [(scored[d] - mean) / std for d in docs if d in judged and d in scored]
+        positives = [scored[d] for d in docs if d in judged and d in scored]
         if not positives:
             out[qid] = dict(docs)
             continue
         bar = max(positives) - margin
-        out[qid] = {d: s for d, s in docs.items() if d in judged or d not in scored or (scored[d] - mean) / std < bar}
+        out[qid] = {d: s for d, s in docs.items() if d in judged or d not in scored or scored[d] < bar}
     return out
 
 

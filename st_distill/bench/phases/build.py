@@ -66,11 +66,11 @@ def build_objective_dataset(config: BenchConfig, objective: str, n_negatives: in
         elif from_triples:
             kwargs["triples"] = _teacher_triples(t.scores_file, source.queries if spec.max_queries is not None else None)
         else:
-            run = top_k(source.run, config.negatives.depth)
+            window = run = top_k(source.run, config.negatives.depth)
             if entry is not None and entry.denoise is not None:
-                run = denoise_candidates(run, qrels, table_run(scores), entry.denoise, source.relevance_level)
+                run = denoise_candidates(window, qrels, table_run(scores), entry.denoise, source.relevance_level)
                 logger.info("%s from %s: denoised negatives, %d of %d candidates kept", objective, name,
-                            sum(map(len, run.values())), sum(map(len, top_k(source.run, config.negatives.depth).values())))
+                            sum(map(len, run.values())), sum(map(len, window.values())))
             if config.negatives.sampling == "top":
                 kwargs.update(negatives_run=run, negatives_per_query=n, depth=config.negatives.depth, strategy="top")
             else:

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from st_distill.bench.config import BenchConfig, MtebSuite
 from st_distill.bench.phases.teacher import teacher_models
 from st_distill.bench.plan import Step0Settings
-from st_distill.bench.workspace import Workspace, atomic_folder
+from st_distill.bench.workspace import CellFolder, Workspace, atomic_folder
 from st_distill.data.formats import Collection, Run, read_trec_run, write_trec_run
 from st_distill.evaluation.distillation import fidelity
 from st_distill.evaluation.metrics import Evaluation, evaluate, read_metrics
@@ -26,7 +26,7 @@ from st_distill.training import make_student
 logger = logging.getLogger(__name__)
 
 __all__ = ["REFERENCES", "evaluate_model", "run_metrics", "student_fidelity", "evaluate_mteb_suite", "random_order", "reference_metrics",
-           "step0_metrics", "STEP0_LABEL"]
+           "add_measures", "step0_metrics", "STEP0_LABEL"]
 
 #: The label of the untrained student's reference row (``"student at step 0 (<backbone>)"`` with several backbones).
 STEP0_LABEL = "student at step 0"
@@ -157,6 +157,27 @@ def run_metrics(path: Path, suite: Collection, measures: tuple[str, ...]) -> dic
     return _suite_metrics(result)
 
 
+def add_measures(folder: CellFolder, metrics: dict[str, Any], suites: Mapping[str, Collection], measures: tuple[str, ...]) -> tuple[str, ...]:
+    """Adds to a finished folder's ``metrics`` (its ``metrics.json`` content) the ``measures`` it lacks
+    (``eval.metrics`` grew since), computed from its saved re-ranked runs (``runs/<suite>.trec``), and
+    writes them back.
+
+    Returns:
+        The measures added (none: nothing was written).
+    """
+    added: dict[str, None] = {}
+    for name, suite in metrics.get("suites", {}).items():
+        missing = tuple(m for m in measures if m not in suite["aggregate"])
+        if missing and name in suites:
+            more = run_metrics(folder.run(name), suites[name], missing)
+            suite["aggregate"].update(more["aggregate"])
+            suite["per_query"].update(more["per_query"])
+            added.update(dict.fromkeys(missing))
+    if added:
+        write_json(folder.metrics, metrics)
+    return tuple(added)
+
+
 def step0_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Collection], settings: Step0Settings,
                   calibration: Callable[[str], list[tuple[str, str]]]) -> bool:
     """Evaluates (once) the untrained student of ``settings`` into ``step0/<key>/`` (the report's
@@ -182,20 +203,11 @@ def step0_metrics(config: BenchConfig, ws: Workspace, suites: dict[str, Collecti
         metrics = read_json(folder.metrics)
         if metrics.get("settings") != settings.record():
             raise ValueError(f"{folder.metrics}: records other settings than its key {settings.key} stands for; delete {folder.path}")
-        added = False
-        for name, suite in metrics["suites"].items():
-            missing = tuple(m for m in config.eval.metrics if m not in suite["aggregate"])
-            if missing and name in suites:
-                more = run_metrics(folder.run(name), suites[name], missing)
-                suite["aggregate"].update(more["aggregate"])
-                suite["per_query"].update(more["per_query"])
-                added = True
-        if added:
-            write_json(folder.metrics, metrics)
+        add_measures(folder, metrics, suites, config.eval.metrics)
         return False
     backbone = settings.backbone
     pairs = calibration(settings.calibration["objective"]) if settings.calibration is not None else None
-    model = make_student(resolve_model(backbone.model), settings.seed or 0, backbone.layers, settings.max_length,
+    model = make_student(resolve_model(backbone.model), settings.seed or 0, backbone.layers, backbone.max_length,
                          head=backbone.head, calibration_pairs=pairs)
     model.eval()
     logger.info("untrained student (%s, seed %s) on %s", backbone.model, settings.seed, ", ".join(suites))
